@@ -1,0 +1,59 @@
+"""The one small interface every backend implements, and what a run gives back."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..spec import RunSpec
+
+COMPLETED = "completed"
+FAILED = "failed"
+TIMED_OUT = "timed_out"
+STOPPED = "stopped"
+
+
+@dataclass
+class RunResult:
+    status: str  # one of COMPLETED, FAILED, TIMED_OUT, STOPPED
+    artifact_dir: Path
+    log_path: Path
+    model_dir: Path
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    metric_series: dict[str, list[float]] = field(default_factory=dict)
+    failure_reason: str = ""
+    exit_code: int | None = None
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    backend: str = "local"
+    instance_type: str = "local"
+    job_name: str = ""
+    billable_seconds: float | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return max(0.0, self.ended_at - self.started_at)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == COMPLETED
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["duration_s"] = self.duration_s
+        return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
+
+
+class Handle(Protocol):
+    """Whatever a backend needs to wait for or stop one submitted run."""
+
+
+class Backend(Protocol):
+    name: str
+
+    def submit(self, run: RunSpec, attempt_dir: Path) -> Handle: ...
+
+    def wait(self, handle: Handle) -> RunResult: ...
+
+    def stop(self, handle: Handle) -> None: ...

@@ -1,0 +1,56 @@
+"""The `sm-pytest` command: helpers around the plugin that are not test runs."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def fetch_mnist(target: Path) -> list[Path]:
+    """Download the full MNIST with torchvision's downloader (needs internet access) and lay
+    it out as the four .gz IDX files train.py reads, like the bundled sample."""
+    try:
+        from torchvision.datasets import MNIST
+    except ImportError:
+        raise SystemExit("fetch-mnist needs torchvision: pip install 'sm-pytest[mnist]'") from None
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        for train in (True, False):
+            MNIST(scratch, train=train, download=True)
+        raw = Path(scratch) / "MNIST" / "raw"
+        written = []
+        for name in _MNIST_FILES:
+            source, destination = raw / name, target / f"{name}.gz"
+            with open(source, "rb") as src, gzip.GzipFile(destination, "wb", mtime=0) as dst:
+                shutil.copyfileobj(src, dst)
+            written.append(destination)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sm-pytest", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    fetch = commands.add_parser("fetch-mnist", help="download the full MNIST (needs internet)")
+    fetch.add_argument("target", type=Path, nargs="?", default=Path("data/mnist"),
+                       help="folder to write the four .gz files to (default: data/mnist)")
+    args = parser.parse_args(argv)
+    if args.command == "fetch-mnist":
+        try:
+            for path in fetch_mnist(args.target):
+                print(path)
+        except (OSError, RuntimeError) as exc:
+            print(f"sm-pytest fetch-mnist: download failed: {exc}", file=sys.stderr)
+            return 1
+        print(f"point an experiment at it with  inputs: {{training: {args.target}}}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The per-run record: a JSON-able dict that travels from pytest-xdist workers to the
+controller on the test report, and feeds the tracker and the summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .backends.base import RunResult
+from .spec import RunSpec
+from .thresholds import Verdict
+
+
+def build(run: RunSpec, order: int, result: RunResult, verdict: str,
+          verdicts: list[Verdict]) -> dict[str, Any]:
+    return {
+        "experiment": run.experiment,
+        "description": run.description,
+        "path": str(run.path),
+        "run_id": run.run_id,
+        "name": run.name,
+        "order": order,
+        "hyperparameters": run.hyperparameters,
+        "swept": run.swept,
+        "status": result.status,
+        "verdict": verdict,
+        "checks": [{"metric": v.threshold.metric, "threshold": v.threshold.text,
+                    "actual": v.actual, "passed": v.passed} for v in verdicts],
+        "final_metrics": result.final_metrics,
+        "metric_series": result.metric_series,
+        "failure_reason": result.failure_reason,
+        "backend": result.backend,
+        "instance_type": result.instance_type,
+        "job_name": result.job_name,
+        "started_at": result.started_at,
+        "ended_at": result.ended_at,
+        "duration_s": result.duration_s,
+        "artifact_dir": str(result.artifact_dir),
+        "log_path": str(result.log_path),
+        "model_dir": str(result.model_dir),
+    }
+
+
+def junit_properties(rec: dict[str, Any]) -> list[tuple[str, str]]:
+    props = [("sm.status", rec["status"]), ("sm.verdict", rec["verdict"]),
+             ("sm.artifacts", rec["artifact_dir"]), ("sm.duration_s", f"{rec['duration_s']:.2f}")]
+    props += [(f"sm.metric.{name}", repr(value)) for name, value in rec["final_metrics"].items()]
+    for check in rec["checks"]:
+        outcome = "pass" if check["passed"] else "fail"
+        props.append((f"sm.check.{check['metric']}", f"{check['threshold']} -> {outcome}"))
+    return props

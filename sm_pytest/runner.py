@@ -1,0 +1,32 @@
+"""One run from RunSpec to a RunResult on disk: attempt folder, backend, result files."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from .artifacts import new_attempt_dir, write_json_atomic, write_text_atomic
+from .backends.base import Backend, RunResult
+from .spec import RunSpec
+
+
+def execute(run: RunSpec, backend: Backend, artifacts_root: Path) -> RunResult:
+    attempt_dir = new_attempt_dir(artifacts_root, run.experiment, run.run_id)
+    handle = backend.submit(run, attempt_dir)
+    result = backend.wait(handle)
+    save(result)
+    return result
+
+
+def save(result: RunResult) -> None:
+    """Write what a run produced, before anything can judge it, so no result is lost."""
+    if result.failure_reason:
+        write_text_atomic(result.artifact_dir / "failure", result.failure_reason + "\n")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["metric", "step", "value"])
+    for name, values in result.metric_series.items():
+        writer.writerows([name, step, value] for step, value in enumerate(values))
+    write_text_atomic(result.artifact_dir / "metrics.csv", buffer.getvalue())
+    write_json_atomic(result.artifact_dir / "result.json", result.to_json())

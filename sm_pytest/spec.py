@@ -1,0 +1,306 @@
+"""Experiment files: schema, validation, `base:` merging and matrix/zip expansion.
+
+One YAML file becomes an ordered list of fully resolved RunSpecs. Order and ids are
+deterministic because pytest-xdist requires every worker to collect the same items in the
+same order. Every mistake is raised as a YamlError naming the file, the line and what to do.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import thresholds, yamlsafe
+from .metrics import MetricDefinition, regex_problem
+from .yamlsafe import Located, YamlError
+
+DEFAULT_ENTRY_POINT = "train.py"
+DEFAULT_SOURCE_DIR = "src"
+DEFAULT_MAX_RUN = 24 * 3600  # SageMaker's default MaxRuntimeInSeconds
+
+# key -> (accepted python types, what to write)
+_COMMON_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "description": ((str,), "a one-line string"),
+    "entry_point": ((str,), "the training script's file name inside source_dir, e.g. train.py"),
+    "source_dir": ((str,), "the folder holding the training code, e.g. src"),
+    "hyperparameters": ((dict,), "a mapping of hyperparameter name to value"),
+    "metric_definitions": ((list,), "a list of {Name: ..., Regex: ...} mappings"),
+    "inputs": ((dict,), "a mapping of channel name to a local folder or an s3:// URI"),
+    "max_run": ((int,), "the time limit of one run in seconds, e.g. 3600"),
+    "sagemaker": ((dict,), "a mapping of SageMaker settings, e.g. {instance_type: ml.m5.xlarge}"),
+}
+BASE_KEYS = dict(_COMMON_KEYS)
+EXPERIMENT_KEYS = {
+    **_COMMON_KEYS,
+    "base": ((str,), "the path of a config file with defaults, e.g. config/mnist.yaml"),
+    "matrix": ((dict,), "a mapping of hyperparameter name to a list of values (cartesian)"),
+    "zip": ((dict,), "a mapping of hyperparameter name to equally long lists (paired)"),
+    "expect": ((dict,), "a mapping of metric name to a threshold such as '>= 0.95'"),
+    "marks": ((list,), "a list of pytest marker names, e.g. [sweep, slow]"),
+}
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_MARK = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CHANNEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One fully resolved training run: what the backends execute and the checks judge."""
+
+    experiment: str
+    run_id: str  # "" for an experiment without a matrix, else e.g. "lr=0.1"
+    path: Path
+    line: int
+    description: str
+    source_dir: Path
+    entry_point: str
+    hyperparameters: dict[str, Any]
+    swept: dict[str, Any]
+    inputs: dict[str, str]
+    metric_definitions: tuple[MetricDefinition, ...]
+    expect: tuple[thresholds.Threshold, ...]
+    marks: tuple[str, ...]
+    max_run: int
+    sagemaker: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The pytest item name: `baseline` or `lr_sweep[lr=0.1]`."""
+        return f"{self.experiment}[{self.run_id}]" if self.run_id else self.experiment
+
+
+def _suggest(key: str, known: dict) -> str:
+    close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return "known keys are " + ", ".join(sorted(known))
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "an integer", float: "a number", type(None): "empty"}.get(type(value),
+                                                                          type(value).__name__)
+
+
+def _check_keys(doc: Located, schema: dict, what: str) -> dict:
+    value = doc.value
+    if value is None:
+        raise YamlError(doc.path, None, f"the {what} is empty; see README.md for an example")
+    if not isinstance(value, dict):
+        raise doc.error((), f"the {what} must be a mapping of keys to values, not"
+                            f" {_type_name(value)}")
+    for key, item in value.items():
+        if key not in schema:
+            raise doc.error((key,), f"unknown key {key!r}: {_suggest(key, schema)}")
+        types, hint = schema[key]
+        if isinstance(item, bool) or not isinstance(item, types):
+            raise doc.error((key,), f"{key!r} must be {hint}, not {_type_name(item)}")
+    return value
+
+
+def _check_hyperparameters(doc: Located, key_path: tuple, hps: dict) -> None:
+    for name, value in hps.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise doc.error((*key_path, name), f"hyperparameter name {name!r} is not usable as"
+                            " a command-line option; use letters, digits, '_', '-' and '.'")
+        if isinstance(value, (dict, list)) and key_path[0] == "hyperparameters":
+            continue  # passed through as the toolkit does (a=1,b=2 / list repr)
+        if value is not None and not isinstance(value, (str, int, float, bool, dict, list)):
+            raise doc.error((*key_path, name), f"hyperparameter {name!r} has an unsupported"
+                            f" value of type {type(value).__name__}; quote it as a string")
+
+
+def _metric_definitions(doc: Located, raw: list) -> dict[str, MetricDefinition]:
+    found: dict[str, MetricDefinition] = {}
+    for i, item in enumerate(raw):
+        where = ("metric_definitions", i)
+        if not isinstance(item, dict) or set(item) != {"Name", "Regex"}:
+            raise doc.error(where, "each metric definition must be a mapping with exactly the"
+                            " keys Name and Regex, e.g. {Name: test_accuracy, Regex:"
+                            " 'test_accuracy=([0-9.]+)'}")
+        name, regex = item["Name"], item["Regex"]
+        if not isinstance(name, str) or not isinstance(regex, str):
+            raise doc.error(where, "Name and Regex of a metric definition must be strings")
+        problem = regex_problem(regex)
+        if problem:
+            raise doc.error((*where, "Regex"), f"the Regex of metric {name!r} is unusable: "
+                            f"{problem}")
+        found[name] = MetricDefinition(name, regex)
+    return found
+
+
+def _inputs(doc: Located, raw: dict, rootdir: Path) -> dict[str, str]:
+    resolved = {}
+    for channel, location in raw.items():
+        if not isinstance(channel, str) or not _CHANNEL.match(channel):
+            raise doc.error(("inputs", channel), f"channel name {channel!r} is invalid; use"
+                            " letters, digits, '_' and '-', e.g. training")
+        if not isinstance(location, str) or not location:
+            raise doc.error(("inputs", channel), f"input {channel!r} must be a local folder or"
+                            " an s3:// URI")
+        if location.startswith("s3://"):
+            resolved[channel] = location
+            continue
+        folder = (rootdir / location).resolve()
+        if not folder.is_dir():
+            raise doc.error(("inputs", channel), f"input {channel!r}: folder {folder} does not"
+                            " exist; fix the path (relative to the project root) or use s3://")
+        resolved[channel] = str(folder)
+    return resolved
+
+
+def _load_base(doc: Located, rootdir: Path) -> tuple[Located | None, dict]:
+    base_ref = doc.value.get("base")
+    if base_ref is None:
+        return None, {}
+    candidates = [rootdir / base_ref, doc.path.parent / base_ref]
+    for candidate in candidates:
+        if candidate.is_file():
+            base = yamlsafe.load(candidate)
+            return base, _check_keys(base, BASE_KEYS, "config file")
+    raise doc.error(("base",), f"base config {base_ref!r} was not found (looked in "
+                    f"{rootdir} and {doc.path.parent}); fix the path or remove 'base'")
+
+
+def _axes(doc: Located, raw: dict) -> list[tuple[str, list]]:
+    axes: list[tuple[str, list]] = []
+    for section in ("matrix", "zip"):
+        block = raw.get(section)
+        if block is None:
+            continue
+        if not block:
+            raise doc.error((section,), f"{section!r} is empty; give it at least one"
+                            " hyperparameter with a list of values, or remove it")
+        lengths = set()
+        for name, values in block.items():
+            where = (section, name)
+            if not isinstance(values, list):
+                raise doc.error(where, f"{section} axis {name!r} must be a list of values,"
+                                f" e.g. {name}: [0.1, 0.01]; got {_type_name(values)}")
+            if not values:
+                raise doc.error(where, f"{section} axis {name!r} is empty; give it at least"
+                                " one value")
+            for i, value in enumerate(values):
+                if isinstance(value, (dict, list)) or value is None:
+                    raise doc.error((*where, i), f"{section} axis {name!r} holds"
+                                    f" {_type_name(value)}; axis values must be plain"
+                                    " strings, numbers or booleans")
+            labels = [_label(v) for v in values]
+            for i, label in enumerate(labels):
+                if label in labels[:i]:
+                    raise doc.error((*where, i), f"{section} axis {name!r} repeats the"
+                                    f" value {values[i]!r}; each value must appear once")
+            if any(name == other for other, _ in axes):
+                raise doc.error(where, f"{name!r} is swept in both 'matrix' and 'zip'; keep"
+                                " it in one of them")
+            _check_hyperparameters(doc, where[:1], {name: None})
+            lengths.add(len(values))
+            axes.append((name, values))
+        if section == "zip" and len(lengths) > 1:
+            detail = ", ".join(f"{n}: {len(v)}" for n, v in axes if n in block)
+            raise doc.error(("zip",), f"zip axes must have equally long lists ({detail});"
+                            " use 'matrix' for a cartesian product")
+    return axes
+
+
+def _label(value: Any) -> str:
+    return str(value)
+
+
+def _expand(raw: dict, axes: list[tuple[str, list]]) -> list[dict[str, Any]]:
+    matrix_axes = [(n, v) for n, v in axes if n in (raw.get("matrix") or {})]
+    zip_axes = [(n, v) for n, v in axes if n in (raw.get("zip") or {})]
+    factors: list[list[dict[str, Any]]] = [
+        [{name: value} for value in values] for name, values in matrix_axes
+    ]
+    if zip_axes:
+        length = len(zip_axes[0][1])
+        factors.append([{n: v[i] for n, v in zip_axes} for i in range(length)])
+    combos = []
+    for parts in itertools.product(*factors):
+        combo: dict[str, Any] = {}
+        for part in parts:
+            combo.update(part)
+        combos.append(combo)
+    return combos
+
+
+def load_experiment(path: Path, rootdir: Path) -> list[RunSpec]:
+    """Read, validate and expand one experiment file into its runs."""
+    doc = yamlsafe.load(path)
+    raw = _check_keys(doc, EXPERIMENT_KEYS, "experiment file")
+    base_doc, base = _load_base(doc, rootdir)
+
+    for source, values in ((base_doc, base), (doc, raw)):
+        if source is not None and "hyperparameters" in values:
+            _check_hyperparameters(source, ("hyperparameters",), values["hyperparameters"])
+
+    definitions: dict[str, MetricDefinition] = {}
+    inputs: dict[str, str] = {}
+    for source, values in ((base_doc, base), (doc, raw)):
+        if source is None:
+            continue
+        definitions.update(_metric_definitions(source, values.get("metric_definitions", [])))
+        inputs.update(_inputs(source, values.get("inputs", {}), rootdir))
+
+    expect: list[thresholds.Threshold] = []
+    for metric, text in (raw.get("expect") or {}).items():
+        try:
+            threshold = thresholds.parse(metric, text)
+        except thresholds.ThresholdSyntaxError as exc:
+            raise doc.error(("expect", metric), str(exc)) from None
+        if metric not in definitions:
+            known = ", ".join(sorted(definitions)) or "none are defined"
+            raise doc.error(("expect", metric), f"no metric definition produces {metric!r}"
+                            f" (defined: {known}); add it to metric_definitions or fix the name")
+        expect.append(threshold)
+
+    marks = raw.get("marks") or []
+    for i, mark in enumerate(marks):
+        if not isinstance(mark, str) or not _MARK.match(mark):
+            raise doc.error(("marks", i), f"mark {mark!r} is not a valid pytest marker name;"
+                            " use a plain identifier such as sweep")
+
+    max_run = raw.get("max_run", base.get("max_run", DEFAULT_MAX_RUN))
+    for source, values in ((doc, raw), (base_doc, base)):
+        if source is not None and "max_run" in values and values["max_run"] <= 0:
+            raise source.error(("max_run",), "max_run must be a positive number of seconds")
+
+    source_dir = (rootdir / raw.get("source_dir", base.get("source_dir", DEFAULT_SOURCE_DIR)))
+    entry_point = raw.get("entry_point", base.get("entry_point", DEFAULT_ENTRY_POINT))
+    if not (source_dir / entry_point).is_file():
+        key = "entry_point" if "entry_point" in raw else "source_dir"
+        raise doc.error((key,), f"the entry point {source_dir / entry_point} does not exist;"
+                        " set 'source_dir' and 'entry_point' to your training script")
+
+    hyperparameters = {**base.get("hyperparameters", {}), **raw.get("hyperparameters", {})}
+    sagemaker = {**base.get("sagemaker", {}), **raw.get("sagemaker", {})}
+    axes = _axes(doc, raw)
+    experiment = path.stem
+    runs = []
+    for swept in _expand(raw, axes):
+        run_id = ",".join(f"{name}={_label(value)}" for name, value in swept.items())
+        runs.append(
+            RunSpec(
+                experiment=experiment,
+                run_id=run_id,
+                path=path,
+                line=doc.line_of(("matrix",)) or doc.line_of(("zip",)) or 1,
+                description=raw.get("description", base.get("description", "")),
+                source_dir=source_dir.resolve(),
+                entry_point=entry_point,
+                hyperparameters={**hyperparameters, **swept},
+                swept=swept,
+                inputs=inputs,
+                metric_definitions=tuple(definitions.values()),
+                expect=tuple(expect),
+                marks=tuple(marks),
+                max_run=max_run,
+                sagemaker=sagemaker,
+            )
+        )
+    return runs

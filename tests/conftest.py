@@ -1,0 +1,82 @@
+"""Shared scaffolding: a throw-away project laid out like a user's, driven through pytester."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+# A stand-in for a real training script: it follows the container contract (SM_* paths,
+# --key value hyperparameters) and prints metric lines, but trains nothing, so it is fast.
+FAKE_TRAIN = '''
+import argparse, json, os, sys, time
+parser = argparse.ArgumentParser()
+parser.add_argument("--accuracy", type=float, default=0.97)
+parser.add_argument("--loss", type=float, default=0.1)
+parser.add_argument("--epochs", type=int, default=2)
+parser.add_argument("--sleep", type=float, default=0.0)
+parser.add_argument("--crash", default="")
+args, _ = parser.parse_known_args()
+print("starting", sys.argv[1:], flush=True)
+for epoch in range(1, args.epochs + 1):
+    late = args.epochs - epoch
+    print(f"epoch={epoch} loss={args.loss * (late + 1):.4f} "
+          f"accuracy={args.accuracy - 0.01 * late:.4f}", flush=True)
+time.sleep(args.sleep)
+if args.crash:
+    with open(os.path.join(os.environ["SM_OUTPUT_DIR"], "failure"), "w") as failure:
+        failure.write(args.crash)
+    sys.exit(3)
+with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w") as model:
+    model.write("trained")
+'''
+
+BASE_CONFIG = """
+source_dir: src
+entry_point: train.py
+inputs:
+  training: data
+hyperparameters:
+  epochs: 2
+max_run: 60
+metric_definitions:
+  - {Name: loss, Regex: 'loss=([0-9.]+)'}
+  - {Name: accuracy, Regex: 'accuracy=([0-9.]+)'}
+"""
+
+
+class Project:
+    """A user's repository in pytester's temporary folder."""
+
+    def __init__(self, pytester: pytest.Pytester):
+        self.pytester = pytester
+        self.root = pytester.path
+        (self.root / "src").mkdir()
+        (self.root / "src" / "train.py").write_text(FAKE_TRAIN)
+        (self.root / "data").mkdir()
+        (self.root / "data" / "sample.txt").write_text("data")
+        (self.root / "config").mkdir()
+        (self.root / "config" / "base.yaml").write_text(BASE_CONFIG)
+        (self.root / "experiments").mkdir()
+        pytester.makeini("[pytest]\n")
+
+    def experiment(self, name: str, body: str) -> None:
+        (self.root / "experiments" / f"{name}.yaml").write_text(textwrap.dedent(body))
+
+    def run(self, *args: str) -> pytest.RunResult:
+        return self.pytester.runpytest("experiments", "-p", "no:cacheprovider", *args)
+
+    def run_subprocess(self, *args: str) -> pytest.RunResult:
+        return self.pytester.runpytest_subprocess("experiments", "-p", "no:cacheprovider",
+                                                  *args)
+
+    @property
+    def artifacts(self):
+        return self.root / "sm-artifacts"
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> Project:
+    return Project(pytester)
