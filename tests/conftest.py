@@ -47,6 +47,10 @@ metric_definitions:
 """
 
 
+# The outer test session has imported sm_pytest already; pytester's inner sessions would warn.
+INI = "[pytest]\nfilterwarnings = ignore::pytest.PytestAssertRewriteWarning\n"
+
+
 class Project:
     """A user's repository in pytester's temporary folder."""
 
@@ -60,7 +64,7 @@ class Project:
         (self.root / "config").mkdir()
         (self.root / "config" / "base.yaml").write_text(BASE_CONFIG)
         (self.root / "experiments").mkdir()
-        pytester.makeini("[pytest]\n")
+        pytester.makeini(INI)
 
     def experiment(self, name: str, body: str) -> None:
         (self.root / "experiments" / f"{name}.yaml").write_text(textwrap.dedent(body))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from conftest import INI
+
 SWEEP = """
     base: config/base.yaml
     matrix:
@@ -110,7 +112,7 @@ def test_yaml_outside_experiment_folders_is_ignored(project):
 
 
 def test_experiment_folders_are_configurable(project):
-    project.pytester.makeini("[pytest]\nsm_experiment_paths = gates\n")
+    project.pytester.makeini(INI + "sm_experiment_paths = gates\n")
     (project.root / "gates").mkdir()
     (project.root / "gates" / "nightly.yaml").write_text(BASELINE.replace("\n    ", "\n"))
     project.experiment("baseline", BASELINE)
