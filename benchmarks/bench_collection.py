@@ -21,8 +21,9 @@ def main() -> None:
     root = make_project()
     try:
         axis = "[" + ", ".join(str(i) for i in range(10)) + "]"
-        write_experiment(root, "grid", f"base: config/base.yaml\nmatrix:\n  a: {axis}\n"
-                                       f"  b: {axis}\n  c: {axis}\nexpect: {{accuracy: '>= 0.9'}}\n")
+        body = (f"base: config/base.yaml\nmatrix:\n  a: {axis}\n  b: {axis}\n  c: {axis}\n"
+                "expect: {accuracy: '>= 0.9'}\n")
+        write_experiment(root, "grid", body)
         (root / "empty").mkdir()
         command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p",
                    "no:cacheprovider"]

@@ -27,7 +27,8 @@ print(json.dumps({"seconds": elapsed, "heavy": seen}))
 def measure(module: str, repeats: int = 5) -> tuple[float, list[str]]:
     times, heavy = [], []
     for _ in range(repeats):
-        out = subprocess.run([sys.executable, "-c", PROBE.replace("MODULE", module).replace("HEAVY", repr(HEAVY))],
+        probe = PROBE.replace("MODULE", module).replace("HEAVY", repr(HEAVY))
+        out = subprocess.run([sys.executable, "-c", probe],
                              capture_output=True, text=True, check=True).stdout
         data = json.loads(out)
         times.append(data["seconds"])

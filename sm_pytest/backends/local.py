@@ -95,15 +95,17 @@ class LocalBackend:
             instance_type="local",
             region="",
         )
-        tree = contract.prepare_container_tree(job, root=attempt_dir)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
-        env.update(tree.env)
+        try:
+            tree = contract.prepare_container_tree(job, root=attempt_dir)
+        except (OSError, ValueError) as exc:
+            raise RunSetupError(f"{run.path}: cannot prepare the run: {exc}") from None
+        env = tree.process_env()
         env["PYTHONUNBUFFERED"] = "1"  # the log must stream live, line by line
         write_json_atomic(attempt_dir / "hyperparameters.json", run.hyperparameters)
         write_json_atomic(
             attempt_dir / "command.json",
-            {"argv": tree.command, "cwd": str(tree.code_dir),
-             "env": {k: v for k, v in tree.env.items()}, "max_run": run.max_run},
+            {"argv": tree.command, "cwd": str(tree.code_dir), "env": tree.env,
+             "max_run": run.max_run},
         )
         log_path = attempt_dir / "train.log"
         prefix = f"[{run.name}] "
@@ -146,6 +148,9 @@ class LocalBackend:
             handle.reader.join(timeout=5)
             raise
         handle.reader.join(timeout=30)
+        if status != TIMED_OUT:
+            # success/failure files exactly as the toolkit leaves them after the script
+            handle.tree.record_exit(handle.process.returncode)
         if status == FAILED:
             reason = self._failure_reason(handle)
         return self._result(handle, status, reason)
@@ -163,10 +168,8 @@ class LocalBackend:
             exit_text = f"killed by signal {signal.Signals(-code).name}"
         else:
             exit_text = f"exit code {code}"
-        if written:
-            # The script's own reason first: a traceback's last line says the most.
-            return f"{written}\n({exit_text})"
-        return f"the script ended with {exit_text} and wrote no failure file"
+        # The script's own reason, else the toolkit's message that record_exit wrote.
+        return f"{written}\n({exit_text})" if written else exit_text
 
     def _result(self, handle: LocalHandle, status: str, reason: str) -> RunResult:
         with open(handle.log_path, encoding="utf-8", errors="replace") as log:
