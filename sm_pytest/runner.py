@@ -11,12 +11,21 @@ from .backends.base import Backend, RunResult
 from .spec import RunSpec
 
 
-def execute(run: RunSpec, backend: Backend, artifacts_root: Path) -> RunResult:
+def submit(run: RunSpec, backend: Backend, artifacts_root: Path):
+    """Start a run in a fresh attempt folder; returns the backend's handle."""
     attempt_dir = new_attempt_dir(artifacts_root, run.experiment, run.run_id)
-    handle = backend.submit(run, attempt_dir)
+    return backend.submit(run, attempt_dir)
+
+
+def finish(backend: Backend, handle) -> RunResult:
+    """Wait for a submitted run and save what it produced."""
     result = backend.wait(handle)
     save(result)
     return result
+
+
+def execute(run: RunSpec, backend: Backend, artifacts_root: Path) -> RunResult:
+    return finish(backend, submit(run, backend, artifacts_root))
 
 
 def save(result: RunResult) -> None:

@@ -9,6 +9,8 @@ from .artifacts import write_text_atomic
 
 _LEADING = ["experiment", "run", "status", "verdict"]
 _TRAILING = ["duration_s", "artifacts"]
+# Shown only when a run went to SageMaker.
+_JOB_COLUMNS = ["job", "instance", "billable_s", "spot_saving"]
 
 
 def frame(records: list[dict[str, Any]]):
@@ -27,9 +29,13 @@ def frame(records: list[dict[str, Any]]):
         row.update({name: rec["final_metrics"].get(name) for name in metrics})
         row["duration_s"] = round(rec["duration_s"], 1)
         row["artifacts"] = rec["artifact_dir"]
+        row.update(job=rec["job_name"], instance=rec["instance_type"],
+                   billable_s=rec.get("billable_seconds"), spot_saving=rec.get("spot_saving"))
         rows.append(row)
+    on_sagemaker = any(rec["backend"] == "sagemaker" for rec in records)
     columns = _LEADING + [s for s in swept if s not in _LEADING] + [
-        m for m in metrics if m not in swept and m not in _LEADING] + _TRAILING
+        m for m in metrics if m not in swept and m not in _LEADING] + _TRAILING[:1] + (
+        _JOB_COLUMNS if on_sagemaker else []) + _TRAILING[1:]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -30,6 +30,15 @@ class RunResult:
     instance_type: str = "local"
     job_name: str = ""
     billable_seconds: float | None = None
+    training_seconds: float | None = None
+    spot: bool = False
+
+    @property
+    def spot_saving(self) -> float | None:
+        """1 - billable / training time, SageMaker's own measure of what spot saved."""
+        if not self.spot or not self.billable_seconds or not self.training_seconds:
+            return None
+        return 1.0 - self.billable_seconds / self.training_seconds
 
     @property
     def duration_s(self) -> float:
@@ -42,6 +51,7 @@ class RunResult:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["duration_s"] = self.duration_s
+        data["spot_saving"] = self.spot_saving
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
 
 
