@@ -26,6 +26,7 @@ def make_project() -> Path:
     (root / "src").mkdir()
     (root / "src" / "train.py").write_text(TRIVIAL_TRAIN)
     (root / "data").mkdir()
+    (root / "data" / "sample.txt").write_text("data")
     (root / "config").mkdir()
     (root / "config" / "base.yaml").write_text(CONFIG)
     (root / "experiments").mkdir()

@@ -40,7 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     fetch = commands.add_parser("fetch-mnist", help="download the full MNIST (needs internet)")
     fetch.add_argument("target", type=Path, nargs="?", default=Path("data/mnist"),
                        help="folder to write the four .gz files to (default: data/mnist)")
+    upload = commands.add_parser(
+        "upload-dataset", help="upload a local dataset folder to S3 once, by content hash")
+    upload.add_argument("folder", type=Path, help="the local dataset folder, e.g. data/mnist")
+    upload.add_argument("--bucket", required=True, help="the S3 bucket")
+    upload.add_argument("--prefix", default="sm-pytest", help="key prefix (default: sm-pytest)")
+    upload.add_argument("--region", default=None, help="AWS region (default: AWS config)")
     args = parser.parse_args(argv)
+    if args.command == "upload-dataset":
+        return _upload_dataset(args)
     if args.command == "fetch-mnist":
         try:
             for path in fetch_mnist(args.target):
@@ -49,6 +57,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sm-pytest fetch-mnist: download failed: {exc}", file=sys.stderr)
             return 1
         print(f"point an experiment at it with  inputs: {{training: {args.target}}}")
+    return 0
+
+
+def _upload_dataset(args) -> int:
+    if not args.folder.exists():
+        print(f"sm-pytest upload-dataset: {args.folder} does not exist", file=sys.stderr)
+        return 2
+    try:
+        from .sagemaker.uploads import upload_dataset_command
+    except ImportError:
+        print("upload-dataset needs the SageMaker extra: pip install 'sm-pytest[sagemaker]'",
+              file=sys.stderr)
+        return 2
+    try:
+        uri = upload_dataset_command(args.folder, args.bucket, args.prefix, args.region)
+    except Exception as exc:  # boto3's errors name the bucket and the cause
+        print(f"sm-pytest upload-dataset: {exc}", file=sys.stderr)
+        return 1
+    print(uri)
+    print(f"use it in an experiment:  inputs: {{training: {uri}}}")
     return 0
 
 

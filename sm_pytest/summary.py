@@ -36,7 +36,11 @@ def frame(records: list[dict[str, Any]]):
     columns = _LEADING + [s for s in swept if s not in _LEADING] + [
         m for m in metrics if m not in swept and m not in _LEADING] + _TRAILING[:1] + (
         _JOB_COLUMNS if on_sagemaker else []) + _TRAILING[1:]
-    return pd.DataFrame(rows, columns=columns)
+    df = pd.DataFrame(rows, columns=columns)
+    for column in ("billable_s", "spot_saving"):
+        if column in df:
+            df[column] = pd.to_numeric(df[column])  # None -> NaN, shown blank
+    return df
 
 
 def _union(dicts) -> list[str]:

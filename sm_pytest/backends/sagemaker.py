@@ -1,0 +1,364 @@
+"""Run each RunSpec as a SageMaker Training Job through the v3 SDK (sagemaker-core).
+
+Jobs are launched as soon as they are submitted, up to `max_parallel` at a time; the rest
+wait in a queue. One poller thread describes every job in flight at a sane interval, prints
+one line per status change, and launches queued jobs as slots free up. After a job ends
+(Completed, Failed or Stopped) its CloudWatch logs, model.tar.gz and output.tar.gz are fetched
+into the run's attempt folder, so a failed job leaves the same evidence as a passing one.
+
+Everything AWS is imported here, lazily: this module is only imported with --sm.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..artifacts import write_json_atomic
+from ..metrics import extract, final_values
+from ..safe_tar import UnsafeArchiveError, safe_extract
+from ..sagemaker import request as requests
+from ..sagemaker import uploads
+from ..sagemaker.settings import SageMakerSettings
+from ..spec import RunSpec
+from .base import COMPLETED, FAILED, STOPPED, TIMED_OUT, RunResult
+
+POLL_INTERVAL_S = 15.0
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+_RETRYABLE = {"ThrottlingException", "ResourceLimitExceeded", "Throttling",
+              "TooManyRequestsException"}
+_TERMINAL = {"Completed": COMPLETED, "Failed": FAILED, "Stopped": STOPPED}
+
+
+class LaunchError(Exception):
+    """A job could not be created; phrased for the user."""
+
+
+@dataclass
+class JobHandle:
+    run: RunSpec
+    attempt_dir: Path
+    settings: SageMakerSettings
+    job_name: str
+    request: dict | None = None
+    claimed: bool = False  # taken off the queue: being launched, or launched
+    launched: bool = False
+    stop_requested: bool = False
+    status: str = "Queued"
+    secondary: str = ""
+    describe: dict = field(default_factory=dict)
+    error: str = ""
+    done: threading.Event = field(default_factory=threading.Event)
+    submitted_at: float = field(default_factory=time.time)
+
+
+def backoff_delays(attempts: int = 8, base: float = 1.0, cap: float = 60.0):
+    """Exponential backoff with full jitter (the AWS architecture blog's recommendation)."""
+    for attempt in range(attempts):
+        yield random.uniform(0, min(cap, base * 2**attempt))
+
+
+class SageMakerBackend:
+    name = "sagemaker"
+
+    def __init__(self, *, settings_for: Callable[[RunSpec], SageMakerSettings],
+                 region: str | None, max_parallel: int, token: str,
+                 progress: Callable[[str], None], poll_interval: float = POLL_INTERVAL_S,
+                 experiments=None, sleep: Callable[[float], None] = time.sleep,
+                 tick: Callable[[], None] = lambda: None):
+        import boto3
+
+        self.settings_for = settings_for
+        self.session = boto3.Session(region_name=region)
+        self.region = self.session.region_name
+        self.sm = self.session.client("sagemaker")
+        self.s3 = self.session.client("s3")
+        self.logs = self.session.client("logs")
+        self.max_parallel = max(1, max_parallel)
+        self.token = token
+        self.progress = progress
+        self.poll_interval = poll_interval
+        self.experiments = experiments
+        self.sleep = sleep
+        self.tick = tick  # called on the waiting (main) thread, e.g. to print progress
+        self.handles: list[JobHandle] = []
+        self.stopped: list[str] = []  # names of running jobs this session asked to stop
+        self._queue: list[JobHandle] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._poller = threading.Thread(target=self._poll_loop, name="sm-pytest-poller",
+                                        daemon=True)
+        self._poller.start()
+        # Launching means uploads, an Experiments run and CreateTrainingJob: seconds each over
+        # the network, so jobs are launched side by side, not one after another.
+        self._launcher = ThreadPoolExecutor(max_workers=min(8, self.max_parallel),
+                                            thread_name_prefix="sm-pytest-launch")
+        self._source_lock = threading.Lock()
+        self._source_uris: dict[tuple, str] = {}
+        self._images: dict[tuple, str] = {}
+
+    # -- the Backend interface ------------------------------------------------------------
+
+    def submit(self, run: RunSpec, attempt_dir: Path) -> JobHandle:
+        handle = JobHandle(run, attempt_dir, self.settings_for(run),
+                           requests.job_name(run, f"{self.token}{len(self.handles):03d}"))
+        with self._lock:
+            self.handles.append(handle)
+            self._queue.append(handle)
+        self._wake.set()
+        return handle
+
+    def wait(self, handle: JobHandle) -> RunResult:
+        try:
+            while not handle.done.wait(timeout=0.5):
+                self.tick()
+            self.tick()
+        except BaseException:
+            self.stop_all()
+            raise
+        return self._collect(handle)
+
+    def stop(self, handle: JobHandle) -> None:
+        if handle.stop_requested:
+            return
+        handle.stop_requested = True
+        if handle.launched and not handle.done.is_set():
+            self.stopped.append(handle.job_name)
+            try:
+                self.sm.stop_training_job(TrainingJobName=handle.job_name)
+            except Exception as exc:  # the job may have ended meanwhile
+                self.progress(f"could not stop {handle.job_name}: {exc}\n")
+        elif not handle.launched:
+            handle.status, handle.error = "Stopped", "stopped before it was launched"
+            handle.done.set()
+
+    def stop_all(self) -> None:
+        """Stop every job this session launched that is still running (see `stopped`)."""
+        with self._lock:
+            self._queue.clear()
+            pending = [h for h in self.handles if not h.done.is_set()]
+        for handle in pending:
+            self.stop(handle)
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        self._launcher.shutdown(wait=False, cancel_futures=True)
+
+    # -- launching --------------------------------------------------------------------------
+
+    def _launch(self, handle: JobHandle) -> None:
+        settings, run = handle.settings, handle.run
+        try:
+            source_uri = self._source_uri(run, settings)
+            inputs = uploads.resolve_inputs(self.s3, run.inputs, settings.bucket,
+                                            settings.prefix)
+            experiment_config = None
+            if self.experiments is not None:
+                experiment_config = self.experiments.start_run(run, handle.job_name)
+            request, warnings = requests.build_request(
+                run, settings, job_name=handle.job_name, image_uri=self._image(settings),
+                source_uri=source_uri, inputs=inputs, experiment_config=experiment_config)
+        except Exception as exc:
+            self._fail_before_launch(handle, f"could not prepare the job: {exc}")
+            return
+        for warning in warnings:
+            self.progress(f"warning: {run.name}: {warning}\n")
+        handle.request = request
+        write_json_atomic(handle.attempt_dir / "request.json", request)
+        for delay in [*backoff_delays(), None]:
+            try:
+                self._create(request)
+                break
+            except Exception as exc:
+                code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+                if code in _RETRYABLE and delay is not None:
+                    self.progress(f"{handle.job_name}: {code}, retrying in {delay:.1f} s\n")
+                    self.sleep(delay)
+                    continue
+                self._fail_before_launch(handle, f"CreateTrainingJob failed: {exc}")
+                return
+        handle.launched, handle.status = True, "InProgress"
+        self.progress(f"{handle.job_name}: launched ({run.name}, {settings.instance_type}"
+                      f"{', spot' if settings.spot else ''})\n")
+        self._wake.set()
+
+    def _create(self, request: dict) -> None:
+        from sagemaker.core.resources import TrainingJob
+
+        # Safe from several threads: sagemaker-core builds one client per (session, region)
+        # under its own lock and caches it; boto3 clients are thread-safe.
+        TrainingJob.create(**requests.to_sdk_kwargs(request), session=self.session,
+                           region=self.region)
+
+    def _source_uri(self, run: RunSpec, settings: SageMakerSettings) -> str:
+        key = (str(run.source_dir), settings.bucket, settings.prefix)
+        with self._source_lock:  # upload each source folder once, not once per thread
+            if key not in self._source_uris:
+                self._source_uris[key] = uploads.upload_source(
+                    self.s3, run.source_dir, settings.bucket, settings.prefix)
+            return self._source_uris[key]
+
+    def _image(self, settings: SageMakerSettings) -> str:
+        key = (settings.framework_version, settings.py_version, settings.instance_type,
+               self.region)
+        if key not in self._images:
+            self._images[key] = requests.image_uri(settings, region=self.region)
+        return self._images[key]
+
+    def _fail_before_launch(self, handle: JobHandle, reason: str) -> None:
+        handle.status, handle.error = "Failed", reason
+        self.progress(f"{handle.run.name}: {reason}\n")
+        handle.done.set()
+
+    # -- polling ------------------------------------------------------------------------------
+
+    def _in_flight(self) -> list[JobHandle]:
+        return [h for h in self.handles if h.claimed and not h.done.is_set()]
+
+    def _poll_loop(self) -> None:
+        while not self._closed:
+            with self._lock:
+                free = self.max_parallel - len(self._in_flight())
+                starting = self._queue[:max(0, free)]
+                del self._queue[:len(starting)]
+                for handle in starting:
+                    handle.claimed = True
+            for handle in starting:
+                self._launcher.submit(self._launch, handle)
+            for handle in self._in_flight():
+                if handle.launched:
+                    self._poll(handle)
+            with self._lock:
+                busy = bool(self._queue) or bool(self._in_flight())
+            self._wake.wait(timeout=self.poll_interval if busy else None)
+            self._wake.clear()
+
+    def _poll(self, handle: JobHandle) -> None:
+        try:
+            describe = self.sm.describe_training_job(TrainingJobName=handle.job_name)
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+            if code not in _RETRYABLE:
+                self.progress(f"{handle.job_name}: describe failed: {exc}\n")
+            return
+        status, secondary = describe["TrainingJobStatus"], describe.get("SecondaryStatus", "")
+        if (status, secondary) != (handle.status, handle.secondary):
+            handle.status, handle.secondary = status, secondary
+            detail = f" / {secondary}" if secondary and secondary != status else ""
+            self.progress(f"{handle.job_name}: {status}{detail}\n")
+        if status in _TERMINAL:
+            handle.describe = describe
+            handle.done.set()
+
+    # -- after the job ------------------------------------------------------------------------
+
+    def _collect(self, handle: JobHandle) -> RunResult:
+        attempt = handle.attempt_dir
+        log_path = attempt / "train.log"
+        describe = handle.describe
+        if describe:
+            write_json_atomic(attempt / "describe.json", describe)
+            self._download_logs(handle.job_name, log_path)
+            refused = self._download_outputs(handle, describe)
+            if refused:
+                handle.status, handle.error = "Failed", refused
+                describe = {**describe, "FailureReason": refused}
+        else:
+            log_path.write_text("")
+        with open(log_path, encoding="utf-8", errors="replace") as log:
+            series = extract(log, handle.run.metric_definitions)
+        final = final_values(series)
+        for metric in describe.get("FinalMetricDataList", []):
+            final[metric["MetricName"]] = float(metric["Value"])
+        status = _TERMINAL.get(handle.status, FAILED)
+        reason = describe.get("FailureReason", "") or handle.error
+        if status == STOPPED and describe.get("SecondaryStatus") == "MaxRuntimeExceeded":
+            # SageMaker ends a job that ran out of time as Stopped / MaxRuntimeExceeded.
+            limit = describe.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+            status = TIMED_OUT
+            reason = f"the job exceeded MaxRuntimeInSeconds ({limit} s) and SageMaker stopped it"
+        elif status == STOPPED and not reason:
+            reason = "the job was stopped"
+        started = _seconds(describe.get("TrainingStartTime")) or handle.submitted_at
+        ended = _seconds(describe.get("TrainingEndTime")) or time.time()
+        result = RunResult(
+            status=status, artifact_dir=attempt, log_path=log_path, model_dir=attempt / "model",
+            final_metrics=final, metric_series=series, failure_reason=reason,
+            started_at=started, ended_at=ended, backend=self.name,
+            instance_type=handle.settings.instance_type, job_name=handle.job_name,
+            billable_seconds=describe.get("BillableTimeInSeconds"),
+            training_seconds=describe.get("TrainingTimeInSeconds"),
+            spot=handle.settings.spot,
+        )
+        if self.experiments is not None and handle.request is not None:
+            self.experiments.finish_run(handle.run, result)
+        return result
+
+    def _download_logs(self, job_name: str, log_path: Path) -> None:
+        lines: list[str] = []
+        try:
+            streams = []
+            kwargs: dict[str, Any] = {"logGroupName": LOG_GROUP,
+                                      "logStreamNamePrefix": f"{job_name}/"}
+            while True:
+                page = self.logs.describe_log_streams(**kwargs)
+                streams += [s["logStreamName"] for s in page.get("logStreams", [])]
+                if not page.get("nextToken"):
+                    break
+                kwargs["nextToken"] = page["nextToken"]
+            for stream in sorted(streams):
+                if len(streams) > 1:
+                    lines.append(f"==> {stream} <==")
+                token = None
+                while True:
+                    kwargs = {"logGroupName": LOG_GROUP, "logStreamName": stream,
+                              "startFromHead": True}
+                    if token:
+                        kwargs["nextToken"] = token
+                    page = self.logs.get_log_events(**kwargs)
+                    lines += [event["message"].rstrip("\n") for event in page["events"]]
+                    if not page["events"] or page.get("nextForwardToken") == token:
+                        break
+                    token = page.get("nextForwardToken")
+        except Exception as exc:
+            lines.append(f"[sm-pytest] could not fetch the CloudWatch logs: {exc}")
+        log_path.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+
+    def _download_outputs(self, handle: JobHandle, describe: dict) -> str:
+        """Fetch and safely extract the job's archives; return why one was refused, if so."""
+        refused = ""
+        output_path = describe.get("OutputDataConfig", {}).get("S3OutputPath", "")
+        base = f"{output_path.rstrip('/')}/{handle.job_name}/output"
+        for archive, folder in (("model.tar.gz", "model"), ("output.tar.gz", "output")):
+            uri = f"{base}/{archive}"
+            if archive == "model.tar.gz":
+                uri = describe.get("ModelArtifacts", {}).get("S3ModelArtifacts") or uri
+            local = handle.attempt_dir / archive
+            bucket, _, key = uri.removeprefix("s3://").partition("/")
+            try:
+                self.s3.download_file(bucket, key, str(local))
+            except Exception:
+                continue  # a job that failed early uploads nothing
+            try:
+                safe_extract(local, handle.attempt_dir / folder)
+            except UnsafeArchiveError as exc:
+                refused = f"refused the job's {archive}, which is unsafe to extract: {exc}"
+                self.progress(f"{handle.job_name}: {refused}\n")
+        return refused
+
+
+def _seconds(value) -> float | None:
+    if value is None:
+        return None
+    if hasattr(value, "timestamp"):
+        return value.timestamp()
+    return float(value)
+

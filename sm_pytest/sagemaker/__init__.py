@@ -1,0 +1,1 @@
+"""The SageMaker path (--sm): settings, requests, uploads, experiments, the emulator."""

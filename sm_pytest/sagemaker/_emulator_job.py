@@ -1,0 +1,680 @@
+"""One emulated training job, run the way a SageMaker training container runs it.
+
+Private to :mod:`sm_pytest.sagemaker.emulator`: the Emulator creates one :class:`JobRunner`
+(a thread) per accepted CreateTrainingJob request. The thread downloads the source and the
+channels from emulated S3, lays out the container tree with :mod:`sm_pytest.contract`, runs
+the program as a subprocess in its own process group, streams its output to emulated
+CloudWatch Logs, uploads model.tar.gz / output.tar.gz and the checkpoints, and keeps the job
+stored by moto (a ``FakeTrainingJob``) up to date, so DescribeTrainingJob shows what a real
+job would show.
+
+Concurrency rule for the stored job: every attribute the describe response may show is
+created in the request thread, before the job thread starts (moto's ``gen_response_object``
+iterates the object's ``__dict__``, and a new attribute appearing meanwhile would break that
+iteration). Afterwards the job thread only *rebinds* attributes, under the Emulator's lock,
+and never mutates a list or dict that a response may be reading (copy, then rebind).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import os
+import re
+import signal
+import subprocess
+import tarfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from moto.core.utils import utcnow
+
+from ..contract import ContainerJob, ContainerTree, decode_hyperparameters, prepare_container_tree
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .emulator import Emulator
+
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+CURRENT_HOST = "algo-1"
+
+# Hyperparameters the contract writes itself from ContainerJob fields; every other key,
+# including unknown sagemaker_* keys (which land in SM_FRAMEWORK_PARAMS), is passed on.
+_FROM_JOB_FIELDS = frozenset(
+    {
+        "sagemaker_program",
+        "sagemaker_submit_directory",
+        "sagemaker_container_log_level",
+        "sagemaker_job_name",
+        "sagemaker_region",
+    }
+)
+
+POLL_SECONDS = 0.05
+MAX_EVENT_BYTES = 256 * 1024 - 26  # CloudWatch: message + 26 bytes per event
+MAX_BATCH_EVENTS = 1000
+MAX_FAILURE_REASON = 1024  # DescribeTrainingJob FailureReason is at most 1024 characters
+
+# Terminal outcomes of one attempt (the process run).
+EXITED, STOPPED, MAX_RUNTIME, MAX_WAIT, INTERRUPTED = (
+    "exited",
+    "stopped",
+    "max_runtime",
+    "max_wait",
+    "interrupted",
+)
+
+
+class JobError(Exception):
+    """The job fails before or outside the program, with this FailureReason."""
+
+    def __init__(self, reason: str, *, container: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.container = container  # the container saw it (so it belongs in the log)
+
+
+@dataclass
+class SpotArm:
+    """One armed spot interruption (Emulator.interrupt_spot)."""
+
+    pattern: str
+    after_checkpoint: bool = True
+    after_seconds: float = 0.0
+
+    def matches(self, job_name: str) -> bool:
+        return job_name == self.pattern or job_name.startswith(self.pattern)
+
+
+@dataclass
+class Attempt:
+    """One run of the program: the first, or a restart after a spot interruption."""
+
+    number: int
+    root: Path
+    tree: ContainerTree | None = None
+    log_stream: str | None = None
+    command: list[str] = field(default_factory=list)
+    pid: int | None = None
+    returncode: int | None = None
+    outcome: str | None = None
+    lines: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"no bucket in {uri!r}")
+    return bucket, key
+
+
+def _safe_relative(rel: str) -> PurePosixPath:
+    """An S3 key remainder as a relative path that stays inside its folder."""
+    path = PurePosixPath(rel)
+    if path.is_absolute() or any(part in ("", ".", "..") for part in path.parts):
+        raise ValueError(f"unsafe object name {rel!r}")
+    return path
+
+
+def relative_key(prefix: str, key: str) -> PurePosixPath:
+    """Where the object ``key``, listed under ``prefix``, lands in the channel folder.
+
+    The prefix is the folder: s3://b/data/train puts data/train/x.csv at x.csv and
+    data/train/sub/y.csv at sub/y.csv; a prefix naming one object (data/train.csv) puts it
+    at train.csv; a prefix ending inside a name (data/tr) keeps the path below its last
+    "/" (train/x.csv)."""
+    if key == prefix:
+        rest = key.rsplit("/", 1)[-1]
+    elif prefix.endswith("/") or not prefix:
+        rest = key[len(prefix):]
+    elif key.startswith(prefix + "/"):
+        rest = key[len(prefix) + 1:]
+    else:
+        rest = key[prefix.rfind("/") + 1:]
+    return _safe_relative(rest)
+
+
+def safe_extract(data: bytes, dest: Path) -> None:
+    """Extract a .tar.gz into ``dest``: regular files and folders only, all inside ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4
+            tar.extractall(dest, filter="data")
+            return
+        members = []
+        for member in tar.getmembers():
+            name = member.name.removeprefix("./")
+            if name in ("", ".") or not (member.isfile() or member.isdir()):
+                continue
+            _safe_relative(name)
+            members.append(member)
+        tar.extractall(dest, members=members)  # every member checked above
+
+
+def tar_gz(folder: Path, target: Path) -> None:
+    """Pack the contents of ``folder`` (no leading ``./``), as SageMaker packs model.tar.gz."""
+    with tarfile.open(target, "w:gz") as tar:
+        for entry in sorted(folder.iterdir()):
+            tar.add(entry, arcname=entry.name)
+
+
+def _has_files(folder: Path) -> bool:
+    return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
+
+
+class JobRunner(threading.Thread):
+    """Runs one training job in a background thread (see the module docstring)."""
+
+    def __init__(
+        self,
+        emulator: Emulator,
+        *,
+        name: str,
+        request: dict[str, Any],
+        stored: Any,
+        account: str,
+        region: str,
+        workdir: Path,
+        spot: SpotArm | None,
+    ):
+        super().__init__(name=f"sm-emulator:{name}", daemon=True)
+        self.emulator = emulator
+        self.job_name = name
+        self.request = request
+        self.stored = stored  # moto's FakeTrainingJob
+        self.account = account
+        self.region = region
+        self.workdir = workdir
+        self.spot_arm = spot
+        self.attempts: list[Attempt] = []
+        self.interrupted = 0
+        self.error: str | None = None  # an emulator-side traceback, if any
+        self.done = threading.Event()
+        self._stop_requested = threading.Event()
+        self._created = time.monotonic()
+        self._training_used = 0.0
+        self._pending: list[tuple[int, str]] = []
+        self._log_lock = threading.Lock()
+        self._metrics: dict[str, tuple[float, datetime]] = {}
+        algorithm = request.get("AlgorithmSpecification") or {}
+        self._metric_defs = [
+            (d["Name"], re.compile(d["Regex"])) for d in algorithm.get("MetricDefinitions") or []
+        ]
+        self.spot = bool(request.get("EnableManagedSpotTraining"))
+        stopping = request.get("StoppingCondition") or {}
+        self.max_runtime = float(stopping.get("MaxRuntimeInSeconds") or 86400)
+        wait = stopping.get("MaxWaitTimeInSeconds")
+        self.max_wait = float(wait) if (wait and self.spot) else None
+
+    # --- the public-ish view -----------------------------------------------------------------
+
+    @property
+    def status(self) -> str:
+        return self.stored.training_job_status
+
+    @property
+    def log_streams(self) -> list[str]:
+        return [a.log_stream for a in self.attempts if a.log_stream]
+
+    def request_stop(self) -> None:
+        """StopTrainingJob (called under the Emulator's lock, from the request thread)."""
+        self._stop_requested.set()
+        self._set_status("Stopping", "Stopping", "Stopping the training job")
+
+    def arm_spot(self, arm: SpotArm) -> None:
+        self.spot_arm = arm
+
+    # --- status bookkeeping ----------------------------------------------------------------
+
+    def _set_status(
+        self, secondary: str, primary: str | None, message: str, *, terminal: bool = False
+    ) -> None:
+        with self.emulator._lock:
+            now = utcnow()
+            transitions = [dict(t) for t in self.stored.secondary_status_transitions or []]
+            if transitions and "EndTime" not in transitions[-1]:
+                transitions[-1]["EndTime"] = now
+            entry = {"Status": secondary, "StartTime": now, "StatusMessage": message}
+            if terminal:
+                entry["EndTime"] = now
+            transitions.append(entry)
+            self.stored.secondary_status_transitions = transitions
+            self.stored.secondary_status = secondary
+            if primary is not None:
+                self.stored.training_job_status = primary
+            self.stored.last_modified_time = now
+
+    def _set(self, **attributes: Any) -> None:
+        with self.emulator._lock:
+            for key, value in attributes.items():
+                if key not in self.stored.__dict__:  # see the module docstring
+                    raise AttributeError(f"stored job has no attribute {key!r}")
+                setattr(self.stored, key, value)
+            self.stored.last_modified_time = utcnow()
+
+    # --- the thread ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # an emulator bug or an AWS error: never leave it InProgress
+            self.error = traceback.format_exc()
+            logging.getLogger(__name__).error("emulated job %s: %s", self.job_name, self.error)
+            with contextlib.suppress(Exception):  # the mock may be gone already
+                self._finish("Failed", "Failed", "Training job failed",
+                             failure_reason=f"InternalServerError: emulator error: {exc}")
+        finally:
+            self.done.set()
+
+    def _run(self) -> None:
+        attempt: Attempt | None = None
+        outcome = STOPPED
+        while True:
+            number = len(self.attempts) + 1
+            attempt = Attempt(number, self.workdir / f"attempt-{number}")
+            self.attempts.append(attempt)
+            if number > 1:
+                self._set_status("Starting", None, "Restarting the training job after a spot "
+                                 "interruption: preparing the instances for training")
+            if self._stop_requested.is_set() or self.emulator._closing:
+                outcome = STOPPED
+                break
+            self._set_status("Downloading", None, "Downloading input data")
+            try:
+                self._prepare(attempt)
+            except JobError as exc:
+                if exc.container:
+                    self._log_lines(attempt, exc.reason.splitlines())
+                self._finish("Failed", "Failed", "Training job failed",
+                             failure_reason=exc.reason)
+                return
+            if self._stop_requested.is_set() or self.emulator._closing:
+                outcome = STOPPED
+                break
+            self._set_status("Training", None,
+                             "Training image download completed. Training in progress.")
+            if self.stored.training_start_time is None:
+                self._set(training_start_time=utcnow())
+            outcome = self._run_process(attempt)
+            self._sync_checkpoints_up(attempt)
+            if outcome != INTERRUPTED:
+                break
+            self.interrupted += 1
+            self._set_status("Interrupted", None,
+                             "The training job was interrupted: the spot instance was reclaimed")
+        self._conclude(attempt, outcome)
+
+    # --- downloading -----------------------------------------------------------------------
+
+    def _prepare(self, attempt: Attempt) -> None:
+        request = self.request
+        stored_hps = request.get("HyperParameters") or {}
+        decoded = decode_hyperparameters(stored_hps)
+        program = decoded.get("sagemaker_program")
+        submit = decoded.get("sagemaker_submit_directory")
+        if not program or not submit:
+            raise JobError(
+                "AlgorithmError: the emulator runs script mode only: the hyperparameters "
+                "sagemaker_program and sagemaker_submit_directory (an s3:// URI of "
+                "sourcedir.tar.gz) are required, exit code: 1", container=True)
+        log_level = decoded.get("sagemaker_container_log_level", logging.INFO)
+        region = decoded.get("sagemaker_region") or self.region
+        hyperparameters = {k: v for k, v in decoded.items() if k not in _FROM_JOB_FIELDS}
+
+        source_dir = attempt.root / "sourcedir"
+        try:
+            bucket, key = parse_s3_uri(submit)
+            data = self.emulator._s3_get(self.account, bucket, key)
+            safe_extract(data, source_dir)
+        except Exception as exc:
+            raise JobError(
+                f"AlgorithmError: could not download and extract sagemaker_submit_directory "
+                f"{submit}: {exc}, exit code: 1", container=True) from exc
+
+        channels = {}
+        for channel in request.get("InputDataConfig") or []:
+            name = channel["ChannelName"]
+            channels[name] = self._download_channel(channel, attempt.root / "channels" / name)
+
+        resources = request.get("ResourceConfig") or {}
+        job = ContainerJob(
+            job_name=self.job_name,
+            program=str(program),
+            source_dir=source_dir,
+            hyperparameters=hyperparameters,
+            channels=channels,
+            instance_type=resources.get("InstanceType") or "local",
+            region=str(region),
+            log_level=int(log_level) if isinstance(log_level, (int, float)) else logging.INFO,
+        )
+        try:
+            tree = prepare_container_tree(job, attempt.root / "container",
+                                          python=self.emulator.python)
+        except (ValueError, OSError) as exc:
+            raise JobError(f"AlgorithmError: {exc}, exit code: 1", container=True) from exc
+        attempt.tree = tree
+        attempt.command = list(tree.command)
+        checkpoint = (request.get("CheckpointConfig") or {}).get("S3Uri")
+        if checkpoint:
+            bucket, prefix = parse_s3_uri(checkpoint)
+            prefix = prefix if (not prefix or prefix.endswith("/")) else prefix + "/"
+            try:
+                self.emulator._s3_download_prefix(self.account, bucket, prefix,
+                                                  tree.checkpoint_dir)
+            except Exception as exc:
+                raise JobError(f"ClientError: could not download the checkpoints from "
+                               f"{checkpoint}: {exc}") from exc
+
+    def _download_channel(self, channel: dict[str, Any], dest: Path) -> Path:
+        name = channel["ChannelName"]
+        source = (channel.get("DataSource") or {}).get("S3DataSource")
+        if not source:
+            raise JobError(f"ClientError: channel {name!r}: the emulator supports S3 data "
+                           "sources only")
+        mode = channel.get("InputMode") or self.request.get("AlgorithmSpecification", {}).get(
+            "TrainingInputMode", "File")
+        if mode not in ("File", "FastFile"):
+            raise JobError(f"ClientError: channel {name!r}: input mode {mode} is not emulated "
+                           "(File and FastFile are)")
+        if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+            raise JobError(f"ClientError: channel {name!r}: S3DataType "
+                           f"{source.get('S3DataType')} is not emulated (S3Prefix is)")
+        uri = source["S3Uri"]
+        try:
+            bucket, prefix = parse_s3_uri(uri)
+        except ValueError as exc:
+            raise JobError(f"ClientError: channel {name!r}: {exc}") from exc
+        try:
+            count = self.emulator._s3_download_prefix(self.account, bucket, prefix, dest)
+        except Exception as exc:
+            raise JobError(f"ClientError: Data download failed:{exc}") from exc
+        if not count:
+            raise JobError(
+                f'ClientError: No S3 objects found under S3 URL "{uri}" given in input data '
+                f"source. Please ensure that the bucket exists in the selected region "
+                f'({self.region}), that objects exist under that S3 prefix, and that the role '
+                f'"{self.request.get("RoleArn")}" has "s3:ListBucket" permissions on bucket '
+                f'"{bucket}".')
+        return dest
+
+    # --- running ---------------------------------------------------------------------------
+
+    def _process_env(self, tree: ContainerTree) -> dict[str, str]:
+        environment = {str(k): str(v) for k, v in (self.request.get("Environment") or {}).items()}
+        base = dict(os.environ)
+        base.update({"AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region})
+        base.update(environment)  # the container's own variables, under the toolkit's
+        env = tree.process_env(base)
+        for key, value in environment.items():
+            if key not in tree.env:
+                env[key] = value
+        # Set by the SageMaker framework images (Dockerfile ENV) unless the job says otherwise.
+        env.setdefault("PYTHONUNBUFFERED", "TRUE")
+        env.setdefault("PYTHONDONTWRITEBYTECODE", "TRUE")
+        return env
+
+    def _run_process(self, attempt: Attempt) -> str:
+        tree = attempt.tree
+        assert tree is not None
+        attempt.log_stream = self.emulator._new_log_stream(self.account, self.job_name)
+        self._queue_line(attempt, "Invoking script with the following command:")
+        self._queue_line(attempt, " ".join(tree.command))
+        proc = subprocess.Popen(
+            tree.command,
+            cwd=tree.code_dir,
+            env=self._process_env(tree),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop/kill reach its children
+        )
+        attempt.pid = proc.pid
+        reader = threading.Thread(target=self._read, args=(proc.stdout, attempt),
+                                  name=f"sm-emulator-log:{self.job_name}", daemon=True)
+        reader.start()
+        started = time.monotonic()
+        next_flush = started + self.emulator.log_flush_seconds
+        arm = self.spot_arm if self.spot else None
+        seen: dict[Path, tuple[int, int]] = {}
+        outcome = EXITED
+        try:
+            while proc.poll() is None:
+                now = time.monotonic()
+                if self._stop_requested.is_set() or self.emulator._closing:
+                    outcome = STOPPED
+                elif self._training_used + (now - started) > self.max_runtime:
+                    outcome = MAX_RUNTIME
+                elif self.max_wait is not None and now - self._created > self.max_wait:
+                    outcome = MAX_WAIT
+                elif arm is not None and self._spot_due(arm, tree, started, seen):
+                    outcome = INTERRUPTED
+                if outcome in (MAX_RUNTIME, MAX_WAIT):
+                    limit = "MaxRuntimeInSeconds" if outcome == MAX_RUNTIME else (
+                        "MaxWaitTimeInSeconds")
+                    self._set_status("Stopping", "Stopping",
+                                     f"Stopping the training job: {limit} exceeded")
+                if outcome != EXITED:
+                    grace = 0.0 if outcome == INTERRUPTED else self.emulator.stop_grace_seconds
+                    self._terminate(proc, grace)
+                    break
+                if now >= next_flush:
+                    self._flush_logs(attempt)
+                    next_flush = now + self.emulator.log_flush_seconds
+                time.sleep(POLL_SECONDS)
+        finally:
+            if proc.poll() is None:  # an exception above: never leave it running
+                self._terminate(proc, 0.0)
+            proc.wait()
+            _killpg(proc.pid, signal.SIGKILL)  # the container ends: so does everything in it
+            reader.join(timeout=5)
+            attempt.seconds = time.monotonic() - started
+            self._training_used += attempt.seconds
+        if outcome == INTERRUPTED:
+            self.spot_arm = None
+        attempt.returncode = proc.returncode
+        attempt.outcome = outcome
+        if outcome == EXITED:
+            tree.record_exit(proc.returncode)
+            self._queue_line(attempt, "Reporting training SUCCESS" if proc.returncode == 0
+                             else "Reporting training FAILURE")
+        self._flush_logs(attempt)
+        return outcome
+
+    def _spot_due(self, arm: SpotArm, tree: ContainerTree, started: float,
+                  seen: dict[Path, tuple[int, int]]) -> bool:
+        if not arm.after_checkpoint:
+            return time.monotonic() - started >= arm.after_seconds
+        # A checkpoint counts once it is a finished file: not hidden, not a temporary name,
+        # and unchanged (size and mtime) since the previous poll.
+        current = {}
+        for path in tree.checkpoint_dir.rglob("*"):
+            if path.name.startswith(".") or ".tmp" in path.name:
+                continue
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            if path.is_file():
+                current[path] = (st.st_size, st.st_mtime_ns)
+        due = any(seen.get(p) == sig for p, sig in current.items())
+        seen.clear()
+        seen.update(current)
+        return due
+
+    def _terminate(self, proc: subprocess.Popen, grace: float) -> None:
+        """SIGTERM to the process group, SIGKILL after ``grace`` seconds (at once when 0)."""
+        if grace > 0:
+            _killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=grace)
+        _killpg(proc.pid, signal.SIGKILL)
+
+    # --- logs and metrics ------------------------------------------------------------------
+
+    def _read(self, stream: Any, attempt: Attempt) -> None:
+        with stream:
+            for raw in iter(stream.readline, b""):
+                self._queue_line(attempt, raw.decode("utf-8", "replace").rstrip("\r\n"))
+
+    def _queue_line(self, attempt: Attempt, line: str) -> None:
+        stamp = time.time()
+        with self._log_lock:
+            attempt.lines.append(line)
+            if line:  # CloudWatch refuses empty messages
+                self._pending.append((int(stamp * 1000), line))
+        for metric, regex in self._metric_defs:
+            match = regex.search(line)
+            if not match:
+                continue
+            try:
+                value = float(match.group(1) if regex.groups else match.group(0))
+            except (ValueError, IndexError):
+                continue
+            if math.isfinite(value):
+                when = datetime.fromtimestamp(stamp, timezone.utc).replace(tzinfo=None)
+                self._metrics[metric] = (value, when)
+
+    def _log_lines(self, attempt: Attempt, lines: list[str]) -> None:
+        if attempt.log_stream is None:
+            attempt.log_stream = self.emulator._new_log_stream(self.account, self.job_name)
+        for line in lines:
+            self._queue_line(attempt, line)
+        self._flush_logs(attempt)
+
+    def _flush_logs(self, attempt: Attempt) -> None:
+        with self._log_lock:
+            batch, self._pending = self._pending, []
+        if not batch or attempt.log_stream is None:
+            return
+        events = []
+        for stamp, line in batch:
+            data = line.encode("utf-8")
+            if len(data) > MAX_EVENT_BYTES:
+                line = data[:MAX_EVENT_BYTES].decode("utf-8", "ignore")
+            events.append({"timestamp": stamp, "message": line})
+        for start in range(0, len(events), MAX_BATCH_EVENTS):
+            self.emulator._put_log_events(self.account, attempt.log_stream,
+                                          events[start : start + MAX_BATCH_EVENTS])
+
+    # --- uploading and the end -------------------------------------------------------------
+
+    def _sync_checkpoints_up(self, attempt: Attempt) -> None:
+        checkpoint = (self.request.get("CheckpointConfig") or {}).get("S3Uri")
+        if not checkpoint or attempt.tree is None or self.emulator._closing:
+            return
+        bucket, prefix = parse_s3_uri(checkpoint)
+        prefix = prefix if (not prefix or prefix.endswith("/")) else prefix + "/"
+        root = attempt.tree.checkpoint_dir
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                key = prefix + path.relative_to(root).as_posix()
+                self.emulator._s3_put(self.account, bucket, key, path.read_bytes())
+
+    def _upload_outputs(self, attempt: Attempt | None, status: str) -> None:
+        if attempt is None or attempt.tree is None or self.emulator._closing:
+            return
+        tree = attempt.tree
+        output = (self.request.get("OutputDataConfig") or {}).get("S3OutputPath", "")
+        bucket, prefix = parse_s3_uri(output)
+        prefix = f"{prefix.rstrip('/')}/" if prefix.strip("/") else ""
+        base = f"{prefix}{self.job_name}/output/"
+        staging = attempt.root / "upload"
+        staging.mkdir(exist_ok=True)
+        # model.tar.gz: always for a job that did not fail, and for a failed one when the
+        # program left something in the model dir; output.tar.gz: when output/data has files.
+        if status != "Failed" or _has_files(tree.model_dir):
+            tar_gz(tree.model_dir, staging / "model.tar.gz")
+            self.emulator._s3_put(self.account, bucket, base + "model.tar.gz",
+                                  (staging / "model.tar.gz").read_bytes())
+            self._set(model_artifacts={"S3ModelArtifacts": f"s3://{bucket}/{base}model.tar.gz"})
+        if _has_files(tree.output_data_dir):
+            tar_gz(tree.output_data_dir, staging / "output.tar.gz")
+            self.emulator._s3_put(self.account, bucket, base + "output.tar.gz",
+                                  (staging / "output.tar.gz").read_bytes())
+
+    def _conclude(self, attempt: Attempt | None, outcome: str) -> None:
+        if outcome == EXITED and attempt is not None and attempt.returncode == 0:
+            final = ("Completed", "Completed", "Training job completed", None)
+        elif outcome == EXITED:
+            text = ""
+            if attempt is not None and attempt.tree is not None:
+                failure = attempt.tree.failure_file
+                if failure.is_file():
+                    text = failure.read_text(encoding="utf-8", errors="replace").strip()
+            final = ("Failed", "Failed", "Training job failed",
+                     f"AlgorithmError: {text}, exit code: 1")
+        elif outcome == MAX_RUNTIME:
+            final = ("Stopped", "MaxRuntimeExceeded",
+                     f"Training job stopped: it exceeded MaxRuntimeInSeconds "
+                     f"({self.max_runtime:g} s)", None)
+        elif outcome == MAX_WAIT:
+            final = ("Stopped", "MaxWaitTimeExceeded",
+                     f"Training job stopped: it exceeded MaxWaitTimeInSeconds "
+                     f"({self.max_wait:g} s)", None)
+        else:
+            final = ("Stopped", "Stopped", "Training job stopped", None)
+        primary, secondary, message, reason = final
+        ran = attempt is not None and attempt.tree is not None and attempt.pid is not None
+        if ran and not self.emulator._closing:
+            self._set_status("Uploading", None, "Uploading generated training model")
+            self._upload_outputs(attempt, primary)
+        self._finish(primary, secondary, message, failure_reason=reason)
+
+    def _finish(self, primary: str, secondary: str, message: str, *,
+                failure_reason: str | None = None) -> None:
+        end = utcnow()
+        start = self.stored.training_start_time
+        if start is not None:
+            training = max(1, math.ceil((end - start).total_seconds()))
+            billable = training
+            if self.spot:
+                billable = max(1, math.floor(training * (1 - self.emulator.spot_saving)))
+        else:
+            training = billable = 0
+        names = [name for name, _ in self._metric_defs]
+        metrics = [
+            {"MetricName": name, "Value": self._metrics[name][0],
+             "Timestamp": self._metrics[name][1]}
+            for name in dict.fromkeys(names) if name in self._metrics
+        ]
+        if failure_reason is not None and len(failure_reason) > MAX_FAILURE_REASON:
+            failure_reason = failure_reason[: MAX_FAILURE_REASON - 3] + "..."
+        with self.emulator._lock:
+            self._set(
+                training_end_time=end,
+                training_time_in_seconds=training,
+                billable_time_in_seconds=billable,
+                final_metric_data_list=metrics,
+                failure_reason=failure_reason,
+            )
+            self._set_status(secondary, primary, message, terminal=True)
+
+    # --- for tests -------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """A summary for tests and debugging (not an AWS shape)."""
+        return {
+            "name": self.job_name,
+            "status": self.status,
+            "interrupted": self.interrupted,
+            "attempts": [
+                {"number": a.number, "root": str(a.root), "pid": a.pid, "returncode": a.returncode,
+                 "outcome": a.outcome, "log_stream": a.log_stream, "seconds": a.seconds}
+                for a in self.attempts
+            ],
+            "error": self.error,
+        }
+
+
+def _killpg(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)

@@ -1,0 +1,161 @@
+"""SageMaker Experiments tracking for --sm runs: one Run per item, in an experiment named
+after the YAML file, with the job attached through ExperimentConfig.
+
+SageMaker allows 50 trial components in one run group (the error the original template hit
+mid-sweep was `ResourceLimitExceeded ... 50 Trial Components`). `plan()` counts what is there
+before anything is launched and rolls an experiment over to a new name (`lr-sweep-2`) with a
+notice, or stops with a clear error when one file alone has more than 50 runs.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from ..backends.base import RunResult
+from ..spec import RunSpec
+
+RUN_GROUP_LIMIT = 50
+TELEMETRY_OPT_OUT = {"SchemaVersion": "1.0",
+                     "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
+_UNSAFE = re.compile(r"[^a-z0-9]+")
+
+
+class ExperimentLimitError(Exception):
+    pass
+
+
+def experiment_name(run: RunSpec) -> str:
+    """Experiments lower-case names (Run does too); keep [a-z0-9-], at most 80 characters."""
+    return _UNSAFE.sub("-", run.experiment.lower()).strip("-")[:80] or "experiment"
+
+
+def run_group(name: str) -> str:
+    # sagemaker.core.experiments.Run._generate_trial_name
+    return f"Default-Run-Group-{name}"
+
+
+class SageMakerExperiments:
+    def __init__(self, boto_session, notice: Callable[[str], None]):
+        from sagemaker.core.helper.session_helper import Session
+
+        self.session = Session(boto_session=boto_session, sagemaker_config=TELEMETRY_OPT_OUT)
+        self.client = boto_session.client("sagemaker")
+        self.notice = notice
+        self.names: dict[str, str] = {}  # YAML experiment -> SageMaker experiment name
+        # Run keeps a process-wide context stack and refuses nested `with` blocks, and the
+        # launcher thread and the main thread both log: one at a time.
+        self._lock = threading.Lock()
+        self._run_names: dict[tuple[str, str], str] = {}
+
+    def count_components(self, name: str) -> int:
+        count, kwargs = 0, {"TrialName": run_group(name)}
+        try:
+            while True:
+                page = self.client.list_trial_components(**kwargs)
+                count += len(page.get("TrialComponentSummaries", []))
+                if not page.get("NextToken"):
+                    return count
+                kwargs["NextToken"] = page["NextToken"]
+        except Exception as exc:
+            if "ResourceNotFound" in str(exc) or "does not exist" in str(exc):
+                return 0
+            raise
+
+    def plan(self, runs: Iterable[RunSpec]) -> None:
+        """Choose an experiment name with room for every planned run, before any launch."""
+        planned = Counter(experiment_name(run) for run in runs)
+        for base, count in sorted(planned.items()):
+            if count > RUN_GROUP_LIMIT:
+                raise ExperimentLimitError(
+                    f"experiment {base!r} has {count} runs in this session, more than the"
+                    f" {RUN_GROUP_LIMIT} SageMaker Experiments allows in one run group; split"
+                    " its matrix over several files or select fewer runs with -k")
+            name, suffix = base, 1
+            while (existing := self.count_components(name)) + count > RUN_GROUP_LIMIT:
+                suffix += 1
+                rolled = f"{base}-{suffix}"
+                self.notice(f"SageMaker experiment {name!r} holds {existing} of"
+                            f" {RUN_GROUP_LIMIT} runs; this session's {count} go to {rolled!r}")
+                name = rolled
+            self.names[base] = name
+
+    def start_run(self, run: RunSpec, job_name: str) -> dict:
+        """Create the Run, log its parameters, and return the job's ExperimentConfig."""
+        from sagemaker.core.experiments.run import Run
+
+        base = experiment_name(run)
+        name = self.names.get(base, base)
+        with self._lock, Run(experiment_name=name, run_name=job_name,
+                             run_display_name=run.name[:80],
+                             sagemaker_session=self.session) as sm_run:
+            sm_run.log_parameters({k: _loggable(v) for k, v in run.hyperparameters.items()})
+            self._run_names[(run.experiment, run.run_id)] = job_name
+            # Passed as is: rebuilding it from the short name breaks the link (FIELD-NOTES).
+            return dict(sm_run.experiment_config)
+
+    def finish_run(self, run: RunSpec, result: RunResult) -> None:
+        from sagemaker.core.experiments.run import load_run
+
+        job_name = self._run_names.get((run.experiment, run.run_id))
+        if job_name is None:
+            return
+        name = self.names.get(experiment_name(run), experiment_name(run))
+        try:
+            with self._lock, load_run(experiment_name=name, run_name=job_name,
+                                      sagemaker_session=self.session) as sm_run:
+                for metric, values in result.metric_series.items():
+                    for step, value in enumerate(values):
+                        sm_run.log_metric(metric, value, step=step)
+                sm_run.log_parameters({"sm_pytest_status": result.status})
+        except Exception as exc:  # tracking must never cost a result already obtained
+            self.notice(f"could not log metrics of {run.name} to SageMaker Experiments: {exc}")
+
+
+def _loggable(value):
+    return value if isinstance(value, (int, float, str)) and not isinstance(value, bool) else str(
+        value)
+
+
+def history_frame(boto_session, name: str):
+    """The whole history of one experiment as a DataFrame, one row per run.
+
+    ExperimentAnalytics is the SDK's way; where its search is unsupported (moto, some
+    partitions) the trial components of the run group are listed and described instead.
+    """
+    import pandas as pd
+    from sagemaker.core.analytics import ExperimentAnalytics
+    from sagemaker.core.helper.session_helper import Session
+
+    session = Session(boto_session=boto_session, sagemaker_config=TELEMETRY_OPT_OUT)
+    try:
+        frame = ExperimentAnalytics(experiment_name=name, sagemaker_session=session).dataframe()
+        if not frame.empty:
+            return frame
+    except Exception:
+        pass
+    client = boto_session.client("sagemaker")
+    rows, kwargs = [], {"TrialName": run_group(name)}
+    while True:
+        try:
+            page = client.list_trial_components(**kwargs)
+        except Exception:
+            break
+        for summary in page.get("TrialComponentSummaries", []):
+            detail = client.describe_trial_component(
+                TrialComponentName=summary["TrialComponentName"])
+            row = {"run": detail.get("DisplayName") or detail["TrialComponentName"],
+                   "trial_component": detail["TrialComponentName"],
+                   "status": detail.get("Status", {}).get("PrimaryStatus"),
+                   "created": detail.get("CreationTime")}
+            for key, param in (detail.get("Parameters") or {}).items():
+                row[key] = param.get("NumberValue", param.get("StringValue"))
+            for metric in detail.get("Metrics") or []:
+                row[metric["MetricName"]] = metric.get("Last")
+            rows.append(row)
+        if not page.get("NextToken"):
+            break
+        kwargs["NextToken"] = page["NextToken"]
+    return pd.DataFrame(rows)

@@ -1,0 +1,354 @@
+"""One RunSpec as a CreateTrainingJob request: pure functions, checked field by field.
+
+The request is built in the shape the API itself takes (PascalCase, what botocore sends and
+what request.json records), so it can be read against the API reference and compared with
+what was really sent. ``to_sdk_kwargs`` hands the same request to the v3 SDK
+(``sagemaker.core.resources.TrainingJob.create``) through sagemaker-core's own
+deserializer, so nothing is mapped by hand twice.
+
+Sources for the rules applied here:
+
+* Job names: the service model's TrainingJobName, max 63 characters, pattern
+  ``[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}`` (botocore data/sagemaker/2017-07-24/service-2.json).
+* Hyperparameters: the SDK JSON-encodes every value, the script-mode keys included
+  (v2 ``Framework._json_encode_hyperparameters``: ``{str(k): json.dumps(v)}``), and the
+  training toolkit ``json.loads`` each one back; ``contract.encode_hyperparameters`` does
+  exactly that for local runs too, so both backends hand the script the same arguments.
+* Spot: MaxWaitTimeInSeconds "must be equal to or greater than MaxRuntimeInSeconds"
+  (API StoppingCondition); "SageMaker AI managed warm pools cannot be used with spot
+  instances" (developer guide, Managed Warm Pools, Considerations), so a keep-alive is left
+  out of spot jobs with a warning.
+
+Standard library only; sagemaker.core is imported inside ``image_uri`` and
+``to_sdk_kwargs``, which only the SageMaker backend calls.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from ..artifacts import folder_name
+from ..contract import (
+    JOB_NAME_PARAM,
+    LOG_LEVEL_PARAM,
+    PROGRAM_PARAM,
+    REGION_PARAM,
+    SUBMIT_DIR_PARAM,
+    encode_hyperparameters,
+)
+from .settings import OWN_TAG_PREFIX, SageMakerSettings, SettingsError, s3_uri
+
+if TYPE_CHECKING:
+    from ..spec import RunSpec
+
+__all__ = [
+    "CHECKPOINT_LOCAL_PATH",
+    "RequestError",
+    "build_request",
+    "image_uri",
+    "job_name",
+    "to_sdk_kwargs",
+]
+
+MAX_JOB_NAME = 63
+JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+_TOKEN = re.compile(r"[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*")
+_CHANNEL = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+LOG_LEVEL = 20  # logging.INFO, the SDK's default container_log_level
+_SCRIPT_MODE_KEYS = (PROGRAM_PARAM, SUBMIT_DIR_PARAM, LOG_LEVEL_PARAM, REGION_PARAM,
+                     JOB_NAME_PARAM)
+_EXPERIMENT_CONFIG_KEYS = {"ExperimentName", "TrialName", "TrialComponentDisplayName",
+                           "RunName"}
+
+
+class RequestError(ValueError):
+    """A run cannot be expressed as a valid CreateTrainingJob request; says why."""
+
+
+# --- job names ---------------------------------------------------------------------------
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def job_name(run: RunSpec, token: str) -> str:
+    """``<experiment>-<run id>-<token>``, e.g. ``lr-sweep-lr-0-1-3fa2c1004``.
+
+    Lower-cased, every other character run turned into one '-'. ``token`` makes the name
+    unique (a session id and the launch index) and is never cut: when the whole is longer
+    than 63 characters the readable part is truncated instead. The same inputs always
+    give the same name.
+    """
+    if not _TOKEN.fullmatch(token or "") or len(token) > 40:
+        raise ValueError(f"job name token {token!r} must be 1-40 letters or digits, optionally"
+                         " joined by single '-'")
+    readable = _slug(f"{run.experiment}-{run.run_id}")
+    readable = readable[: MAX_JOB_NAME - len(token) - 1].rstrip("-")
+    name = f"{readable}-{token}" if readable else token
+    assert JOB_NAME_PATTERN.fullmatch(name), name
+    return name
+
+
+# --- the request ---------------------------------------------------------------------------
+
+
+def _tag_text(text: str) -> str:
+    """A run id as a tag value: [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@] only, at most 256."""
+    text = text.replace(",", " ")
+    text = "".join(c if c.isalnum() or c in " _.:/=+-@" else "_" for c in text)
+    return text[:256]
+
+
+def _hyperparameters(run: RunSpec, source_uri: str, region: str, name: str) -> dict[str, str]:
+    clash = sorted(set(run.hyperparameters) & set(_SCRIPT_MODE_KEYS))
+    if clash:
+        raise RequestError(f"hyperparameter(s) {', '.join(clash)} are set by sm-pytest itself"
+                           " (script mode) and cannot be given")
+    try:
+        encoded = encode_hyperparameters(run.hyperparameters)
+    except TypeError as exc:
+        raise RequestError(str(exc)) from None
+    encoded.update(encode_hyperparameters({
+        PROGRAM_PARAM: run.entry_point,
+        SUBMIT_DIR_PARAM: source_uri,
+        LOG_LEVEL_PARAM: LOG_LEVEL,
+        REGION_PARAM: region,
+        JOB_NAME_PARAM: name,
+    }))
+    if len(encoded) > 100:
+        raise RequestError(f"{len(encoded)} hyperparameters (with the {len(_SCRIPT_MODE_KEYS)}"
+                           " script-mode ones); CreateTrainingJob allows 100")
+    for key, value in encoded.items():
+        if len(key) > 256:
+            raise RequestError(f"hyperparameter name {key[:40]!r}... is longer than 256"
+                               " characters")
+        if len(value) > 2500:
+            raise RequestError(f"hyperparameter {key!r} is {len(value)} characters once"
+                               " JSON-encoded; SageMaker allows 2500 (pass large values as"
+                               " an input channel instead)")
+    return encoded
+
+
+def _channels(inputs: dict[str, str]) -> list[dict[str, Any]]:
+    if len(inputs) > 20:
+        raise RequestError(f"{len(inputs)} input channels; CreateTrainingJob allows 20")
+    channels = []
+    for name in sorted(inputs):
+        uri = inputs[name]
+        if not _CHANNEL.fullmatch(name):
+            raise RequestError(f"channel name {name!r}: SageMaker allows 1-64 letters, digits,"
+                               " '.', '-' and '_'")
+        if not uri.startswith("s3://") or len(uri) > 1024:
+            raise RequestError(f"input {name!r} is {uri!r}; a SageMaker job reads s3:// URIs"
+                               " only (upload local folders first: uploads.resolve_inputs)")
+        channels.append({
+            "ChannelName": name,
+            "DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": uri,
+                "S3DataDistributionType": "FullyReplicated",
+            }},
+            "InputMode": "File",
+        })
+    return channels
+
+
+def _metric_definitions(run: RunSpec) -> list[dict[str, str]]:
+    definitions = [{"Name": d.name, "Regex": d.regex} for d in run.metric_definitions]
+    if len(definitions) > 40:
+        raise RequestError(f"{len(definitions)} metric definitions; SageMaker allows 40")
+    for d in definitions:
+        if not 1 <= len(d["Name"]) <= 255 or not 1 <= len(d["Regex"]) <= 500:
+            raise RequestError(f"metric {d['Name'][:40]!r}: SageMaker allows names of 1-255"
+                               " and regexes of 1-500 characters")
+    return definitions
+
+
+def build_request(
+    run: RunSpec,
+    settings: SageMakerSettings,
+    *,
+    job_name: str,
+    image_uri: str,
+    source_uri: str,
+    inputs: dict[str, str],
+    experiment_config: dict | None = None,
+) -> tuple[dict, list[str]]:
+    """The CreateTrainingJob request for ``run`` (PascalCase, as the API takes it) and the
+    warnings a user should see (nothing here is fatal that a warning can explain).
+
+    ``source_uri`` is the uploaded sourcedir.tar.gz; ``inputs`` maps channel names to
+    s3:// URIs (see uploads.resolve_inputs).
+
+    Checkpoints (CheckpointConfig) are configured for spot jobs only, at
+    ``s3://<bucket>/<prefix>/checkpoints/<experiment>/<run>/<job name>``: a spot job resumes
+    from them after an interruption, within the same job. The job name in the path keeps
+    one session's checkpoints from seeding the next session's run of the same experiment
+    (a resumed "test" that trained nothing would pass for the wrong reason). On-demand jobs
+    are never interrupted, so there they would only cost S3 traffic and storage.
+    """
+    warnings: list[str] = []
+    if not JOB_NAME_PATTERN.fullmatch(job_name) or len(job_name) > MAX_JOB_NAME:
+        raise RequestError(f"job name {job_name!r} is not a valid SageMaker training job name")
+    if not settings.role or not settings.bucket:
+        raise SettingsError("a SageMaker job needs a role and a bucket"
+                            " (settings.require_launch_settings says how to give them)")
+    if not settings.region:
+        raise SettingsError("a SageMaker job needs a region (give --sm-region or AWS_REGION)")
+    if not image_uri:
+        raise RequestError("no training image URI")
+    if not source_uri.startswith("s3://"):
+        raise RequestError(f"source {source_uri!r} must be the s3:// URI of sourcedir.tar.gz")
+
+    resource_config: dict[str, Any] = {
+        "InstanceType": settings.instance_type,
+        "InstanceCount": settings.instance_count,
+        "VolumeSizeInGB": settings.volume_size_gb,
+    }
+    stopping: dict[str, Any] = {"MaxRuntimeInSeconds": settings.max_run}
+    if settings.keep_alive_s > 0:
+        if settings.spot:
+            warnings.append(
+                f"keep_alive ({settings.keep_alive_s} s) is ignored for spot jobs: SageMaker"
+                " managed warm pools cannot be used with spot instances (SageMaker developer"
+                " guide, Managed Warm Pools, Considerations); the job keeps no warm pool")
+        else:
+            resource_config["KeepAlivePeriodInSeconds"] = settings.keep_alive_s
+    if settings.instance_count > 1:
+        warnings.append(
+            f"instance_count is {settings.instance_count}: each instance runs the script on"
+            " the full data (FullyReplicated) unless the script itself distributes the work")
+
+    request: dict[str, Any] = {
+        "TrainingJobName": job_name,
+        "AlgorithmSpecification": {
+            "TrainingImage": image_uri,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": _metric_definitions(run),
+        },
+        "RoleArn": settings.role,
+        "HyperParameters": _hyperparameters(run, source_uri, settings.region, job_name),
+        "OutputDataConfig": {
+            "S3OutputPath": s3_uri(settings.bucket, settings.prefix, "output"),
+        },
+        "ResourceConfig": resource_config,
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": settings.spot,
+    }
+    channels = _channels(inputs)
+    if channels:
+        request["InputDataConfig"] = channels
+    if settings.spot:
+        max_wait = settings.max_wait or 2 * settings.max_run
+        if max_wait < settings.max_run:
+            raise SettingsError(f"max_wait ({max_wait}) must be >= max_run ({settings.max_run})"
+                                " for managed spot")
+        stopping["MaxWaitTimeInSeconds"] = max_wait
+        request["CheckpointConfig"] = {
+            "S3Uri": s3_uri(settings.bucket, settings.prefix, "checkpoints",
+                            folder_name(run.experiment), folder_name(run.run_id or "default"),
+                            job_name),
+            "LocalPath": CHECKPOINT_LOCAL_PATH,
+        }
+    if settings.environment:
+        request["Environment"] = dict(settings.environment)
+    tags = [{"Key": k, "Value": v} for k, v in settings.tags.items()
+            if not k.startswith(OWN_TAG_PREFIX)]
+    tags.append({"Key": f"{OWN_TAG_PREFIX}experiment", "Value": _tag_text(run.experiment)})
+    if run.run_id:
+        # Only with a run id: sagemaker-core drops empty strings inside shapes, and a Tag
+        # without its Value is then refused by botocore.
+        tags.append({"Key": f"{OWN_TAG_PREFIX}run", "Value": _tag_text(run.run_id)})
+    request["Tags"] = tags
+    if experiment_config:
+        unknown = sorted(set(experiment_config) - _EXPERIMENT_CONFIG_KEYS)
+        if unknown:
+            raise RequestError(f"experiment_config has unknown key(s) {unknown}; expected"
+                               f" {sorted(_EXPERIMENT_CONFIG_KEYS)}")
+        request["ExperimentConfig"] = dict(experiment_config)
+    return request, warnings
+
+
+# --- the SDK side (imports sagemaker.core) --------------------------------------------------
+
+
+def image_uri(settings: SageMakerSettings, region: str | None = None) -> str:
+    """The PyTorch training image for the settings' versions, instance type and region."""
+    region = region or settings.region
+    if not region:
+        raise SettingsError("the training image depends on the region; give --sm-region or"
+                            " AWS_REGION")
+    from sagemaker.core import image_uris
+
+    try:
+        return image_uris.retrieve(
+            framework="pytorch",
+            region=region,
+            version=settings.framework_version,
+            py_version=settings.py_version,
+            instance_type=settings.instance_type,
+            image_scope="training",
+        )
+    except ValueError as exc:
+        sources = settings.sources
+        where = ", ".join(f"{k} from {sources[k]}" for k in ("framework_version", "py_version")
+                          if k in sources)
+        raise SettingsError(
+            f"no PyTorch training image for framework_version {settings.framework_version!r},"
+            f" py_version {settings.py_version!r}, {settings.instance_type} in {region}"
+            f"{' (' + where + ')' if where else ''}: {exc}") from None
+
+
+def to_sdk_kwargs(request: dict) -> dict:
+    """``request`` as keyword arguments of ``sagemaker.core.resources.TrainingJob.create``.
+
+    sagemaker-core's own deserializer (``utils.code_injection.codec.transform`` over its
+    shape graph, the one it uses for every Describe response) turns the PascalCase request
+    into snake_case; each argument is then validated into the type ``create`` declares:
+    shape objects, and ``resources.Tag`` for tags (the only Tag class it accepts). A key the
+    API does not know is an error rather than silently dropped, and so is any value the
+    SDK would lose on the way back out (its serializer drops falsy members of shapes, such
+    as an empty string or a 0): what create() sends must be ``request``, exactly.
+    """
+    import inspect
+    import typing
+
+    import pydantic
+    from sagemaker.core.resources import TrainingJob
+    from sagemaker.core.utils.code_injection.codec import pascal_to_snake, transform
+    from sagemaker.core.utils.code_injection.shape_dag import SHAPE_DAG
+    from sagemaker.core.utils.utils import serialize
+
+    known = {member["name"] for member in SHAPE_DAG["CreateTrainingJobRequest"]["members"]}
+    unknown = sorted(set(request) - known)
+    if unknown:
+        raise RequestError(f"CreateTrainingJob has no field(s) {unknown}")
+    snake = transform(request, "CreateTrainingJobRequest")
+    hints = typing.get_type_hints(inspect.unwrap(TrainingJob.create.__func__))
+    kwargs = {}
+    for name, value in snake.items():
+        kwargs[name] = _as_declared(hints.get(name), value, pydantic.BaseModel)
+    pascal = {pascal_to_snake(name): name for name in known}
+    sent = serialize({pascal[name]: value for name, value in kwargs.items()})
+    lost = sorted(k for k in request if sent.get(k) != request[k])
+    if lost:
+        raise RequestError(f"sagemaker-core would not send {lost} as built (it drops empty"
+                           " strings, 0 and False inside shapes); fix the request")
+    return kwargs
+
+
+def _as_declared(hint: Any, value: Any, base_model: type) -> Any:
+    import typing
+
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is typing.Union and len(args) == 1:
+        hint = args[0]  # Optional[X]
+    if isinstance(hint, type) and issubclass(hint, base_model) and isinstance(value, dict):
+        return hint.model_validate(value)
+    if typing.get_origin(hint) is list and isinstance(value, list):
+        (member,) = typing.get_args(hint)
+        return [_as_declared(member, item, base_model) for item in value]
+    return value

@@ -1,0 +1,214 @@
+"""The --sm path end to end, against the in-process emulator (--sm-emulate): every job
+really runs its script per the container contract, and the test asserts what would have been
+sent to AWS."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("moto")
+pytest.importorskip("sagemaker.core")
+
+SM = ("--sm", "--sm-emulate", "--sm-region", "us-east-1")
+PASSING = """
+    base: config/base.yaml
+    expect:
+      accuracy: ">= 0.9"
+"""
+
+
+def attempt_dir(project, experiment, run="default"):
+    return project.artifacts / experiment / run / "attempt-0001"
+
+
+def test_spot_run_passes_with_logs_model_and_request(project):
+    project.experiment("baseline", PASSING)
+    result = project.run_subprocess(*SM, "--spot")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*baseline-*: launched (baseline, ml.m5.xlarge, spot)",
+                                 "*baseline-*: Completed*"])
+    attempt = attempt_dir(project, "baseline")
+    assert "epoch=2 loss=0.1000 accuracy=0.9700" in (attempt / "train.log").read_text()
+    assert (attempt / "model" / "model.txt").read_text() == "trained"
+    request = json.loads((attempt / "request.json").read_text())
+    assert request["EnableManagedSpotTraining"] is True
+    assert request["StoppingCondition"]["MaxWaitTimeInSeconds"] >= (
+        request["StoppingCondition"]["MaxRuntimeInSeconds"])
+    assert request["CheckpointConfig"]["S3Uri"].startswith("s3://")
+    assert json.loads(request["HyperParameters"]["sagemaker_program"]) == "train.py"
+    summary = pd.read_csv(project.artifacts / "summary.csv")
+    assert summary.loc[0, "job"].startswith("baseline-")
+    assert summary.loc[0, "instance"] == "ml.m5.xlarge"
+    assert 0 <= summary.loc[0, "spot_saving"] < 1  # whole seconds: a short job saves ~0
+    assert summary.loc[0, "accuracy"] == 0.97
+
+
+def test_sweep_jobs_are_all_launched_before_any_is_awaited(project):
+    project.experiment("sweep", """
+        base: config/base.yaml
+        hyperparameters: {sleep: 1}
+        matrix: {accuracy: [0.91, 0.92, 0.93]}
+        expect: {accuracy: ">= 0.9"}
+    """)
+    result = project.run_subprocess(*SM, "--sm-max-parallel", "3")
+    result.assert_outcomes(passed=3)
+    lines = result.stdout.lines
+    launched = [i for i, line in enumerate(lines) if ": launched (" in line]
+    completed = [i for i, line in enumerate(lines) if ": Completed" in line]
+    assert len(launched) == 3 and len(completed) == 3
+    assert max(launched) < min(completed)
+
+
+def test_crashing_job_is_an_error_with_failure_reason_and_logs(project):
+    project.experiment("broken", """
+        base: config/base.yaml
+        hyperparameters: {crash: "CUDA out of memory"}
+        expect: {accuracy: ">= 0.9"}
+    """)
+    result = project.run_subprocess(*SM)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*broken: the run failed and produced no verdict",
+                                 "reason: *CUDA out of memory*", "*last * log lines*",
+                                 "*epoch=2*"])
+    attempt = attempt_dir(project, "broken")
+    assert "epoch=2" in (attempt / "train.log").read_text()
+    assert json.loads((attempt / "describe.json").read_text())["TrainingJobStatus"] == "Failed"
+
+
+def test_missing_role_and_bucket_is_one_error_before_launch(project, monkeypatch):
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    project.experiment("baseline", PASSING)
+    result = project.run_subprocess("--sm", "--sm-region", "us-east-1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*nothing was launched*"])
+    text = result.stderr.str()
+    assert "role" in text and "bucket" in text
+    assert not (project.artifacts / "baseline").exists()
+
+
+def test_spot_interruption_resumes_from_checkpoints(project, monkeypatch):
+    (project.root / "src" / "train.py").write_text(textwrap.dedent("""
+        import json, os, time
+        ckpt = os.path.join(os.environ["SM_CHECKPOINT_DIR"], "state.json")
+        start = json.load(open(ckpt))["epoch"] if os.path.exists(ckpt) else 0
+        if start:
+            print(f"resuming from checkpoint at epoch {start}", flush=True)
+        for epoch in range(start + 1, 4):
+            time.sleep(0.5)
+            print(f"epoch={epoch} accuracy={0.9 + epoch / 100:.2f}", flush=True)
+            with open(ckpt + ".tmp", "w") as f:
+                json.dump({"epoch": epoch}, f)
+            os.replace(ckpt + ".tmp", ckpt)
+        open(os.path.join(os.environ["SM_MODEL_DIR"], "epochs.txt"), "w").write(str(epoch))
+    """))
+    project.experiment("resumable", PASSING)
+    monkeypatch.setenv("SM_PYTEST_EMULATE_SPOT_INTERRUPTIONS", "resumable")
+    result = project.run_subprocess(*SM, "--spot")
+    result.assert_outcomes(passed=1)
+    attempt = attempt_dir(project, "resumable")
+    log = (attempt / "train.log").read_text()
+    assert "resuming from checkpoint at epoch" in log
+    assert (attempt / "model" / "epochs.txt").read_text() == "3"
+    describe = json.loads((attempt / "describe.json").read_text())
+    assert "Interrupted" in [t["Status"] for t in describe["SecondaryStatusTransitions"]]
+
+
+def test_malicious_model_archive_is_refused(project):
+    (project.root / "src" / "train.py").write_text(textwrap.dedent("""
+        import os
+        print("epoch=1 accuracy=0.99", flush=True)
+        os.symlink("/etc/passwd", os.path.join(os.environ["SM_MODEL_DIR"], "escape"))
+    """))
+    project.experiment("evil", PASSING)
+    result = project.run_subprocess(*SM)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*refused the job's model.tar.gz, which is unsafe*"])
+    assert not (attempt_dir(project, "evil") / "model" / "escape").exists()
+
+
+def test_throttled_creates_are_retried(project, monkeypatch):
+    monkeypatch.setenv("SM_PYTEST_EMULATE_THROTTLE", "2")
+    project.experiment("baseline", PASSING)
+    result = project.run_subprocess(*SM)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*ThrottlingException, retrying in*"])
+
+
+def test_more_than_fifty_runs_in_one_experiment_stop_before_launch(project):
+    values = ", ".join(str(i) for i in range(51))
+    project.experiment("huge", f"base: config/base.yaml\nmatrix: {{seed: [{values}]}}\n")
+    result = project.run_subprocess(*SM)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*nothing was launched*51 runs*more than the 50*"])
+
+
+def test_ctrl_c_stops_every_launched_job(project):
+    project.experiment("slow", """
+        base: config/base.yaml
+        hyperparameters: {sleep: 120}
+        max_run: 300
+    """)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "experiments", "-p", "no:cacheprovider", *SM],
+        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    deadline = time.time() + 60
+    for line in process.stdout:
+        lines.append(line)
+        if ": InProgress" in line or time.time() > deadline:
+            break
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=60)
+    output = "".join(lines) + rest
+    assert "stopped SageMaker jobs on interrupt: slow-" in output, output
+
+
+def test_fifty_component_limit_rolls_over_to_a_new_experiment():
+    import boto3
+
+    from sm_pytest.sagemaker.emulator import Emulator
+    from sm_pytest.sagemaker.experiments import SageMakerExperiments, run_group
+    from sm_pytest.spec import RunSpec
+
+    notices = []
+    with Emulator(region="us-east-1"):
+        session = boto3.Session(region_name="us-east-1")
+        client = session.client("sagemaker")
+        client.create_experiment(ExperimentName="sweep")
+        client.create_trial(TrialName=run_group("sweep"), ExperimentName="sweep")
+        for i in range(48):
+            client.create_trial_component(TrialComponentName=f"old-{i}")
+            client.associate_trial_component(TrialComponentName=f"old-{i}",
+                                             TrialName=run_group("sweep"))
+        tracker = SageMakerExperiments(session, notice=notices.append)
+        runs = [RunSpec(experiment="sweep", run_id=f"seed={i}", path=None, line=1,
+                        description="", source_dir=None, entry_point="train.py",
+                        hyperparameters={}, swept={}, inputs={}, metric_definitions=(),
+                        expect=(), marks=(), max_run=60) for i in range(3)]
+        tracker.plan(runs)
+    assert tracker.names == {"sweep": "sweep-2"}
+    assert notices == ["SageMaker experiment 'sweep' holds 48 of 50 runs; this session's 3 go"
+                       " to 'sweep-2'"]
+
+
+def test_job_past_max_run_is_a_timeout_error(project):
+    project.experiment("slow", """
+        base: config/base.yaml
+        hyperparameters: {sleep: 60}
+        sagemaker: {max_run: 2}
+        expect: {accuracy: ">= 0.9"}
+    """)
+    result = project.run_subprocess(*SM)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*slow: the run timed out and produced no verdict",
+                                 "reason: the job exceeded MaxRuntimeInSeconds (2 s)*"])
