@@ -212,3 +212,46 @@ def test_job_past_max_run_is_a_timeout_error(project):
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*slow: the run timed out and produced no verdict",
                                  "reason: the job exceeded MaxRuntimeInSeconds (2 s)*"])
+
+
+def test_xdist_workers_launch_their_own_jobs(project):
+    pytest.importorskip("xdist")
+    project.experiment("sweep", """
+        base: config/base.yaml
+        matrix: {accuracy: [0.91, 0.92]}
+        expect: {accuracy: ">= 0.9"}
+    """)
+    result = project.run_subprocess(*SM, "-n", "2")
+    result.assert_outcomes(passed=2)
+    summary = pd.read_csv(project.artifacts / "summary.csv")
+    assert sorted(summary["accuracy"]) == [0.91, 0.92]
+    assert summary["job"].str.startswith("sweep-accuracy-").all()
+
+
+def test_experiment_history_lists_every_run_with_metrics(tmp_path):
+    import boto3
+
+    from sm_pytest.backends.base import COMPLETED, RunResult
+    from sm_pytest.sagemaker.emulator import Emulator
+    from sm_pytest.sagemaker.experiments import SageMakerExperiments, history_frame
+    from sm_pytest.spec import RunSpec
+
+    with Emulator(region="us-east-1"):
+        session = boto3.Session(region_name="us-east-1")
+        tracker = SageMakerExperiments(session, notice=print)
+        runs = [RunSpec(experiment="lr_sweep", run_id=f"lr={lr}", path=None, line=1,
+                        description="", source_dir=None, entry_point="train.py",
+                        hyperparameters={"lr": lr, "epochs": 2}, swept={"lr": lr}, inputs={},
+                        metric_definitions=(), expect=(), marks=(), max_run=60)
+                for lr in (0.1, 1.0)]
+        tracker.plan(runs)
+        for i, run in enumerate(runs):
+            config = tracker.start_run(run, f"lr-sweep-job-{i}")
+            assert config["ExperimentName"] == "lr-sweep"
+            tracker.finish_run(run, RunResult(
+                status=COMPLETED, artifact_dir=tmp_path, log_path=tmp_path, model_dir=tmp_path,
+                metric_series={"test_accuracy": [0.9, 0.95 + i / 100]}))
+        frame = history_frame(session, "lr-sweep")
+    assert len(frame) == 2
+    assert sorted(frame["lr"]) == [0.1, 1.0]
+    assert sorted(frame["test_accuracy"]) == [0.95, 0.96]

@@ -91,7 +91,7 @@ class SageMakerExperiments:
         with self._lock, Run(experiment_name=name, run_name=job_name,
                              run_display_name=run.name[:80],
                              sagemaker_session=self.session) as sm_run:
-            sm_run.log_parameters({k: _loggable(v) for k, v in run.hyperparameters.items()})
+            sm_run.log_parameters(_parameters(run))
             self._run_names[(run.experiment, run.run_id)] = job_name
             # Passed as is: rebuilding it from the short name breaks the link (FIELD-NOTES).
             return dict(sm_run.experiment_config)
@@ -109,9 +109,15 @@ class SageMakerExperiments:
                 for metric, values in result.metric_series.items():
                     for step, value in enumerate(values):
                         sm_run.log_metric(metric, value, step=step)
-                sm_run.log_parameters({"sm_pytest_status": result.status})
+                # Saving a loaded run sends its parameters again; moto (and any API that
+                # replaces rather than merges) would otherwise drop them.
+                sm_run.log_parameters(_parameters(run))
         except Exception as exc:  # tracking must never cost a result already obtained
             self.notice(f"could not log metrics of {run.name} to SageMaker Experiments: {exc}")
+
+
+def _parameters(run: RunSpec) -> dict:
+    return {k: _loggable(v) for k, v in run.hyperparameters.items()}
 
 
 def _loggable(value):
