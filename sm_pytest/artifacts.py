@@ -26,8 +26,8 @@ def folder_name(text: str) -> str:
     return cleaned[:120]
 
 
-def new_attempt_dir(root: Path, experiment: str, run_id: str) -> Path:
-    run_dir = root / folder_name(experiment) / folder_name(run_id or "default")
+def new_attempt_dir(root: Path, experiment: str, run_folder: str) -> Path:
+    run_dir = root / folder_name(experiment) / folder_name(run_folder)
     run_dir.mkdir(parents=True, exist_ok=True)
     existing = [int(p.name.split("-")[1]) for p in run_dir.glob("attempt-*")
                 if p.name.split("-")[1].isdigit()]

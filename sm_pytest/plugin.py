@@ -6,20 +6,17 @@ Importing this module must stay cheap: no pandas, torch or AWS SDK at import tim
 
 from __future__ import annotations
 
-import sys
-import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-from . import checks, records, runner
+from . import checks, records
 from .backends.base import RunResult
+from .session import SmSession, aggregate
 from .spec import RunSpec, load_experiment
 from .yamlsafe import YamlError
 
-_SESSION = pytest.StashKey["SmSession"]()
-_SUFFIXES = {".yaml", ".yml"}
+_SESSION = pytest.StashKey[SmSession]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,6 +48,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default="config/sagemaker.yaml")
     sm.addoption("--sm-history", metavar="EXPERIMENT", default=None,
                  help="print the whole SageMaker Experiments history of EXPERIMENT and exit")
+    gate = parser.getgroup("sm-pytest-gating", "regression gating (sm-pytest)")
+    gate.addoption("--sm-save-baseline", metavar="NAME", default=None,
+                   help="record every run's final metrics as baseline NAME")
+    gate.addoption("--sm-baseline", metavar="NAME", default=None,
+                   help="fail a run whose metrics got worse than baseline NAME beyond"
+                        " their tolerance")
+    gate.addoption("--sm-baseline-strict", action="store_true", default=False,
+                   help="with --sm-baseline: a run without a baseline entry is an error")
+    gate.addoption("--sm-baselines-dir", metavar="DIR", default=None,
+                   help="folder of baseline files (default: ini sm_baselines_dir, baselines/)")
+    parser.addini("sm_baselines_dir", "folder of baseline files, meant to be committed",
+                  default="baselines")
+    gate.addoption("--sm-reuse", action="store_true", default=False,
+                   help="reuse the stored result of a passing run whose fingerprint"
+                        " (hyperparameters, code, data, backend) is unchanged")
+    gate.addoption("--sm-rerun", action="store_true", default=False,
+                   help="retrain every run, even with --sm-reuse")
+    gate.addoption("--sm-plan", action="store_true", default=False,
+                   help="print the plan (backend, instance, spot, reuse, cost bound) and run"
+                        " nothing")
+    gate.addoption("--sm-plots", action="store_true", default=None,
+                   help="draw learning curves and sweep plots (needs matplotlib)")
+    parser.addini("sm_plots", "draw learning curves and sweep plots", type="bool",
+                  default=False)
 
 
 _SM_VALUE_OPTIONS = [
@@ -62,65 +83,6 @@ _SM_VALUE_OPTIONS = [
     ("max_parallel", "N", "at most N jobs in flight at once"),
     ("keep_alive", "SECONDS", "warm-pool keep-alive period (0 turns warm pools off)"),
 ]
-
-
-class SmSession:
-    """Per-pytest-session state: where artifacts go, the backend, the collected records."""
-
-    def __init__(self, config: pytest.Config):
-        self.config = config
-        option = config.getoption("sm_artifacts")
-        base = Path(config.invocation_params.dir) if option else config.rootpath
-        self.artifacts_root = (base / (option or config.getini("sm_artifacts"))).resolve()
-        self.experiment_dirs = [(config.rootpath / p).resolve()
-                                for p in config.getini("sm_experiment_paths")]
-        self.session_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        self.records: list[dict] = []
-        self._backend = None
-        self._tracker = None
-        self.sagemaker = None
-        if config.getoption("sm"):
-            self.sagemaker = _sagemaker_session(config, self.session_id)
-        elif config.getoption("spot") or config.getoption("sm_emulate"):
-            raise pytest.UsageError("--spot and --sm-emulate go with --sm")
-
-    @property
-    def backend(self):
-        if self._backend is None:
-            from .backends.local import LocalBackend
-
-            streaming = self.config.getoption("capture", "fd") == "no"
-            self._backend = LocalBackend(echo=sys.stdout.write if streaming else None)
-        return self._backend
-
-    def launch_all(self, items: list[ExperimentItem]) -> None:
-        """--sm: check settings, then submit every selected run before any is awaited, so a
-        sweep costs about one job's wall time."""
-        runs = [item.run for item in items]
-        from .sagemaker.experiments import ExperimentLimitError
-        from .sagemaker.settings import SettingsError
-
-        try:
-            self.sagemaker.check(runs)
-            self._backend = self.sagemaker.start(runs)
-        except (SettingsError, ExperimentLimitError) as exc:
-            raise pytest.UsageError(f"nothing was launched: {exc}") from None
-        for item in items:
-            item.handle = runner.submit(item.run, self._backend, self.artifacts_root)
-
-    def record(self, rec: dict) -> None:
-        self.records.append(rec)
-        if self._tracker is None:
-            from .tracking import LocalTracker
-
-            self._tracker = LocalTracker(self.artifacts_root / "tracking.sqlite",
-                                         self.session_id)
-        self._tracker.record(rec)
-
-    def is_experiment_file(self, path: Path) -> bool:
-        path = path.resolve()
-        return path.suffix in _SUFFIXES and any(path.is_relative_to(d)
-                                                 for d in self.experiment_dirs)
 
 
 def _sagemaker_session(config: pytest.Config, token: str):
@@ -151,7 +113,7 @@ def _sagemaker_session(config: pytest.Config, token: str):
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    session = config.stash[_SESSION] = SmSession(config)
+    session = config.stash[_SESSION] = SmSession(config, _sagemaker_session)
     if session.sagemaker is not None:
         config.pluginmanager.register(SageMakerHooks(session), "sm-pytest-sagemaker")
     if not hasattr(config, "workerinput"):
@@ -197,42 +159,57 @@ class ThresholdsNotMet(Exception):
 
 
 class ExperimentItem(pytest.Item):
-    """One training run. Training happens in setup, so a crash is reported as an error;
-    the test itself is the threshold check."""
+    """One training run (or, with `repeat`, one per seed). Training happens in setup, so a
+    crash is reported as an error; the test itself is the threshold and baseline check."""
 
     def __init__(self, *, run: RunSpec, order: int, **kwargs):
         super().__init__(**kwargs)
         self.run = run
         self.order = order
+        self.pending = None  # set when launched ahead of its turn (--sm)
+        self.results: list[RunResult] = []
         self.result: RunResult | None = None
         self.sm_record: dict | None = None
-        self.handle = None  # set when the run was launched ahead of its turn (--sm)
 
     def setup(self) -> None:
         session = self.config.stash[_SESSION]
         from .backends.local import RunSetupError
 
         try:
-            if self.handle is None and session.sagemaker is not None:
-                session.launch_all([self])  # pytest-xdist workers launch item by item
-            if self.handle is None:
-                self.handle = runner.submit(self.run, session.backend, session.artifacts_root)
-            self.result = runner.finish(session.backend, self.handle)
+            if self.pending is None:
+                if session.sagemaker is not None:
+                    session.start_sagemaker([self.run])  # pytest-xdist: item by item
+                self.pending = session.start(self.run)
+            self.results = session.finish(self.pending)
         except (RunSetupError, pytest.UsageError) as exc:
             pytest.fail(str(exc), pytrace=False)
+        self.result = aggregate(self.results)
         if not self.result.ok:
-            self._finish("error", [])
+            self._finish("error", [], None)
             pytest.fail(checks.crash_report(self.run.name, self.result), pytrace=False)
 
     def runtest(self) -> None:
+        session = self.config.stash[_SESSION]
         verdicts = checks.judge(self.run.expect, self.result)
-        passed = all(v.passed for v in verdicts)
-        self._finish("pass" if passed else "fail", verdicts)
-        if not passed:
-            raise ThresholdsNotMet(checks.threshold_report(self.run.name, verdicts, self.result))
+        reports = []
+        if not all(v.passed for v in verdicts):
+            reports.append(checks.threshold_report(self.run.name, verdicts, self.result))
+        gate = None
+        if session.gate is not None:
+            from .gating import finals_per_metric
 
-    def _finish(self, verdict: str, verdicts) -> None:
-        self.sm_record = records.build(self.run, self.order, self.result, verdict, verdicts)
+            gate = session.gate.judge(self.run, finals_per_metric(self.results))
+            if gate.failed:
+                reports.append(gate.message)
+            elif gate.message:
+                session.notices.append(gate.message)
+        self._finish("fail" if reports else "pass", verdicts, gate)
+        if reports:
+            raise ThresholdsNotMet("\n\n".join(reports))
+
+    def _finish(self, verdict: str, verdicts, gate) -> None:
+        self.sm_record = records.build(self.run, self.order, self.result, verdict, verdicts,
+                                       pending=self.pending, results=self.results, gate=gate)
         self.user_properties.extend(records.junit_properties(self.sm_record))
 
     def repr_failure(self, excinfo, style=None):
@@ -266,7 +243,11 @@ class SageMakerHooks:
             return  # under pytest-xdist each worker launches the runs it is given, in setup
         items = [item for item in session.items if isinstance(item, ExperimentItem)]
         if items:
-            self.session.launch_all(items)
+            # Every selected run is launched before any is awaited: a sweep costs about one
+            # job's wall time, not N.
+            self.session.start_sagemaker([item.run for item in items])
+            for item in items:
+                item.pending = self.session.start(item.run)
 
     def pytest_keyboard_interrupt(self) -> None:
         self._stop("stopped SageMaker jobs on interrupt")
@@ -310,13 +291,99 @@ class Recorder:
             return
         from . import summary
 
+        write = terminalreporter.write_line
         df = summary.frame(session.records)
         terminalreporter.write_sep("=", "sm-pytest runs")
-        terminalreporter.write_line(summary.render_text(df))
+        write(summary.render_text(df))
+        notes = list(session.notices) + _cache_notes(session)
+        for note in notes:
+            write(note)
+        notes += self._save_baseline(write)
+        pictures = self._draw(write)
         try:
-            csv_path, md_path = summary.write(df, session.artifacts_root)
+            csv_path, md_path = summary.write(df, session.artifacts_root, notes=notes,
+                                              pictures=pictures)
         except OSError as exc:
-            terminalreporter.write_line(f"could not write the summary files: {exc}")
+            write(f"could not write the summary files: {exc}")
             return
-        terminalreporter.write_line(f"artifacts: {session.artifacts_root}")
-        terminalreporter.write_line(f"summary: {csv_path} and {md_path.name}")
+        write(f"artifacts: {session.artifacts_root}")
+        write(f"summary: {csv_path} and {md_path.name}")
+
+    def _save_baseline(self, write) -> list[str]:
+        name = self.session.save_baseline
+        if not name:
+            return []
+        from .baselines import BaselineError
+        from .gating import save
+
+        try:
+            path = save(self.session.baselines_dir, name, self.session.records)
+        except BaselineError as exc:
+            write(f"baseline not saved: {exc}")
+            return [f"baseline {name!r} not saved: {exc}"]
+        note = (f"baseline {name!r} saved to {path}" if path else
+                f"baseline {name!r} not saved: no run completed")
+        write(note)
+        return [note]
+
+    def _draw(self, write) -> list[Path]:
+        config = self.session.config
+        wanted = config.getoption("sm_plots") or config.getini("sm_plots")
+        if not wanted:
+            return []
+        from . import pictures, plots
+
+        if not plots.available():
+            write("plots skipped: matplotlib is not installed (pip install 'sm-pytest[plots]')")
+            return []
+        return pictures.draw(self.session.records, self.session.artifacts_root)
+
+
+def _cache_notes(session: SmSession) -> list[str]:
+    if not session.reuse:
+        return []
+    reused = [r["name"] for r in session.records if r["cached"]]
+    retrained = [(r["name"], rep["miss"]) for r in session.records for rep in r["repeats"]
+                 if not rep["cached"]]
+    notes = [f"run cache: {len(reused)} reused, {len(retrained)} trained"]
+    notes += [f"retrained {name}: {why}" for name, why in retrained if why]
+    return notes
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """--sm-plan: print one row per selected run before anything runs, then stop."""
+    config = session.config
+    if not config.getoption("sm_plan") or hasattr(config, "workerinput"):
+        return
+    from . import plan
+
+    sm = config.stash[_SESSION]
+    prices = sm.sagemaker.prices() if sm.sagemaker is not None else {}
+    rows = []
+    for item in session.items:
+        if not isinstance(item, ExperimentItem):
+            continue
+        for repeat in item.run.repeats():
+            reuse = "-"
+            if sm.reuse:
+                from .fingerprint import fingerprint
+
+                backend, settings = sm.backend_settings(repeat)
+                hit = sm.cache.lookup(fingerprint(repeat, backend=backend,
+                                                  backend_settings=settings))
+                reuse = "yes" if hit else "no"
+            if sm.sagemaker is None:
+                rows.append(plan.plan_row(repeat.name, backend="local",
+                                          max_run_s=repeat.max_run, reuse=reuse))
+                continue
+            s = sm.sagemaker.settings_for(repeat)
+            rows.append(plan.plan_row(repeat.name, backend="sagemaker", max_run_s=s.max_run,
+                                      instance_type=s.instance_type, spot=s.spot, reuse=reuse,
+                                      prices=prices, instance_count=s.instance_count,
+                                      keep_alive_s=0 if s.spot else s.keep_alive_s,
+                                      emulated=s.emulate))
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    reporter.write_sep("=", "sm-pytest plan")
+    reporter.write_line(plan.format_plan(rows))
+    config.option.collectonly = True  # the plan is the whole session

@@ -11,7 +11,18 @@ from .thresholds import Verdict
 
 
 def build(run: RunSpec, order: int, result: RunResult, verdict: str,
-          verdicts: list[Verdict]) -> dict[str, Any]:
+          verdicts: list[Verdict], *, pending=None, results=None, gate=None) -> dict[str, Any]:
+    pending = pending or []
+    results = results or [result]
+    repeats = [{"fingerprint": p.fingerprint, "parts": p.parts, "cache_name": p.cache_name,
+                "cached": p.cached is not None, "miss": p.miss, "status": r.status,
+                "result_path": str(r.artifact_dir / "result.json")}
+               for p, r in zip(pending, results, strict=False)]
+    cached = bool(repeats) and all(r["cached"] for r in repeats)
+    repeat_finals: dict[str, list[float]] = {}
+    for r in results:
+        for metric, value in r.final_metrics.items():
+            repeat_finals.setdefault(metric, []).append(value)
     return {
         "experiment": run.experiment,
         "description": run.description,
@@ -21,7 +32,13 @@ def build(run: RunSpec, order: int, result: RunResult, verdict: str,
         "order": order,
         "hyperparameters": run.hyperparameters,
         "swept": run.swept,
-        "status": result.status,
+        "status": "cached" if cached else result.status,
+        "cached": cached,
+        "repeats": repeats,
+        "repeat_finals": repeat_finals,
+        "fingerprint": repeats[0]["fingerprint"] if repeats else "",
+        "gate": gate.as_records() if gate is not None else [],
+        "gate_message": gate.message if gate is not None else "",
         "verdict": verdict,
         "checks": [{"metric": v.threshold.metric, "threshold": v.threshold.text,
                     "actual": v.actual, "passed": v.passed} for v in verdicts],
@@ -46,6 +63,11 @@ def junit_properties(rec: dict[str, Any]) -> list[tuple[str, str]]:
     props = [("sm.status", rec["status"]), ("sm.verdict", rec["verdict"]),
              ("sm.artifacts", rec["artifact_dir"]), ("sm.duration_s", f"{rec['duration_s']:.2f}")]
     props += [(f"sm.metric.{name}", repr(value)) for name, value in rec["final_metrics"].items()]
+    for row in rec["gate"]:
+        if row["gated"]:
+            props.append((f"sm.baseline.{row['metric']}", f"{row['baseline']!r}"))
+            props.append((f"sm.delta.{row['metric']}", f"{row['delta']!r}"))
+            props.append((f"sm.gate.{row['metric']}", row["verdict"]))
     for check in rec["checks"]:
         outcome = "pass" if check["passed"] else "fail"
         props.append((f"sm.check.{check['metric']}", f"{check['threshold']} -> {outcome}"))

@@ -13,7 +13,7 @@ from .spec import RunSpec
 
 def submit(run: RunSpec, backend: Backend, artifacts_root: Path):
     """Start a run in a fresh attempt folder; returns the backend's handle."""
-    attempt_dir = new_attempt_dir(artifacts_root, run.experiment, run.run_id)
+    attempt_dir = new_attempt_dir(artifacts_root, run.experiment, run.folder)
     return backend.submit(run, attempt_dir)
 
 

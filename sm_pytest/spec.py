@@ -7,6 +7,7 @@ same order. Every mistake is raised as a YamlError naming the file, the line and
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import re
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import thresholds, yamlsafe
+from . import thresholds, tolerances, yamlsafe
 from .metrics import MetricDefinition, regex_problem
 from .yamlsafe import Located, YamlError
 
@@ -32,6 +33,8 @@ _COMMON_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "inputs": ((dict,), "a mapping of channel name to a local folder or an s3:// URI"),
     "max_run": ((int,), "the time limit of one run in seconds, e.g. 3600"),
     "sagemaker": ((dict,), "a mapping of SageMaker settings, e.g. {instance_type: ml.m5.xlarge}"),
+    "tolerances": ((dict,), "a mapping of metric name to {direction, max_drop, k} for"
+                            " baseline comparison, e.g. {test_accuracy: {max_drop: 0.01}}"),
 }
 BASE_KEYS = dict(_COMMON_KEYS)
 EXPERIMENT_KEYS = {
@@ -41,6 +44,7 @@ EXPERIMENT_KEYS = {
     "zip": ((dict,), "a mapping of hyperparameter name to equally long lists (paired)"),
     "expect": ((dict,), "a mapping of metric name to a threshold such as '>= 0.95'"),
     "marks": ((list,), "a list of pytest marker names, e.g. [sweep, slow]"),
+    "repeat": ((int, dict), "a number of seeds to repeat each run with, e.g. 3"),
 }
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _MARK = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -66,6 +70,26 @@ class RunSpec:
     marks: tuple[str, ...]
     max_run: int
     sagemaker: dict[str, Any] = field(default_factory=dict)
+    tolerances: dict[str, tolerances.Tolerance] = field(default_factory=dict)
+    repeat: tolerances.Repeat | None = None
+    repeat_index: int | None = None  # which repeat this is, when `repeat` runs it several times
+
+    @property
+    def folder(self) -> str:
+        """The run's folder under its experiment in the artifacts tree."""
+        base = self.run_id or "default"
+        return base if self.repeat_index is None else f"{base}-repeat{self.repeat_index + 1}"
+
+    def repeats(self) -> list[RunSpec]:
+        """The runs to execute for this item: itself, or one per seed with `repeat`."""
+        if self.repeat is None:
+            return [self]
+        key = self.repeat.seed_key
+        first = self.hyperparameters.get(key, 1)
+        first = first if isinstance(first, int) and not isinstance(first, bool) else 1
+        return [dataclasses.replace(self, hyperparameters={**self.hyperparameters, key: seed},
+                                    repeat_index=i)
+                for i, seed in enumerate(self.repeat.seeds(first))]
 
     @property
     def name(self) -> str:
@@ -277,9 +301,30 @@ def load_experiment(path: Path, rootdir: Path) -> list[RunSpec]:
         raise doc.error((key,), f"the entry point {source_dir / entry_point} does not exist;"
                         " set 'source_dir' and 'entry_point' to your training script")
 
+    gates: dict[str, tolerances.Tolerance] = {}
+    repeat = None
+    try:
+        if base_doc is not None and "tolerances" in base:
+            gates = tolerances.parse_tolerances(base["tolerances"])
+    except tolerances.ToleranceError as exc:
+        raise base_doc.error(exc.key_path, exc.message) from None
+    try:
+        gates = tolerances.parse_tolerances(raw.get("tolerances"), defaults=gates)
+        repeat = tolerances.parse_repeat(raw.get("repeat"))
+    except tolerances.ToleranceError as exc:
+        raise doc.error(exc.key_path, exc.message) from None
+    for metric in gates:
+        if metric not in definitions:
+            source = doc if metric in (raw.get("tolerances") or {}) else base_doc
+            raise source.error(("tolerances", metric), f"no metric definition produces"
+                               f" {metric!r}; add it to metric_definitions or fix the name")
+
     hyperparameters = {**base.get("hyperparameters", {}), **raw.get("hyperparameters", {})}
     sagemaker = {**base.get("sagemaker", {}), **raw.get("sagemaker", {})}
     axes = _axes(doc, raw)
+    if repeat is not None and any(name == repeat.seed_key for name, _ in axes):
+        raise doc.error(("repeat",), f"'repeat' varies {repeat.seed_key!r}, which the matrix"
+                        " already sweeps; remove one of them")
     experiment = path.stem
     runs = []
     for swept in _expand(raw, axes):
@@ -301,6 +346,8 @@ def load_experiment(path: Path, rootdir: Path) -> list[RunSpec]:
                 marks=tuple(marks),
                 max_run=max_run,
                 sagemaker=sagemaker,
+                tolerances=gates,
+                repeat=repeat,
             )
         )
     return runs

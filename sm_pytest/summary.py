@@ -21,12 +21,15 @@ def frame(records: list[dict[str, Any]]):
     records = sorted(records, key=lambda r: (r["experiment"], r["order"]))
     swept = _union(r["swept"] for r in records)
     metrics = _union(r["final_metrics"] for r in records)
+    gated = _union({g["metric"]: None for g in r["gate"] if g["gated"]} for r in records)
     rows = []
     for rec in records:
         row = {"experiment": rec["experiment"], "run": rec["run_id"] or "-",
                "status": rec["status"], "verdict": rec["verdict"]}
         row.update({name: rec["swept"].get(name) for name in swept})
         row.update({name: rec["final_metrics"].get(name) for name in metrics})
+        arrows = {g["metric"]: g["arrow"] for g in rec["gate"] if g["gated"]}
+        row.update({f"Δ {name}": arrows.get(name, "") for name in gated})
         row["duration_s"] = round(rec["duration_s"], 1)
         row["artifacts"] = rec["artifact_dir"]
         row.update(job=rec["job_name"], instance=rec["instance_type"],
@@ -34,7 +37,8 @@ def frame(records: list[dict[str, Any]]):
         rows.append(row)
     on_sagemaker = any(rec["backend"] == "sagemaker" for rec in records)
     columns = _LEADING + [s for s in swept if s not in _LEADING] + [
-        m for m in metrics if m not in swept and m not in _LEADING] + _TRAILING[:1] + (
+        m for m in metrics if m not in swept and m not in _LEADING] + [
+        f"Δ {name}" for name in gated] + _TRAILING[:1] + (
         _JOB_COLUMNS if on_sagemaker else []) + _TRAILING[1:]
     df = pd.DataFrame(rows, columns=columns)
     for column in ("billable_s", "spot_saving"):
@@ -56,11 +60,32 @@ def render_text(df) -> str:
     return table.to_string(index=False, na_rep="", float_format="{:.4g}".format)
 
 
-def write(df, directory: Path) -> tuple[Path, Path]:
+def write(df, directory: Path, *, notes: list[str] = (), pictures: list[Path] = ()
+          ) -> tuple[Path, Path]:
+    """summary.csv, and summary.md for a CI job summary or a pull-request comment: the
+    verdicts, the table (deltas against the baseline as arrows), cost, notes and plots."""
     csv_path, md_path = directory / "summary.csv", directory / "summary.md"
     write_text_atomic(csv_path, df.to_csv(index=False))
     passed = int((df["verdict"] == "pass").sum())
-    markdown = (f"# sm-pytest summary\n\n{passed} of {len(df)} runs passed.\n\n"
-                + df.to_markdown(index=False, floatfmt=".4g") + "\n")
-    write_text_atomic(md_path, markdown)
+    cached = int((df["status"] == "cached").sum())
+    lines = ["# sm-pytest summary", "",
+             f"{passed} of {len(df)} runs passed"
+             + (f", {cached} reused from the run cache" if cached else "") + "."]
+    if "billable_s" in df and df["billable_s"].notna().any():
+        lines.append(f"SageMaker billable time: {df['billable_s'].sum():.0f} s.")
+    table = df.assign(artifacts=[_relative(p, directory) for p in df["artifacts"]])
+    lines += ["", table.to_markdown(index=False, floatfmt=".4g")]
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {note.splitlines()[0]}" for note in notes]
+    if pictures:
+        lines += ["", "## Plots", ""]
+        lines += [f"![{p.stem}]({_relative(p, directory)})" for p in pictures]
+    write_text_atomic(md_path, "\n".join(lines) + "\n")
     return csv_path, md_path
+
+
+def _relative(path, directory: Path) -> str:
+    try:
+        return str(Path(path).relative_to(directory))
+    except ValueError:
+        return str(path)

@@ -41,8 +41,7 @@ class LocalHandle:
 
 
 def job_name_for(run: RunSpec, attempt_dir: Path) -> str:
-    raw = f"{run.experiment}-{run.run_id}-{attempt_dir.name}" if run.run_id else (
-        f"{run.experiment}-{attempt_dir.name}")
+    raw = f"{run.experiment}-{run.folder}-{attempt_dir.name}"
     return _JOB_NAME_UNSAFE.sub("-", raw).strip("-")[:63]
 
 

@@ -92,14 +92,14 @@ class SageMakerExperiments:
                              run_display_name=run.name[:80],
                              sagemaker_session=self.session) as sm_run:
             sm_run.log_parameters(_parameters(run))
-            self._run_names[(run.experiment, run.run_id)] = job_name
+            self._run_names[(run.experiment, run.folder)] = job_name
             # Passed as is: rebuilding it from the short name breaks the link (FIELD-NOTES).
             return dict(sm_run.experiment_config)
 
     def finish_run(self, run: RunSpec, result: RunResult) -> None:
         from sagemaker.core.experiments.run import load_run
 
-        job_name = self._run_names.get((run.experiment, run.run_id))
+        job_name = self._run_names.get((run.experiment, run.folder))
         if job_name is None:
             return
         name = self.names.get(experiment_name(run), experiment_name(run))

@@ -45,6 +45,15 @@ class SageMakerSession:
                                            region=resolved.region or EMULATED_REGION)
         return resolved
 
+    def prices(self) -> dict[str, float]:
+        """USD per instance-hour from the config file's `prices:` (for --sm-plan)."""
+        from ..plan import load_prices
+        from ..yamlsafe import load
+
+        if self.config_path is None:
+            return {}
+        return load_prices(load(self.config_path).value, str(self.config_path))
+
     def check(self, runs: list[RunSpec]) -> None:
         """Every setting problem of every selected run, raised once, before any launch."""
         problems: dict[str, None] = {}

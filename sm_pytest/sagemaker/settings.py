@@ -310,6 +310,8 @@ CONFIG_KEYS: dict[str, _Key] = {
     "tags": _Key("tags", _tags, RUN, "tags on every job"),
     "environment": _Key("environment", _environment, RUN, "container environment variables"),
 }
+# Keys the config file may hold that are not job settings; their readers validate them.
+CONFIG_FILE_ONLY_KEYS = {"prices": "USD per instance-hour for the plan's cost bound (plan.py)"}
 _MAPPINGS = ("tags", "environment")
 _DEFAULTS = SageMakerSettings()
 
@@ -349,9 +351,9 @@ def _load_config(path: Path) -> tuple[dict, Callable[[str], str]]:
         raise SettingsError(f"{path}: must be a mapping of setting to value, e.g."
                             " instance_type: ml.m5.xlarge")
     for key in doc.value:
-        if key not in CONFIG_KEYS:
+        if key not in CONFIG_KEYS and key not in CONFIG_FILE_ONLY_KEYS:
             raise SettingsError(f"{where(key)}: unknown key {key!r}: "
-                                f"{_suggest(key, CONFIG_KEYS)}")
+                                f"{_suggest(key, {**CONFIG_KEYS, **CONFIG_FILE_ONLY_KEYS})}")
     return doc.value, where
 
 

@@ -1,0 +1,207 @@
+"""The plan, printed before anything runs: which runs go where, which are reused from the
+cache, and at most what they can cost.
+
+    run               backend    instance          spot  reuse  max_run  $/hour  at most
+    lr_sweep[lr=1.0]  sagemaker  ml.m5.xlarge      no    no          1h   $0.23    $0.24
+    lr_sweep[lr=0.1]  sagemaker  ml.m5.xlarge      no    yes         1h   $0.23   reused
+    gpu               sagemaker  2 x ml.g5.xlarge  yes   no         30m  $1.408    $1.51
+    baseline          local      local             -     no         24h       -    $0.00
+    at most $1.74 for 4 runs; 1 would be reused from the cache
+
+**What the bound covers.** SageMaker bills training instances per second of training time,
+so one job costs at most (``max_run`` + the 120 s that SageMaker gives a stopped job after
+SIGTERM) x on-demand price x instance count, plus, without spot, up to ``keep_alive``
+seconds of warm-pool idle time at the same rate. With spot the bound is the same on-demand
+figure: a spot job is billed for at most its training time, at a price that never exceeds
+on-demand, and the time spent waiting for capacity (``max_wait``) is not billed, so
+``max_wait`` never raises the bound. Storage (the ML volume), S3 and data transfer are not
+included; they are small for jobs like these but not zero. Local runs cost 0. Amounts are
+rounded up to the cent.
+
+Prices come from a ``prices:`` mapping (instance type -> USD per instance-hour, on-demand,
+training) in config/sagemaker.yaml; a type with no price is shown as "?" and left out of
+the total, which says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .sagemaker.settings import SettingsError
+
+__all__ = ["PlanRow", "cost_bound", "format_plan", "load_prices", "plan_row"]
+
+# StoppingCondition: "To stop a training job, SageMaker sends the algorithm the SIGTERM
+# signal, which delays job termination for 120 seconds."
+STOP_GRACE_S = 120
+REUSE_VALUES = ("yes", "no", "-")
+PRICES_KEY = "prices"
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    run: str
+    backend: str
+    instance_type: str
+    spot: bool
+    reuse: str  # "yes" / "no", or "-" when the cache is not in use
+    max_run_s: int
+    price_per_hour: float | None  # USD per instance-hour, None when unknown (or local)
+    cost_bound: float | None  # USD, None when the price is unknown; 0.0 for local runs
+    instance_count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.reuse not in REUSE_VALUES:
+            raise ValueError(f"PlanRow.reuse must be one of {REUSE_VALUES}, not {self.reuse!r}")
+
+    @property
+    def local(self) -> bool:
+        return self.backend == "local"
+
+
+def cost_bound(max_run_s: int, price_per_hour: float | None, instance_count: int = 1,
+               spot: bool = False, max_wait_s: int | None = None, *, keep_alive_s: int = 0,
+               stop_grace_s: int = STOP_GRACE_S) -> float | None:
+    """Upper bound in USD of one SageMaker job; None when the price is unknown.
+
+    (max_run + stop grace [+ keep_alive without spot]) hours x on-demand price x count.
+    Spot: still the on-demand figure (spot never bills more than on-demand, nor more than
+    the training time); ``max_wait_s`` is accepted for clarity and does not change the bound,
+    since waiting for capacity is not billed. Warm pools are not available with spot, so
+    ``keep_alive_s`` only counts without it. For a local run use 0.0 (see ``plan_row``).
+    """
+    if price_per_hour is None:
+        return None
+    for name, value in (("max_run_s", max_run_s), ("instance_count", instance_count),
+                        ("keep_alive_s", keep_alive_s), ("stop_grace_s", stop_grace_s)):
+        if value < 0:
+            raise ValueError(f"{name} must not be negative, got {value}")
+    if max_wait_s is not None and max_wait_s < 0:
+        raise ValueError(f"max_wait_s must not be negative, got {max_wait_s}")
+    if not math.isfinite(price_per_hour) or price_per_hour < 0:
+        raise ValueError(f"price_per_hour must be a non-negative number, got {price_per_hour}")
+    seconds = max_run_s + stop_grace_s + (0 if spot else keep_alive_s)
+    return seconds / 3600 * price_per_hour * instance_count
+
+
+def load_prices(config: Mapping[str, Any] | None,
+                source: str = "config/sagemaker.yaml") -> dict[str, float]:
+    """The ``prices:`` mapping of a parsed config file: instance type -> USD per
+    instance-hour. No ``prices:`` gives {}; anything else wrong is a SettingsError naming the
+    entry and what to write."""
+    raw = (config or {}).get(PRICES_KEY)
+    if raw is None:
+        return {}
+    example = "e.g.\n  prices:\n    ml.m5.xlarge: 0.23"
+    if not isinstance(raw, Mapping):
+        raise SettingsError(f"{source}: '{PRICES_KEY}' must be a mapping of instance type to"
+                            f" USD per instance-hour, {example}")
+    prices = {}
+    for instance_type, price in raw.items():
+        where = f"{source}: {PRICES_KEY}.{instance_type}"
+        if not isinstance(instance_type, str) or not instance_type.startswith("ml."):
+            raise SettingsError(f"{source}: '{PRICES_KEY}' key {instance_type!r} is not a"
+                                f" SageMaker instance type; write it as ml.<family>.<size>,"
+                                f" {example}")
+        if isinstance(price, bool) or not isinstance(price, (int, float)):
+            raise SettingsError(f"{where} must be a number of USD per instance-hour, such as"
+                                f" 0.23, not {price!r}")
+        if not math.isfinite(price) or price <= 0:
+            raise SettingsError(f"{where} must be a price above 0 (USD per instance-hour),"
+                                f" not {price!r}")
+        prices[instance_type] = float(price)
+    return prices
+
+
+def plan_row(run: str, *, backend: str, max_run_s: int, instance_type: str = "local",
+             spot: bool = False, reuse: str = "-", prices: Mapping[str, float] | None = None,
+             instance_count: int = 1, keep_alive_s: int = 0, emulated: bool = False) -> PlanRow:
+    """One row: a local run costs 0 and has no price; so does an emulated SageMaker run
+    (``--sm-emulate``, shown as "sagemaker (emulated)"); a SageMaker run is priced from
+    ``prices`` (None, shown "?", when its instance type is not there)."""
+    if backend == "local":
+        return PlanRow(run, backend, "local", False, reuse, max_run_s, None, 0.0, 1)
+    if emulated:
+        return PlanRow(run, f"{backend} (emulated)", instance_type, spot, reuse, max_run_s,
+                       None, 0.0, instance_count)
+    price = (prices or {}).get(instance_type)
+    bound = cost_bound(max_run_s, price, instance_count, spot, keep_alive_s=keep_alive_s)
+    return PlanRow(run, backend, instance_type, spot, reuse, max_run_s, price, bound,
+                   instance_count)
+
+
+# --- the table -----------------------------------------------------------------------------
+
+
+def _duration(seconds: int) -> str:
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "",
+             f"{secs}s" if secs else ""]
+    return "".join(parts) or "0s"
+
+
+def _money(value: float) -> str:
+    """Dollars rounded UP to the cent: the figure is an upper bound, so it must not shrink
+    (round() first drops float noise such as 0.23 * 100 = 23.000000000000004)."""
+    cents = math.ceil(round(value * 100, 6))
+    return f"${cents / 100:,.2f}"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def _cells(row: PlanRow) -> list[str]:
+    instance = row.instance_type
+    if row.instance_count > 1:
+        instance = f"{row.instance_count} x {instance}"
+    spot = "-" if row.local else "yes" if row.spot else "no"
+    if row.price_per_hour is not None:
+        price = f"${row.price_per_hour:.4g}"
+    else:  # no price: free (local, emulated) or unknown
+        price = "-" if row.cost_bound == 0.0 else "?"
+    if row.reuse == "yes":
+        bound = "reused"
+    elif row.cost_bound is None:
+        bound = "?"
+    else:
+        bound = _money(row.cost_bound)
+    return [row.run, row.backend, instance, spot, row.reuse, _duration(row.max_run_s), price,
+            bound]
+
+
+_HEADER = ["run", "backend", "instance", "spot", "reuse", "max_run", "$/hour", "at most"]
+_RIGHT = {5, 6, 7}  # right-aligned columns
+
+
+def _total(rows: Sequence[PlanRow]) -> str:
+    launched = [r for r in rows if r.reuse != "yes"]
+    reused = len(rows) - len(launched)
+    known = sum(r.cost_bound for r in launched if r.cost_bound is not None)
+    unpriced = sorted({r.instance_type for r in launched if r.cost_bound is None})
+    unpriced_runs = sum(1 for r in launched if r.cost_bound is None)
+    text = f"at most {_money(known)} for {_plural(len(rows), 'run')}"
+    if unpriced:
+        text += (f", not counting {unpriced_runs} on {', '.join(unpriced)} (no price: add"
+                 f" {'it' if len(unpriced) == 1 else 'them'} under prices: in"
+                 " config/sagemaker.yaml)")
+    if any(r.reuse != "-" for r in rows):
+        text += f"; {reused} would be reused from the cache"
+    return text
+
+
+def format_plan(rows: Sequence[PlanRow]) -> str:
+    """An aligned text table, one line per run, and the total line."""
+    table = [_HEADER] + [_cells(r) for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(_HEADER))]
+    lines = []
+    for line in table:
+        cells = [cell.rjust(widths[i]) if i in _RIGHT else cell.ljust(widths[i])
+                 for i, cell in enumerate(line)]
+        lines.append("  ".join(cells).rstrip())
+    lines.append(_total(rows))
+    return "\n".join(lines) + "\n"

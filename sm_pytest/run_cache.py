@@ -1,0 +1,189 @@
+"""Passing runs, keyed by fingerprint, so that the same training is not done twice.
+
+The cache lives in the tracking store's SQLite file (``<artifacts>/tracking.sqlite``), in its
+own table; it points at each run's ``result.json`` instead of copying it, so an entry whose
+attempt folder was deleted is simply a miss. Only runs that passed are remembered (the caller
+decides); a hit hands back the stored result, which the current thresholds then judge again.
+
+One writer at a time (the pytest controller); readers may be many. Every connection waits up
+to 30 s for a lock, as the tracking store's do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .backends.base import RunResult
+from .fingerprint import INPUT_PREFIX
+
+__all__ = ["CachedRun", "RunCache", "result_from_json"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS run_cache (
+    fingerprint TEXT PRIMARY KEY, parts TEXT, run_name TEXT, result_path TEXT, recorded REAL
+);
+CREATE INDEX IF NOT EXISTS run_cache_by_name ON run_cache(run_name, recorded);
+"""
+LOCK_TIMEOUT_S = 30
+
+# How each part is named when it changed.
+_PART_NAMES = {
+    "version": "the fingerprint format changed (sm-pytest upgrade)",
+    "hyperparameters": "hyperparameters changed",
+    "entry_point": "entry point changed",
+    "metric_definitions": "metric definitions changed",
+    "source": "source changed",
+    "backend": "backend/instance settings changed",
+}
+
+
+@dataclass
+class CachedRun:
+    fingerprint: str
+    run_name: str
+    result_path: Path
+    result: dict[str, Any]  # the parsed result.json
+    recorded: float  # time.time() when it was remembered
+
+    def run_result(self) -> RunResult:
+        return result_from_json(self.result)
+
+
+_PATH_FIELDS = {f.name for f in dataclasses.fields(RunResult)
+                if f.type in ("Path", Path)}
+_FIELDS = {f.name: f for f in dataclasses.fields(RunResult)}
+_REQUIRED = {name for name, f in _FIELDS.items()
+             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+
+
+def result_from_json(data: Mapping[str, Any]) -> RunResult:
+    """Rebuild a RunResult from what ``RunResult.to_json()`` wrote: paths back to Path, the
+    derived keys (duration_s, spot_saving) and any unknown key dropped. Raises ValueError
+    naming the missing keys when ``data`` is not such a result."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"a result must be a JSON object, not {type(data).__name__}")
+    missing = sorted(_REQUIRED - set(data))
+    if missing:
+        raise ValueError(f"result is missing {', '.join(missing)}; it was not written by"
+                         " RunResult.to_json()")
+    values = {}
+    for name, value in data.items():
+        if name not in _FIELDS:
+            continue
+        if name in _PATH_FIELDS and value is not None:
+            value = Path(value)
+        values[name] = value
+    values["final_metrics"] = dict(values.get("final_metrics") or {})
+    values["metric_series"] = {k: list(v) for k, v in (values.get("metric_series") or {}).items()}
+    return RunResult(**values)
+
+
+def _read_result(path: Path) -> dict[str, Any] | None:
+    """The parsed result.json of a completed run, or None (gone, unreadable, not a result,
+    or a run that did not complete and so can never have passed)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        result = result_from_json(data)
+    except (OSError, UnicodeDecodeError, ValueError, TypeError):
+        return None
+    return data if result.ok else None
+
+
+def _describe_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) == new.get(key):
+            continue
+        if key.startswith(INPUT_PREFIX):
+            channel = key[len(INPUT_PREFIX):]
+            if key not in old:
+                changes.append(f"input {channel!r} added")
+            elif key not in new:
+                changes.append(f"input {channel!r} removed")
+            else:
+                changes.append(f"data changed (input {channel!r})")
+        else:
+            changes.append(_PART_NAMES.get(key, f"{key} changed"))
+    return changes
+
+
+def _tracked(db: sqlite3.Connection, run_name: str) -> bool:
+    """Whether the tracking store (same file) has any run of this name."""
+    try:
+        return db.execute("SELECT 1 FROM runs WHERE name = ? LIMIT 1",
+                          (run_name,)).fetchone() is not None
+    except sqlite3.Error:  # no tracking table (yet), or another schema
+        return False
+
+
+class RunCache:
+    def __init__(self, db_path: Path):
+        self.db_path = Path(db_path)
+
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.db_path, timeout=LOCK_TIMEOUT_S)
+        try:
+            connection.executescript(_SCHEMA)
+            with connection:  # commits, or rolls back on an exception
+                yield connection
+        finally:
+            connection.close()
+
+    def lookup(self, fingerprint: str) -> CachedRun | None:
+        """The passing run with this fingerprint, if its result.json still exists, parses and
+        says the run completed."""
+        with self._db() as db:
+            row = db.execute("SELECT fingerprint, run_name, result_path, recorded FROM run_cache"
+                             " WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        if row is None:
+            return None
+        path = Path(row[2])
+        result = _read_result(path)
+        if result is None:
+            return None
+        return CachedRun(fingerprint=row[0], run_name=row[1], result_path=path, result=result,
+                         recorded=row[3])
+
+    def remember(self, fingerprint: str, parts: Mapping[str, str], run_name: str,
+                 result_path: Path) -> None:
+        """Record a passing run (replacing an older entry with the same fingerprint)."""
+        with self._db() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO run_cache(fingerprint, parts, run_name, result_path,"
+                " recorded) VALUES (?, ?, ?, ?, ?)",
+                (fingerprint, json.dumps(dict(parts), sort_keys=True), run_name,
+                 str(Path(result_path).resolve()), time.time()),
+            )
+
+    def explain_miss(self, parts: Mapping[str, str], run_name: str) -> str:
+        """Why this run is not reused, by comparing its parts with the latest cached entry
+        of the same run name: "never run" ("never passed" when the tracking store has runs of
+        it), "source changed", "hyperparameters changed,
+        data changed (input 'training')", "cached result.json is gone (...)"."""
+        with self._db() as db:
+            row = db.execute("SELECT parts, result_path FROM run_cache WHERE run_name = ?"
+                             " ORDER BY recorded DESC, rowid DESC LIMIT 1",
+                             (run_name,)).fetchone()
+            tracked = row is None and _tracked(db, run_name)
+        if row is None:
+            return "never passed" if tracked else "never run"
+        try:
+            old = json.loads(row[0])
+        except (TypeError, ValueError):
+            return "the cached entry is unreadable"
+        changes = _describe_changes(old, parts)
+        if changes:
+            return ", ".join(changes)
+        if _read_result(Path(row[1])) is None:
+            return f"cached result.json is gone or unreadable ({row[1]})"
+        return "cached"  # nothing changed: lookup() would have found it

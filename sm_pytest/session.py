@@ -1,0 +1,181 @@
+"""Per-pytest-session state and the life of one item's runs: repeats, the run cache,
+submission and waiting. The pytest hooks in plugin.py stay thin on top of this."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import runner
+from .backends.base import COMPLETED, RunResult
+from .spec import RunSpec
+
+_SUFFIXES = {".yaml", ".yml"}
+
+
+@dataclasses.dataclass
+class Pending:
+    """One repeat of an item: launched (handle) or taken from the run cache (cached)."""
+
+    run: RunSpec
+    fingerprint: str = ""
+    parts: dict[str, str] = dataclasses.field(default_factory=dict)
+    handle: Any = None
+    cached: RunResult | None = None
+    miss: str = ""
+
+    @property
+    def cache_name(self) -> str:
+        return f"{self.run.experiment}/{self.run.folder}"
+
+
+class SmSession:
+    """Where artifacts go, the backend, the gate, the cache, and the collected records."""
+
+    def __init__(self, config: pytest.Config, sagemaker_factory):
+        self.config = config
+        option = config.getoption("sm_artifacts")
+        base = Path(config.invocation_params.dir) if option else config.rootpath
+        self.artifacts_root = (base / (option or config.getini("sm_artifacts"))).resolve()
+        self.experiment_dirs = [(config.rootpath / p).resolve()
+                                for p in config.getini("sm_experiment_paths")]
+        self.session_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        self.records: list[dict] = []
+        self.notices: list[str] = []
+        self._backend = None
+        self._tracker = None
+        self._cache = None
+        self.reuse = bool(config.getoption("sm_reuse")) and not config.getoption("sm_rerun")
+        self.sagemaker = None
+        if config.getoption("sm"):
+            self.sagemaker = sagemaker_factory(config, self.session_id)
+        elif config.getoption("spot") or config.getoption("sm_emulate"):
+            raise pytest.UsageError("--spot and --sm-emulate go with --sm")
+        self.baselines_dir = config.rootpath / (config.getoption("sm_baselines_dir")
+                                                or config.getini("sm_baselines_dir"))
+        self.save_baseline = config.getoption("sm_save_baseline")
+        self.gate = None
+        compare_with = config.getoption("sm_baseline")
+        if compare_with or config.getoption("sm_baseline_strict"):
+            from . import baselines
+            from .gating import Gate
+
+            if not compare_with:
+                raise pytest.UsageError("--sm-baseline-strict goes with --sm-baseline NAME")
+            try:
+                self.gate = Gate(self.baselines_dir, compare_with,
+                                 strict=config.getoption("sm_baseline_strict"))
+                if self.save_baseline:
+                    baselines.baseline_path(self.baselines_dir, self.save_baseline)
+            except baselines.BaselineError as exc:
+                raise pytest.UsageError(str(exc)) from None
+
+    # -- backends --------------------------------------------------------------------------
+
+    @property
+    def backend(self):
+        if self._backend is None:
+            from .backends.local import LocalBackend
+
+            streaming = self.config.getoption("capture", "fd") == "no"
+            self._backend = LocalBackend(echo=sys.stdout.write if streaming else None)
+        return self._backend
+
+    def start_sagemaker(self, runs: list[RunSpec]) -> None:
+        """--sm: check every setting and the Experiments limit before anything launches."""
+        from .sagemaker.experiments import ExperimentLimitError
+        from .sagemaker.settings import SettingsError
+
+        try:
+            self.sagemaker.check(runs)
+            self._backend = self.sagemaker.start(runs)
+        except (SettingsError, ExperimentLimitError) as exc:
+            raise pytest.UsageError(f"nothing was launched: {exc}") from None
+
+    def backend_settings(self, run: RunSpec) -> tuple[str, dict]:
+        if self.sagemaker is None:
+            return "local", {}
+        from .fingerprint import sagemaker_backend_settings
+
+        return "sagemaker", sagemaker_backend_settings(self.sagemaker.settings_for(run))
+
+    # -- one item's runs -------------------------------------------------------------------
+
+    @property
+    def cache(self):
+        if self._cache is None:
+            from .run_cache import RunCache
+
+            self._cache = RunCache(self.artifacts_root / "tracking.sqlite")
+        return self._cache
+
+    def start(self, run: RunSpec) -> list[Pending]:
+        """Launch every repeat of `run`, or take it from the cache with --sm-reuse."""
+        from .fingerprint import digest_parts, fingerprint_parts
+
+        pendings = []
+        for repeat in run.repeats():
+            backend_name, settings = self.backend_settings(repeat)
+            parts = fingerprint_parts(repeat, backend=backend_name, backend_settings=settings)
+            pending = Pending(repeat, digest_parts(parts), parts)
+            if self.reuse:
+                hit = self.cache.lookup(pending.fingerprint)
+                if hit is not None:
+                    pending.cached = hit.run_result()
+                else:
+                    pending.miss = self.cache.explain_miss(parts, pending.cache_name)
+            if pending.cached is None:
+                pending.handle = runner.submit(repeat, self.backend, self.artifacts_root)
+            pendings.append(pending)
+        return pendings
+
+    def finish(self, pendings: list[Pending]) -> list[RunResult]:
+        return [p.cached or runner.finish(self.backend, p.handle) for p in pendings]
+
+    # -- recording (controller only) -------------------------------------------------------
+
+    def record(self, rec: dict) -> None:
+        self.records.append(rec)
+        if self._tracker is None:
+            from .tracking import LocalTracker
+
+            self._tracker = LocalTracker(self.artifacts_root / "tracking.sqlite",
+                                         self.session_id)
+        if not rec["cached"]:
+            self._tracker.record(rec)
+        if rec["verdict"] == "pass":
+            # Only runs that passed may be reused later (--sm-reuse).
+            for repeat in rec["repeats"]:
+                if not repeat["cached"] and repeat["status"] == COMPLETED:
+                    self.cache.remember(repeat["fingerprint"], repeat["parts"],
+                                        repeat["cache_name"], Path(repeat["result_path"]))
+
+    def is_experiment_file(self, path: Path) -> bool:
+        path = path.resolve()
+        return path.suffix in _SUFFIXES and any(path.is_relative_to(d)
+                                                 for d in self.experiment_dirs)
+
+
+def aggregate(results: list[RunResult]) -> RunResult:
+    """One result for an item: itself, or with `repeat` the first failure if any run
+    failed, else the first run with every final metric averaged over the repeats."""
+    if len(results) == 1:
+        return results[0]
+    for result in results:
+        if not result.ok:
+            return result
+    finals: dict[str, list[float]] = {}
+    for result in results:
+        for metric, value in result.final_metrics.items():
+            finals.setdefault(metric, []).append(value)
+    mean = {metric: sum(values) / len(values) for metric, values in finals.items()}
+    first = results[0]
+    return dataclasses.replace(first, final_metrics=mean,
+                               started_at=min(r.started_at for r in results),
+                               ended_at=max(r.ended_at for r in results))
