@@ -8,7 +8,6 @@ same order. Every mistake is raised as a YamlError naming the file, the line and
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from . import thresholds, tolerances, yamlsafe
+from .messages import suggest as _suggest
+from .messages import type_name as _type_name
 from .metrics import MetricDefinition, regex_problem
 from .yamlsafe import Located, YamlError
 
@@ -97,17 +98,8 @@ class RunSpec:
         return f"{self.experiment}[{self.run_id}]" if self.run_id else self.experiment
 
 
-def _suggest(key: str, known: dict) -> str:
-    close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
-    if close:
-        return f"did you mean {close[0]!r}?"
-    return "known keys are " + ", ".join(sorted(known))
 
 
-def _type_name(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "an integer", float: "a number", type(None): "empty"}.get(type(value),
-                                                                          type(value).__name__)
 
 
 def _check_keys(doc: Located, schema: dict, what: str) -> dict:

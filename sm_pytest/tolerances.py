@@ -13,11 +13,13 @@ the key path of the offending value, so that the caller can point at its line.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from .messages import suggest
+from .messages import type_name as _type_name
 
 DIRECTIONS = ("higher", "lower")
 DEFAULT_K = 2.0
@@ -124,17 +126,8 @@ def guess_direction(metric: str) -> str | None:
     return None
 
 
-def _type_name(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "an integer", float: "a number", type(None): "empty"}.get(type(value),
-                                                                          type(value).__name__)
 
 
-def _suggest(key: Any, known: dict) -> str:
-    close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
-    if close:
-        return f"did you mean {close[0]!r}?"
-    return "known fields are " + ", ".join(sorted(known))
 
 
 def _is_number(value: Any) -> bool:
@@ -223,7 +216,7 @@ def _entry(metric: str, entry: Any, default: Tolerance | None) -> Tolerance:
     for key in entry:
         if key not in FIELDS:
             raise ToleranceError((*where, key), f"unknown field {key!r} in the tolerance of"
-                                 f" {metric!r}: {_suggest(key, FIELDS)}")
+                                 f" {metric!r}: {suggest(key, FIELDS, 'fields')}")
     direction = default.direction if default else None
     max_drop = (default.max_drop, default.relative) if default else None
     k = default.k if default else DEFAULT_K
@@ -283,7 +276,7 @@ def parse_repeat(raw: object) -> Repeat | None:
     for key in raw:
         if key not in REPEAT_FIELDS:
             raise ToleranceError(("repeat", key), f"unknown field {key!r} in 'repeat':"
-                                 f" {_suggest(key, REPEAT_FIELDS)}")
+                                 f" {suggest(key, REPEAT_FIELDS, 'fields')}")
     if "count" not in raw:
         raise ToleranceError(("repeat",), "'repeat' needs a count, e.g. repeat: {count: 3,"
                              " seed: seed}")

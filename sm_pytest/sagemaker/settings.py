@@ -33,7 +33,6 @@ boto3 itself.
 from __future__ import annotations
 
 import configparser
-import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..messages import suggest
 from ..yamlsafe import YamlError
 from ..yamlsafe import load as load_yaml
 
@@ -328,11 +328,6 @@ class _Layer:
     label: Callable[[str], str] = str  # how the key is named in that source
 
 
-def _suggest(key: Any, known) -> str:
-    close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
-    if close:
-        return f"did you mean {close[0]!r}?"
-    return "known keys are " + ", ".join(sorted(known))
 
 
 def _load_config(path: Path) -> tuple[dict, Callable[[str], str]]:
@@ -353,7 +348,7 @@ def _load_config(path: Path) -> tuple[dict, Callable[[str], str]]:
     for key in doc.value:
         if key not in CONFIG_KEYS and key not in CONFIG_FILE_ONLY_KEYS:
             raise SettingsError(f"{where(key)}: unknown key {key!r}: "
-                                f"{_suggest(key, {**CONFIG_KEYS, **CONFIG_FILE_ONLY_KEYS})}")
+                                f"{suggest(key, {**CONFIG_KEYS, **CONFIG_FILE_ONLY_KEYS})}")
     return doc.value, where
 
 
@@ -394,7 +389,7 @@ def _check_block(block: Mapping, where: Callable[[str], str]) -> None:
         spec = CONFIG_KEYS.get(key)
         if spec is None:
             raise SettingsError(f"{where(key)}: unknown key 'sagemaker.{key}': "
-                                f"{_suggest(key, CONFIG_KEYS)}")
+                                f"{suggest(key, CONFIG_KEYS)}")
         if spec.scope == SESSION:
             raise SettingsError(
                 f"{where(key)}: 'sagemaker.{key}' is a setting of the whole session, not of one"
