@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import difflib
 from collections.abc import Iterable
 from typing import Any
@@ -19,5 +20,6 @@ def suggest(key: Any, known: Iterable[str], noun: str = "keys") -> str:
 def type_name(value: Any) -> str:
     """How a YAML value's type reads in a sentence: 'a mapping', 'a list', 'a number'..."""
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "an integer", float: "a number", type(None): "empty"}.get(
+            int: "an integer", float: "a number", type(None): "empty",
+            datetime.date: "a date", datetime.datetime: "a date and time"}.get(
         type(value), type(value).__name__)

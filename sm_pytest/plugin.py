@@ -113,6 +113,8 @@ def _sagemaker_session(config: pytest.Config, token: str):
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("sm_plan") and config.getoption("numprocesses", None):
+        raise pytest.UsageError("--sm-plan runs nothing; leave out -n (pytest-xdist)")
     session = config.stash[_SESSION] = SmSession(config, _sagemaker_session)
     if session.sagemaker is not None:
         config.pluginmanager.register(SageMakerHooks(session), "sm-pytest-sagemaker")
@@ -181,7 +183,8 @@ class ExperimentItem(pytest.Item):
                     session.start_sagemaker([self.run])  # pytest-xdist: item by item
                 self.pending = session.start(self.run)
             self.results = session.finish(self.pending)
-        except (RunSetupError, pytest.UsageError) as exc:
+        except (RunSetupError, pytest.UsageError, ValueError) as exc:
+            # ValueError: e.g. a value the fingerprint cannot hash; phrased by its raiser
             pytest.fail(str(exc), pytrace=False)
         self.result = aggregate(self.results)
         if not self.result.ok:
@@ -201,8 +204,6 @@ class ExperimentItem(pytest.Item):
             gate = session.gate.judge(self.run, finals_per_metric(self.results))
             if gate.failed:
                 reports.append(gate.message)
-            elif gate.message:
-                session.notices.append(gate.message)
         self._finish("fail" if reports else "pass", verdicts, gate)
         if reports:
             raise ThresholdsNotMet("\n\n".join(reports))
@@ -295,7 +296,9 @@ class Recorder:
         df = summary.frame(session.records)
         terminalreporter.write_sep("=", "sm-pytest runs")
         write(summary.render_text(df))
-        notes = list(session.notices) + _cache_notes(session)
+        # Notices travel on the records, so pytest-xdist workers' reach the summary too.
+        notes = [rec["gate_message"] for rec in session.records
+                 if rec["verdict"] == "pass" and rec["gate_message"]] + _cache_notes(session)
         for note in notes:
             write(note)
         notes += self._save_baseline(write)
@@ -336,7 +339,11 @@ class Recorder:
         if not plots.available():
             write("plots skipped: matplotlib is not installed (pip install 'sm-pytest[plots]')")
             return []
-        return pictures.draw(self.session.records, self.session.artifacts_root)
+        try:
+            return pictures.draw(self.session.records, self.session.artifacts_root)
+        except Exception as exc:  # a picture must never cost the summary
+            write(f"plots skipped: {type(exc).__name__}: {exc}")
+            return []
 
 
 def _cache_notes(session: SmSession) -> list[str]:
@@ -356,12 +363,27 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
     if not config.getoption("sm_plan") or hasattr(config, "workerinput"):
         return
+    from .sagemaker.settings import SettingsError
+
+    try:
+        rows = _plan_rows(config, session.items)
+    except (SettingsError, YamlError) as exc:
+        raise pytest.UsageError(f"cannot make the plan: {exc}") from None
+    from . import plan
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    reporter.write_sep("=", "sm-pytest plan")
+    reporter.write_line(plan.format_plan(rows))
+    config.option.collectonly = True  # the plan is the whole session
+
+
+def _plan_rows(config: pytest.Config, items) -> list:
     from . import plan
 
     sm = config.stash[_SESSION]
     prices = sm.sagemaker.prices() if sm.sagemaker is not None else {}
     rows = []
-    for item in session.items:
+    for item in items:
         if not isinstance(item, ExperimentItem):
             continue
         for repeat in item.run.repeats():
@@ -383,7 +405,4 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                                       prices=prices, instance_count=s.instance_count,
                                       keep_alive_s=0 if s.spot else s.keep_alive_s,
                                       emulated=s.emulate))
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    reporter.write_sep("=", "sm-pytest plan")
-    reporter.write_line(plan.format_plan(rows))
-    config.option.collectonly = True  # the plan is the whole session
+    return rows

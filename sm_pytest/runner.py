@@ -24,9 +24,6 @@ def finish(backend: Backend, handle) -> RunResult:
     return result
 
 
-def execute(run: RunSpec, backend: Backend, artifacts_root: Path) -> RunResult:
-    return finish(backend, submit(run, backend, artifacts_root))
-
 
 def save(result: RunResult) -> None:
     """Write what a run produced, before anything can judge it, so no result is lost."""

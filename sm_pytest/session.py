@@ -47,7 +47,6 @@ class SmSession:
                                 for p in config.getini("sm_experiment_paths")]
         self.session_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self.records: list[dict] = []
-        self.notices: list[str] = []
         self._backend = None
         self._tracker = None
         self._cache = None
@@ -62,17 +61,20 @@ class SmSession:
         self.save_baseline = config.getoption("sm_save_baseline")
         self.gate = None
         compare_with = config.getoption("sm_baseline")
-        if compare_with or config.getoption("sm_baseline_strict"):
+        if config.getoption("sm_baseline_strict") and not compare_with:
+            raise pytest.UsageError("--sm-baseline-strict goes with --sm-baseline NAME")
+        if compare_with or self.save_baseline:
             from . import baselines
             from .gating import Gate
 
-            if not compare_with:
-                raise pytest.UsageError("--sm-baseline-strict goes with --sm-baseline NAME")
+            # Both files are read before anything runs: a bad name or a broken file is one
+            # clear error now, not a lost save after an hour of training.
             try:
-                self.gate = Gate(self.baselines_dir, compare_with,
-                                 strict=config.getoption("sm_baseline_strict"))
+                if compare_with:
+                    self.gate = Gate(self.baselines_dir, compare_with,
+                                     strict=config.getoption("sm_baseline_strict"))
                 if self.save_baseline:
-                    baselines.baseline_path(self.baselines_dir, self.save_baseline)
+                    baselines.load(self.baselines_dir, self.save_baseline)
             except baselines.BaselineError as exc:
                 raise pytest.UsageError(str(exc)) from None
 
@@ -92,11 +94,18 @@ class SmSession:
         from .sagemaker.experiments import ExperimentLimitError
         from .sagemaker.settings import SettingsError
 
+        repeats = [repeat for run in runs for repeat in run.repeats()]
         try:
-            self.sagemaker.check(runs)
-            self._backend = self.sagemaker.start(runs)
+            self.sagemaker.check(repeats)
+            self._backend = self.sagemaker.start(repeats)
         except (SettingsError, ExperimentLimitError) as exc:
             raise pytest.UsageError(f"nothing was launched: {exc}") from None
+        except ImportError as exc:
+            raise pytest.UsageError(f"nothing was launched: --sm needs the SageMaker extra"
+                                    f" (pip install 'sm-pytest[sagemaker]'): {exc}") from None
+        except Exception as exc:  # credentials, network, permissions: say it plainly
+            raise pytest.UsageError(f"nothing was launched: {type(exc).__name__}: {exc}"
+                                    ) from None
 
     def backend_settings(self, run: RunSpec) -> tuple[str, dict]:
         if self.sagemaker is None:
@@ -116,7 +125,9 @@ class SmSession:
         return self._cache
 
     def start(self, run: RunSpec) -> list[Pending]:
-        """Launch every repeat of `run`, or take it from the cache with --sm-reuse."""
+        """Prepare every repeat of `run`: take it from the cache with --sm-reuse, else launch
+        it now on SageMaker (jobs run side by side); local repeats start in finish(), one
+        after another, so they neither compete for the machine nor outlive a Ctrl-C."""
         from .fingerprint import digest_parts, fingerprint_parts
 
         pendings = []
@@ -130,13 +141,21 @@ class SmSession:
                     pending.cached = hit.run_result()
                 else:
                     pending.miss = self.cache.explain_miss(parts, pending.cache_name)
-            if pending.cached is None:
+            if pending.cached is None and self.sagemaker is not None:
                 pending.handle = runner.submit(repeat, self.backend, self.artifacts_root)
             pendings.append(pending)
         return pendings
 
     def finish(self, pendings: list[Pending]) -> list[RunResult]:
-        return [p.cached or runner.finish(self.backend, p.handle) for p in pendings]
+        results = []
+        for pending in pendings:
+            if pending.cached is not None:
+                results.append(pending.cached)
+                continue
+            if pending.handle is None:
+                pending.handle = runner.submit(pending.run, self.backend, self.artifacts_root)
+            results.append(runner.finish(self.backend, pending.handle))
+        return results
 
     # -- recording (controller only) -------------------------------------------------------
 

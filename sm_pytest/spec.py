@@ -118,16 +118,27 @@ def _check_keys(doc: Located, schema: dict, what: str) -> dict:
     return value
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any) -> bool:
+    """Strings, numbers, booleans, null, and lists/mappings of them (what SageMaker's
+    hyperparameters, the fingerprint and pytest-xdist can all carry)."""
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return isinstance(value, _PLAIN)
+
+
 def _check_hyperparameters(doc: Located, key_path: tuple, hps: dict) -> None:
     for name, value in hps.items():
         if not isinstance(name, str) or not _NAME.match(name):
             raise doc.error((*key_path, name), f"hyperparameter name {name!r} is not usable as"
                             " a command-line option; use letters, digits, '_', '-' and '.'")
-        if isinstance(value, (dict, list)) and key_path[0] == "hyperparameters":
-            continue  # passed through as the toolkit does (a=1,b=2 / list repr)
-        if value is not None and not isinstance(value, (str, int, float, bool, dict, list)):
-            raise doc.error((*key_path, name), f"hyperparameter {name!r} has an unsupported"
-                            f" value of type {type(value).__name__}; quote it as a string")
+        if not _plain(value):
+            raise doc.error((*key_path, name), f"hyperparameter {name!r} holds a value YAML"
+                            " reads as a date or another special type; quote it as a string")
 
 
 def _metric_definitions(doc: Located, raw: list) -> dict[str, MetricDefinition]:
@@ -201,7 +212,7 @@ def _axes(doc: Located, raw: dict) -> list[tuple[str, list]]:
                 raise doc.error(where, f"{section} axis {name!r} is empty; give it at least"
                                 " one value")
             for i, value in enumerate(values):
-                if isinstance(value, (dict, list)) or value is None:
+                if not isinstance(value, _PLAIN) or value is None:
                     raise doc.error((*where, i), f"{section} axis {name!r} holds"
                                     f" {_type_name(value)}; axis values must be plain"
                                     " strings, numbers or booleans")

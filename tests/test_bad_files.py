@@ -140,3 +140,19 @@ def test_bad_base_config_names_the_config_file(project):
     project.experiment("bad", "base: config/base.yaml\n")
     result = project.run("--collect-only", "-q")
     result.stdout.fnmatch_lines(["config/base.yaml:2: unknown key 'matrix'*"])
+
+
+def test_dates_in_hyperparameters_are_refused_at_collection(project):
+    (project.root / "experiments" / "bad.yaml").write_text(
+        "base: config/base.yaml\nmatrix:\n  since: [2024-01-01]\n")
+    result = project.run("--collect-only", "-q")
+    result.stdout.fnmatch_lines(["experiments/bad.yaml:3: matrix axis 'since' holds a"
+                                 " date; axis values must be plain strings, numbers or"
+                                 " booleans"])
+
+
+def test_plan_with_xdist_is_refused(project):
+    project.experiment("good", "base: config/base.yaml\n")
+    result = project.run("--sm-plan", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--sm-plan runs nothing; leave out -n*"])

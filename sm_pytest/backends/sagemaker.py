@@ -36,10 +36,6 @@ _RETRYABLE = {"ThrottlingException", "ResourceLimitExceeded", "Throttling",
 _TERMINAL = {"Completed": COMPLETED, "Failed": FAILED, "Stopped": STOPPED}
 
 
-class LaunchError(Exception):
-    """A job could not be created; phrased for the user."""
-
-
 @dataclass
 class JobHandle:
     run: RunSpec
@@ -126,18 +122,21 @@ class SageMakerBackend:
         return self._collect(handle)
 
     def stop(self, handle: JobHandle) -> None:
-        if handle.stop_requested:
-            return
-        handle.stop_requested = True
-        if handle.launched and not handle.done.is_set():
+        with self._lock:
+            if handle.stop_requested or handle.done.is_set():
+                return
+            handle.stop_requested = True
+            launched, claimed = handle.launched, handle.claimed
+        if launched:
             self.stopped.append(handle.job_name)
             try:
                 self.sm.stop_training_job(TrainingJobName=handle.job_name)
             except Exception as exc:  # the job may have ended meanwhile
                 self.progress(f"could not stop {handle.job_name}: {exc}\n")
-        elif not handle.launched:
+        elif not claimed:
             handle.status, handle.error = "Stopped", "stopped before it was launched"
             handle.done.set()
+        # claimed but not launched yet: the launcher sees stop_requested and stops it
 
     def stop_all(self) -> None:
         """Stop every job this session launched that is still running (see `stopped`)."""
@@ -150,11 +149,20 @@ class SageMakerBackend:
     def close(self) -> None:
         self._closed = True
         self._wake.set()
-        self._launcher.shutdown(wait=False, cancel_futures=True)
+        # Let launches in flight finish (they stop their job if asked to) before the
+        # session, or the emulator, goes away.
+        self._launcher.shutdown(wait=True, cancel_futures=True)
 
     # -- launching --------------------------------------------------------------------------
 
     def _launch(self, handle: JobHandle) -> None:
+        try:
+            self._launch_unguarded(handle)
+        except Exception as exc:  # never leave a waiter hanging on a dead launch
+            if not handle.done.is_set() and not handle.launched:
+                self._fail_before_launch(handle, f"could not launch the job: {exc}")
+
+    def _launch_unguarded(self, handle: JobHandle) -> None:
         settings, run = handle.settings, handle.run
         try:
             source_uri = self._source_uri(run, settings)
@@ -174,6 +182,9 @@ class SageMakerBackend:
         handle.request = request
         write_json_atomic(handle.attempt_dir / "request.json", request)
         for delay in [*backoff_delays(), None]:
+            if handle.stop_requested:
+                self._fail_before_launch(handle, "stopped before it was launched", "Stopped")
+                return
             try:
                 self._create(request)
                 break
@@ -185,9 +196,14 @@ class SageMakerBackend:
                     continue
                 self._fail_before_launch(handle, f"CreateTrainingJob failed: {exc}")
                 return
-        handle.launched, handle.status = True, "InProgress"
+        with self._lock:
+            handle.launched, handle.status = True, "InProgress"
+            stop_now = handle.stop_requested
         self.progress(f"{handle.job_name}: launched ({run.name}, {settings.instance_type}"
                       f"{', spot' if settings.spot else ''})\n")
+        if stop_now:  # a stop arrived while CreateTrainingJob was in flight
+            handle.stop_requested = False
+            self.stop(handle)
         self._wake.set()
 
     def _create(self, request: dict) -> None:
@@ -213,8 +229,9 @@ class SageMakerBackend:
             self._images[key] = requests.image_uri(settings, region=self.region)
         return self._images[key]
 
-    def _fail_before_launch(self, handle: JobHandle, reason: str) -> None:
-        handle.status, handle.error = "Failed", reason
+    def _fail_before_launch(self, handle: JobHandle, reason: str,
+                            status: str = "Failed") -> None:
+        handle.status, handle.error = status, reason
         self.progress(f"{handle.run.name}: {reason}\n")
         handle.done.set()
 
@@ -225,21 +242,28 @@ class SageMakerBackend:
 
     def _poll_loop(self) -> None:
         while not self._closed:
-            with self._lock:
-                free = self.max_parallel - len(self._in_flight())
-                starting = self._queue[:max(0, free)]
-                del self._queue[:len(starting)]
-                for handle in starting:
-                    handle.claimed = True
+            try:
+                self._poll_once()
+            except Exception as exc:  # keep polling: a dead poller would hang every wait
+                self.progress(f"sm-pytest poller: {exc}\n")
+                time.sleep(self.poll_interval)
+
+    def _poll_once(self) -> None:
+        with self._lock:
+            free = self.max_parallel - len(self._in_flight())
+            starting = self._queue[:max(0, free)]
+            del self._queue[:len(starting)]
             for handle in starting:
-                self._launcher.submit(self._launch, handle)
-            for handle in self._in_flight():
-                if handle.launched:
-                    self._poll(handle)
-            with self._lock:
-                busy = bool(self._queue) or bool(self._in_flight())
-            self._wake.wait(timeout=self.poll_interval if busy else None)
-            self._wake.clear()
+                handle.claimed = True
+        for handle in starting:
+            self._launcher.submit(self._launch, handle)
+        for handle in self._in_flight():
+            if handle.launched:
+                self._poll(handle)
+        with self._lock:
+            busy = bool(self._queue) or bool(self._in_flight())
+        self._wake.wait(timeout=self.poll_interval if busy else 5.0)
+        self._wake.clear()
 
     def _poll(self, handle: JobHandle) -> None:
         try:
