@@ -16,7 +16,7 @@ pass is rearranged for speed on CPU, without changing the maths:
   taking the place of the channels), which oneDNN runs much faster than its
   backward-weights kernel for these shapes; they agree with autograd's to float rounding.
 
-On CUDA the standard functional ops are used.
+On other devices (CUDA) the standard functional ops are used.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class _Conv2dValid(torch.autograd.Function):
 def conv2d(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     """``conv(x)`` for a stride-1, unpadded, ungrouped nn.Conv2d, faster to train on CPU."""
     if (
-        x.is_cuda
+        x.device.type != "cpu"
         or not torch.is_grad_enabled()
         or conv.stride != (1, 1)
         or conv.padding != (0, 0)
@@ -108,7 +108,7 @@ def conv2d(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
 
 
 def max_pool2x2(x: torch.Tensor) -> torch.Tensor:
-    if x.is_cuda or x.dim() != 4 or not x.is_contiguous():
+    if x.device.type != "cpu" or x.dim() != 4 or not x.is_contiguous():
         return F.max_pool2d(x, 2)
     return _MaxPool2x2.apply(x)
 
@@ -119,7 +119,7 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return x
     keep = 1.0 - p
     threshold = keep * 256
-    if x.is_cuda or threshold != int(threshold) or not 0 < threshold < 256:
+    if x.device.type != "cpu" or threshold != int(threshold) or not 0 < threshold < 256:
         return F.dropout(x, p, True)
     n = x.numel()
     # int64 random_() yields 63 uniform bits: use the 7 low bytes of each word.
