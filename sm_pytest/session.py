@@ -83,10 +83,11 @@ class SmSession:
     @property
     def backend(self):
         if self._backend is None:
-            from .backends.local import LocalBackend
+            from .backends.local import LocalBackend, thread_share
 
             streaming = self.config.getoption("capture", "fd") == "no"
-            self._backend = LocalBackend(echo=sys.stdout.write if streaming else None)
+            self._backend = LocalBackend(echo=sys.stdout.write if streaming else None,
+                                         extra_env=thread_share())
         return self._backend
 
     def start_sagemaker(self, runs: list[RunSpec]) -> None:

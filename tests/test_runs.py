@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -224,3 +225,13 @@ def test_ctrl_c_leaves_no_training_process(project):
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=30)
     assert_gone(int(pid_file.read_text()))
+
+
+def test_xdist_workers_share_the_cores():
+    from sm_pytest.backends.local import thread_share
+
+    cores = os.cpu_count() or 1
+    assert thread_share({"PYTEST_XDIST_WORKER_COUNT": "2"}) == {
+        "OMP_NUM_THREADS": str(max(1, cores // 2))}
+    assert thread_share({"PYTEST_XDIST_WORKER_COUNT": "2", "OMP_NUM_THREADS": "4"}) == {}
+    assert thread_share({}) == {}

@@ -74,8 +74,10 @@ def _kill_group(process: subprocess.Popen) -> None:
 class LocalBackend:
     name = "local"
 
-    def __init__(self, echo: Callable[[str], None] | None = None):
+    def __init__(self, echo: Callable[[str], None] | None = None,
+                 extra_env: dict[str, str] | None = None):
         self.echo = echo
+        self.extra_env = extra_env or {}
 
     def submit(self, run: RunSpec, attempt_dir: Path) -> LocalHandle:
         remote = [f"{ch} ({loc})" for ch, loc in run.inputs.items() if loc.startswith("s3://")]
@@ -100,6 +102,8 @@ class LocalBackend:
             raise RunSetupError(f"{run.path}: cannot prepare the run: {exc}") from None
         env = tree.process_env()
         env["PYTHONUNBUFFERED"] = "1"  # the log must stream live, line by line
+        for key, value in self.extra_env.items():
+            env.setdefault(key, value)
         write_json_atomic(attempt_dir / "hyperparameters.json", run.hyperparameters)
         write_json_atomic(
             attempt_dir / "command.json",
@@ -189,3 +193,14 @@ class LocalBackend:
             job_name=handle.job_name,
         )
 
+
+
+def thread_share(environ=None) -> dict[str, str]:
+    """Under pytest-xdist, N local runs share the machine: give each its share of the cores
+    (OMP_NUM_THREADS), unless the user set it. Two runs each using every core were 2-6x
+    slower per epoch here than two runs using one core each."""
+    environ = os.environ if environ is None else environ
+    workers = int(environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if workers <= 1 or "OMP_NUM_THREADS" in environ:
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}

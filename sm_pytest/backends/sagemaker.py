@@ -44,6 +44,8 @@ class JobHandle:
     job_name: str
     request: dict | None = None
     claimed: bool = False  # taken off the queue: being launched, or launched
+    collecting: bool = False  # ended; its logs and archives are being fetched
+    result: RunResult | None = None
     launched: bool = False
     stop_requested: bool = False
     status: str = "Queued"
@@ -119,11 +121,13 @@ class SageMakerBackend:
         except BaseException:
             self.stop_all()
             raise
-        return self._collect(handle)
+        # Fetched in the background as soon as the job ended; a job that never launched
+        # has nothing to fetch.
+        return handle.result if handle.result is not None else self._collect(handle)
 
     def stop(self, handle: JobHandle) -> None:
         with self._lock:
-            if handle.stop_requested or handle.done.is_set():
+            if handle.stop_requested or handle.done.is_set() or handle.collecting:
                 return
             handle.stop_requested = True
             launched, claimed = handle.launched, handle.claimed
@@ -238,7 +242,8 @@ class SageMakerBackend:
     # -- polling ------------------------------------------------------------------------------
 
     def _in_flight(self) -> list[JobHandle]:
-        return [h for h in self.handles if h.claimed and not h.done.is_set()]
+        return [h for h in self.handles
+                if h.claimed and not h.done.is_set() and not h.collecting]
 
     def _poll_loop(self) -> None:
         while not self._closed:
@@ -280,6 +285,16 @@ class SageMakerBackend:
             self.progress(f"{handle.job_name}: {status}{detail}\n")
         if status in _TERMINAL:
             handle.describe = describe
+            handle.collecting = True
+            # Fetch logs and archives while other jobs still run, not one by one at the end.
+            self._launcher.submit(self._finalize, handle)
+
+    def _finalize(self, handle: JobHandle) -> None:
+        try:
+            handle.result = self._collect(handle)
+        except Exception as exc:  # the waiter collects again and reports what went wrong
+            self.progress(f"{handle.job_name}: fetching its results failed: {exc}\n")
+        finally:
             handle.done.set()
 
     # -- after the job ------------------------------------------------------------------------
