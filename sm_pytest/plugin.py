@@ -242,7 +242,8 @@ class SageMakerHooks:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if session.config.option.collectonly or hasattr(session.config, "workerinput"):
             return  # under pytest-xdist each worker launches the runs it is given, in setup
-        items = [item for item in session.items if isinstance(item, ExperimentItem)]
+        items = [item for item in session.items if isinstance(item, ExperimentItem)
+                 and item.get_closest_marker("skip") is None]  # a skipped run costs nothing
         if items:
             # Every selected run is launched before any is awaited: a sweep costs about one
             # job's wall time, not N.
@@ -266,9 +267,10 @@ def pytest_cmdline_main(config: pytest.Config):
     name = config.getoption("sm_history")
     if not name:
         return None
-    from .sagemaker.experiments import history_frame
+    from .sagemaker.experiments import history_frame, slug
     from .sagemaker.session import boto_session
 
+    name = slug(name)  # `lr_sweep` and `lr-sweep` both name the file's experiment
     frame = history_frame(boto_session(config.getoption("sm_region")), name)
     print(frame.to_string(index=False) if not frame.empty else f"no runs recorded for {name!r}")
     return 0

@@ -177,9 +177,11 @@ class SmSession:
                                         repeat["cache_name"], Path(repeat["result_path"]))
 
     def is_experiment_file(self, path: Path) -> bool:
+        """YAML under an experiment folder; `_name.yaml` files are left for shared `base:`
+        configs kept beside the experiments."""
         path = path.resolve()
-        return path.suffix in _SUFFIXES and any(path.is_relative_to(d)
-                                                 for d in self.experiment_dirs)
+        return (path.suffix in _SUFFIXES and not path.name.startswith("_")
+                and any(path.is_relative_to(d) for d in self.experiment_dirs))
 
 
 def aggregate(results: list[RunResult]) -> RunResult:

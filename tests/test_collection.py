@@ -118,3 +118,12 @@ def test_experiment_folders_are_configurable(project):
     project.experiment("baseline", BASELINE)
     result = project.pytester.runpytest("--collect-only", "-q", ".")
     result.stdout.fnmatch_lines(["gates/nightly.yaml::nightly", "1 test collected*"])
+
+
+def test_underscore_files_are_shared_bases_not_experiments(project):
+    (project.root / "experiments" / "_shared.yaml").write_text(
+        "source_dir: src\ninputs: {training: data}\n")
+    project.experiment("uses_shared", "base: experiments/_shared.yaml\n")
+    result = project.run("--collect-only", "-q")
+    result.stdout.fnmatch_lines(["experiments/uses_shared.yaml::uses_shared",
+                                 "1 test collected*"])

@@ -28,8 +28,13 @@ class ExperimentLimitError(Exception):
 
 
 def experiment_name(run: RunSpec) -> str:
-    """Experiments lower-case names (Run does too); keep [a-z0-9-], at most 80 characters."""
-    return _UNSAFE.sub("-", run.experiment.lower()).strip("-")[:80] or "experiment"
+    return slug(run.experiment)
+
+
+def slug(name: str) -> str:
+    """Experiments lower-case names (Run does too); keep [a-z0-9-], at most 80 characters:
+    `lr_sweep.yaml` is experiment `lr-sweep`."""
+    return _UNSAFE.sub("-", name.lower()).strip("-")[:80] or "experiment"
 
 
 def run_group(name: str) -> str:
