@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from . import baselines
-from .backends.base import RunResult
 from .spec import RunSpec
 
 
@@ -66,13 +65,6 @@ class Gate:
         return GateOutcome(comparisons, True, failed, message)
 
 
-def finals_per_metric(results: list[RunResult]) -> dict[str, list[float]]:
-    """metric -> the final value of each repeat that produced it."""
-    finals: dict[str, list[float]] = {}
-    for result in results:
-        for metric, value in result.final_metrics.items():
-            finals.setdefault(metric, []).append(value)
-    return finals
 
 
 def save(folder: Path, name: str, records: list[dict[str, Any]]) -> Path | None:

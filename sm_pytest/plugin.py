@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from . import checks, records
-from .backends.base import RunResult
+from .backends.base import RunResult, finals_per_metric
 from .session import SmSession, aggregate
 from .spec import RunSpec, load_experiment
 from .yamlsafe import YamlError
@@ -199,8 +199,6 @@ class ExperimentItem(pytest.Item):
             reports.append(checks.threshold_report(self.run.name, verdicts, self.result))
         gate = None
         if session.gate is not None:
-            from .gating import finals_per_metric
-
             gate = session.gate.judge(self.run, finals_per_metric(self.results))
             if gate.failed:
                 reports.append(gate.message)
@@ -391,12 +389,7 @@ def _plan_rows(config: pytest.Config, items) -> list:
         for repeat in item.run.repeats():
             reuse = "-"
             if sm.reuse:
-                from .fingerprint import fingerprint
-
-                backend, settings = sm.backend_settings(repeat)
-                hit = sm.cache.lookup(fingerprint(repeat, backend=backend,
-                                                  backend_settings=settings))
-                reuse = "yes" if hit else "no"
+                reuse = "yes" if sm.cache.lookup(sm.fingerprint(repeat)[0]) else "no"
             if sm.sagemaker is None:
                 rows.append(plan.plan_row(repeat.name, backend="local",
                                           max_run_s=repeat.max_run, reuse=reuse))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .backends.base import RunResult
+from .backends.base import RunResult, finals_per_metric
 from .spec import RunSpec
 from .thresholds import Verdict
 
@@ -19,10 +19,6 @@ def build(run: RunSpec, order: int, result: RunResult, verdict: str,
                 "result_path": str(r.artifact_dir / "result.json")}
                for p, r in zip(pending, results, strict=False)]
     cached = bool(repeats) and all(r["cached"] for r in repeats)
-    repeat_finals: dict[str, list[float]] = {}
-    for r in results:
-        for metric, value in r.final_metrics.items():
-            repeat_finals.setdefault(metric, []).append(value)
     return {
         "experiment": run.experiment,
         "description": run.description,
@@ -35,7 +31,7 @@ def build(run: RunSpec, order: int, result: RunResult, verdict: str,
         "status": "cached" if cached else result.status,
         "cached": cached,
         "repeats": repeats,
-        "repeat_finals": repeat_finals,
+        "repeat_finals": finals_per_metric(results),
         "fingerprint": repeats[0]["fingerprint"] if repeats else "",
         "gate": gate.as_records() if gate is not None else [],
         "gate_message": gate.message if gate is not None else "",

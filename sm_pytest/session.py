@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from . import runner
-from .backends.base import COMPLETED, RunResult
+from .backends.base import COMPLETED, RunResult, finals_per_metric
 from .spec import RunSpec
 
 _SUFFIXES = {".yaml", ".yml"}
@@ -125,23 +125,27 @@ class SmSession:
             self._cache = RunCache(self.artifacts_root / "tracking.sqlite")
         return self._cache
 
+    def fingerprint(self, run: RunSpec) -> tuple[str, dict[str, str]]:
+        """The run cache key of one repeat, and its parts (to say why a lookup missed)."""
+        from .fingerprint import digest_parts, fingerprint_parts
+
+        backend_name, settings = self.backend_settings(run)
+        parts = fingerprint_parts(run, backend=backend_name, backend_settings=settings)
+        return digest_parts(parts), parts
+
     def start(self, run: RunSpec) -> list[Pending]:
         """Prepare every repeat of `run`: take it from the cache with --sm-reuse, else launch
         it now on SageMaker (jobs run side by side); local repeats start in finish(), one
         after another, so they neither compete for the machine nor outlive a Ctrl-C."""
-        from .fingerprint import digest_parts, fingerprint_parts
-
         pendings = []
         for repeat in run.repeats():
-            backend_name, settings = self.backend_settings(repeat)
-            parts = fingerprint_parts(repeat, backend=backend_name, backend_settings=settings)
-            pending = Pending(repeat, digest_parts(parts), parts)
+            pending = Pending(repeat, *self.fingerprint(repeat))
             if self.reuse:
                 hit = self.cache.lookup(pending.fingerprint)
                 if hit is not None:
                     pending.cached = hit.run_result()
                 else:
-                    pending.miss = self.cache.explain_miss(parts, pending.cache_name)
+                    pending.miss = self.cache.explain_miss(pending.parts, pending.cache_name)
             if pending.cached is None and self.sagemaker is not None:
                 pending.handle = runner.submit(repeat, self.backend, self.artifacts_root)
             pendings.append(pending)
@@ -192,11 +196,8 @@ def aggregate(results: list[RunResult]) -> RunResult:
     for result in results:
         if not result.ok:
             return result
-    finals: dict[str, list[float]] = {}
-    for result in results:
-        for metric, value in result.final_metrics.items():
-            finals.setdefault(metric, []).append(value)
-    mean = {metric: sum(values) / len(values) for metric, values in finals.items()}
+    mean = {metric: sum(values) / len(values)
+            for metric, values in finals_per_metric(results).items()}
     first = results[0]
     return dataclasses.replace(first, final_metrics=mean,
                                started_at=min(r.started_at for r in results),

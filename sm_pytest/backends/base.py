@@ -55,6 +55,15 @@ class RunResult:
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
 
 
+def finals_per_metric(results: list[RunResult]) -> dict[str, list[float]]:
+    """metric -> the final value of each run (each repeat) that produced it."""
+    finals: dict[str, list[float]] = {}
+    for result in results:
+        for metric, value in result.final_metrics.items():
+            finals.setdefault(metric, []).append(value)
+    return finals
+
+
 class Handle(Protocol):
     """Whatever a backend needs to wait for or stop one submitted run."""
 
