@@ -9,24 +9,18 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _project import timed
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def session(root: Path, *args: str) -> float:
-    started = time.perf_counter()
-    completed = subprocess.run([sys.executable, "-m", "pytest", "experiments", "-q",
-                                "-p", "no:cacheprovider", *args],
-                               cwd=root, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if completed.returncode != 0:
-        sys.exit(f"pytest {' '.join(args)} failed:\n{completed.stdout[-3000:]}")
-    return elapsed
+    return timed([sys.executable, "-m", "pytest", "experiments", "-q", "-p", "no:cacheprovider",
+                  *args], root)
 
 
 def main() -> None:
