@@ -98,9 +98,8 @@ class SageMakerBackend:
         # the network, so jobs are launched side by side, not one after another.
         self._launcher = ThreadPoolExecutor(max_workers=min(8, self.max_parallel),
                                             thread_name_prefix="sm-pytest-launch")
-        self._source_lock = threading.Lock()
-        self._source_uris: dict[tuple, str] = {}
-        self._images: dict[tuple, str] = {}
+        self._once_lock = threading.Lock()
+        self._done_once: dict[tuple, str] = {}
 
     # -- the Backend interface ------------------------------------------------------------
 
@@ -170,8 +169,7 @@ class SageMakerBackend:
         settings, run = handle.settings, handle.run
         try:
             source_uri = self._source_uri(run, settings)
-            inputs = uploads.resolve_inputs(self.s3, run.inputs, settings.bucket,
-                                            settings.prefix)
+            inputs = self._inputs(run, settings)
             experiment_config = None
             if self.experiments is not None:
                 experiment_config = self.experiments.start_run(run, handle.job_name)
@@ -218,20 +216,32 @@ class SageMakerBackend:
         TrainingJob.create(**requests.to_sdk_kwargs(request), session=self.session,
                            region=self.region)
 
+    def _once(self, key: tuple, compute: Callable[[], str]) -> str:
+        """compute() for the first launch that needs `key`; the others wait and reuse it.
+        Eight threads uploading one dataset at once raced on the same keys (and, on moto,
+        read a body another upload had just closed)."""
+        with self._once_lock:
+            if key not in self._done_once:
+                self._done_once[key] = compute()
+            return self._done_once[key]
+
     def _source_uri(self, run: RunSpec, settings: SageMakerSettings) -> str:
-        key = (str(run.source_dir), settings.bucket, settings.prefix)
-        with self._source_lock:  # upload each source folder once, not once per thread
-            if key not in self._source_uris:
-                self._source_uris[key] = uploads.upload_source(
-                    self.s3, run.source_dir, settings.bucket, settings.prefix)
-            return self._source_uris[key]
+        return self._once(("source", str(run.source_dir), settings.bucket, settings.prefix),
+                          lambda: uploads.upload_source(self.s3, run.source_dir,
+                                                        settings.bucket, settings.prefix))
+
+    def _inputs(self, run: RunSpec, settings: SageMakerSettings) -> dict[str, str]:
+        return {channel: self._once(
+                    ("input", str(location), settings.bucket, settings.prefix),
+                    lambda location=location: uploads.resolve_input(
+                        self.s3, location, settings.bucket, settings.prefix))
+                for channel, location in sorted(run.inputs.items())}
 
     def _image(self, settings: SageMakerSettings) -> str:
-        key = (settings.framework_version, settings.py_version, settings.instance_type,
-               self.region)
-        if key not in self._images:
-            self._images[key] = requests.image_uri(settings, region=self.region)
-        return self._images[key]
+        # The lookup loads botocore's endpoint data: once, not once per launching thread.
+        return self._once(("image", settings.framework_version, settings.py_version,
+                           settings.instance_type, self.region),
+                          lambda: requests.image_uri(settings, region=self.region))
 
     def _fail_before_launch(self, handle: JobHandle, reason: str,
                             status: str = "Failed") -> None:

@@ -42,11 +42,20 @@ def run_group(name: str) -> str:
     return f"Default-Run-Group-{name}"
 
 
+def sdk_session(boto_session):
+    """A sagemaker-core Session with telemetry off (FIELD-NOTES: no environment variable does
+    it), with the SDK's config schema checked once rather than on every call (sdk_config)."""
+    from sagemaker.core.helper.session_helper import Session
+
+    from . import sdk_config
+
+    sdk_config.install()
+    return Session(boto_session=boto_session, sagemaker_config=TELEMETRY_OPT_OUT)
+
+
 class SageMakerExperiments:
     def __init__(self, boto_session, notice: Callable[[str], None]):
-        from sagemaker.core.helper.session_helper import Session
-
-        self.session = Session(boto_session=boto_session, sagemaker_config=TELEMETRY_OPT_OUT)
+        self.session = sdk_session(boto_session)
         self.client = boto_session.client("sagemaker")
         self.notice = notice
         self.names: dict[str, str] = {}  # YAML experiment -> SageMaker experiment name
@@ -138,9 +147,8 @@ def history_frame(boto_session, name: str):
     """
     import pandas as pd
     from sagemaker.core.analytics import ExperimentAnalytics
-    from sagemaker.core.helper.session_helper import Session
 
-    session = Session(boto_session=boto_session, sagemaker_config=TELEMETRY_OPT_OUT)
+    session = sdk_session(boto_session)
     try:
         frame = ExperimentAnalytics(experiment_name=name, sagemaker_session=session).dataframe()
         if not frame.empty:

@@ -3,7 +3,9 @@ the backend, and SageMaker Experiments. Imported only when --sm is given."""
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import gc
 import os
 import queue
 from collections.abc import Callable
@@ -75,6 +77,7 @@ class SageMakerSession:
         from ..backends.sagemaker import SageMakerBackend
         from .experiments import SageMakerExperiments
 
+        _skip_final_collections()
         first = self.settings_for(runs[0])
         if first.emulate and self.emulator is None:
             from .emulator import Emulator
@@ -85,7 +88,7 @@ class SageMakerSession:
         self.backend = SageMakerBackend(
             settings_for=self.settings_for, region=first.region, token=self.token,
             max_parallel=first.max_parallel, progress=self.lines.put,
-            poll_interval=1.0 if first.emulate else 15.0, tick=self.flush)
+            poll_interval=0.5 if first.emulate else 15.0, tick=self.flush)
         if first.emulate:
             for bucket in {self.settings_for(run).bucket for run in runs}:
                 self.backend.s3.create_bucket(Bucket=bucket)
@@ -117,6 +120,18 @@ class SageMakerSession:
             self.emulator.__exit__(None, None, None)
             self.emulator = None
         return stopped
+
+
+_FREEZE_AT_EXIT = []
+
+
+def _skip_final_collections() -> None:
+    """The SDK, botocore's service models and moto leave millions of objects behind; the
+    interpreter's last garbage collections walked them for about 1 s after the summary was
+    printed. Frozen at exit, they are skipped (memory is the OS's to take back). Done at
+    exit, not now, so that an in-process pytest run (pytester) never freezes its host."""
+    if not _FREEZE_AT_EXIT:
+        _FREEZE_AT_EXIT.append(atexit.register(gc.freeze))
 
 
 def _arm_from_environment(emulator) -> None:

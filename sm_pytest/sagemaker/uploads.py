@@ -218,17 +218,18 @@ def upload_dataset(s3, folder: Path, bucket: str, prefix: str) -> str:
     return s3_uri(bucket, base) + "/"
 
 
-def resolve_inputs(s3, inputs: dict[str, str], bucket: str, prefix: str) -> dict[str, str]:
-    """Each channel as an s3:// URI: s3:// inputs as given, local folders (or files)
+def resolve_input(s3, location: str, bucket: str, prefix: str) -> str:
+    """A channel as an s3:// URI: an s3:// input as given, a local folder (or file)
     uploaded with upload_dataset."""
-    resolved = {}
-    for channel in sorted(inputs):
-        location = str(inputs[channel])
-        if location.startswith("s3://"):
-            resolved[channel] = location
-        else:
-            resolved[channel] = upload_dataset(s3, Path(location), bucket, prefix)
-    return resolved
+    location = str(location)
+    if location.startswith("s3://"):
+        return location
+    return upload_dataset(s3, Path(location), bucket, prefix)
+
+
+def resolve_inputs(s3, inputs: dict[str, str], bucket: str, prefix: str) -> dict[str, str]:
+    return {channel: resolve_input(s3, inputs[channel], bucket, prefix)
+            for channel in sorted(inputs)}
 
 
 def upload_dataset_command(folder: Path, bucket: str, prefix: str = "sm-pytest",
