@@ -415,6 +415,7 @@ def test_failures_before_the_program_runs(emu):
     desc = wait_for(sm, "evil-1")
     assert desc["TrainingJobStatus"] == "Failed"
     assert "could not download and extract sagemaker_submit_directory" in desc["FailureReason"]
+    assert "../escaped.py" in desc["FailureReason"]  # sm_pytest.safe_tar names the member
     assert not list(emu.workdir.rglob("escaped.py"))
 
 

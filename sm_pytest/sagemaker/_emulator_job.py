@@ -18,7 +18,6 @@ and never mutates a list or dict that a response may be reading (copy, then rebi
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import math
 import os
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from moto.core.utils import utcnow
 
 from ..contract import ContainerJob, ContainerTree, decode_hyperparameters, prepare_container_tree
+from ..safe_tar import safe_extract
 
 if TYPE_CHECKING:  # pragma: no cover
     from .emulator import Emulator
@@ -141,23 +141,6 @@ def relative_key(prefix: str, key: str) -> PurePosixPath:
     else:
         rest = key[prefix.rfind("/") + 1:]
     return _safe_relative(rest)
-
-
-def safe_extract(data: bytes, dest: Path) -> None:
-    """Extract a .tar.gz into ``dest``: regular files and folders only, all inside ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
-        if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4
-            tar.extractall(dest, filter="data")
-            return
-        members = []
-        for member in tar.getmembers():
-            name = member.name.removeprefix("./")
-            if name in ("", ".") or not (member.isfile() or member.isdir()):
-                continue
-            _safe_relative(name)
-            members.append(member)
-        tar.extractall(dest, members=members)  # every member checked above
 
 
 def tar_gz(folder: Path, target: Path) -> None:
@@ -333,8 +316,10 @@ class JobRunner(threading.Thread):
         source_dir = attempt.root / "sourcedir"
         try:
             bucket, key = parse_s3_uri(submit)
-            data = self.emulator._s3_get(self.account, bucket, key)
-            safe_extract(data, source_dir)
+            attempt.root.mkdir(parents=True, exist_ok=True)
+            archive = attempt.root / "sourcedir.tar.gz"
+            archive.write_bytes(self.emulator._s3_get(self.account, bucket, key))
+            safe_extract(archive, source_dir)  # what a real container would refuse, too
         except Exception as exc:
             raise JobError(
                 f"AlgorithmError: could not download and extract sagemaker_submit_directory "
