@@ -26,8 +26,12 @@ def folder_name(text: str) -> str:
     return cleaned[:120]
 
 
+def run_dir_of(root: Path, experiment: str, run_folder: str) -> Path:
+    return root / folder_name(experiment) / folder_name(run_folder)
+
+
 def new_attempt_dir(root: Path, experiment: str, run_folder: str) -> Path:
-    run_dir = root / folder_name(experiment) / folder_name(run_folder)
+    run_dir = run_dir_of(root, experiment, run_folder)
     run_dir.mkdir(parents=True, exist_ok=True)
     existing = [int(p.name.split("-")[1]) for p in run_dir.glob("attempt-*")
                 if p.name.split("-")[1].isdigit()]

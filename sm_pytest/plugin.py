@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from . import checks, records
-from .backends.base import RunResult, finals_per_metric
+from .backends.base import RunResult, finals_per_metric, never_ran
 from .session import SmSession, aggregate
 from .spec import RunSpec, load_experiment
 from .yamlsafe import YamlError
@@ -134,6 +134,7 @@ class ExperimentFile(pytest.File):
             runs = load_experiment(self.path, self.config.rootpath)
         except YamlError as exc:
             raise self.CollectError(_describe(exc, self.config.rootpath)) from None
+        self._claim_name()
         known = {line.split(":")[0].split("(")[0].strip()
                  for line in self.config.getini("markers")}
         for order, run in enumerate(runs):
@@ -147,12 +148,29 @@ class ExperimentFile(pytest.File):
                 item.add_marker(mark)
             yield item
 
+    def _claim_name(self) -> None:
+        """Artifacts, baselines, the run cache and SageMaker Experiments are keyed by the
+        file's name, so two files named alike would mix their results: refuse the second."""
+        claimed = self.config.stash[_SESSION].experiment_files
+        other = claimed.setdefault(self.path.stem, self.path)
+        if other != self.path:
+            root = self.config.rootpath
+            raise self.CollectError(
+                f"{_shown(self.path, root)}: the experiment name {self.path.stem!r} is taken by"
+                f" {_shown(other, root)}. Runs are keyed by the file's name (artifact folders,"
+                " baselines, SageMaker Experiments), so the two would mix their results;"
+                " rename one of the files.")
+
+
+def _shown(path: Path, rootpath: Path) -> Path:
+    try:
+        return path.resolve().relative_to(rootpath)
+    except ValueError:
+        return path
+
 
 def _describe(exc: YamlError, rootpath: Path) -> str:
-    try:
-        shown = exc.path.resolve().relative_to(rootpath)
-    except ValueError:
-        shown = exc.path
+    shown = _shown(exc.path, rootpath)
     return f"{shown}:{exc.line}: {exc.message}" if exc.line else f"{shown}: {exc.message}"
 
 
@@ -175,6 +193,7 @@ class ExperimentItem(pytest.Item):
 
     def setup(self) -> None:
         session = self.config.stash[_SESSION]
+        from .artifacts import run_dir_of
         from .backends.local import RunSetupError
 
         try:
@@ -185,6 +204,9 @@ class ExperimentItem(pytest.Item):
             self.results = session.finish(self.pending)
         except (RunSetupError, pytest.UsageError, ValueError) as exc:
             # ValueError: e.g. a value the fingerprint cannot hash; phrased by its raiser
+            self.result = never_ran(str(exc), run_dir_of(session.artifacts_root,
+                                                          self.run.experiment, self.run.folder))
+            self._finish("error", [], None)
             pytest.fail(str(exc), pytrace=False)
         self.result = aggregate(self.results)
         if not self.result.ok:

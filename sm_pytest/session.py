@@ -47,6 +47,7 @@ class SmSession:
                                 for p in config.getini("sm_experiment_paths")]
         self.session_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self.records: list[dict] = []
+        self.experiment_files: dict[str, Path] = {}  # name -> the file that claimed it
         self._backend = None
         self._tracker = None
         self._cache = None

@@ -127,3 +127,20 @@ def test_underscore_files_are_shared_bases_not_experiments(project):
     result = project.run("--collect-only", "-q")
     result.stdout.fnmatch_lines(["experiments/uses_shared.yaml::uses_shared",
                                  "1 test collected*"])
+
+
+def test_two_files_with_one_name_are_refused(project):
+    project.experiment("baseline", BASELINE)
+    (project.root / "experiments" / "nightly").mkdir()
+    (project.root / "experiments" / "nightly" / "baseline.yaml").write_text(
+        BASELINE.replace("\n    ", "\n"))
+    result = project.run("--collect-only", "-q")
+    result.stdout.fnmatch_lines([
+        "*experiments/nightly/baseline.yaml: the experiment name 'baseline' is taken by"
+        " experiments/baseline.yaml*rename one of the files.",
+        "*1 error*",
+    ])
+    # Selecting one of them is fine.
+    result = project.pytester.runpytest("experiments/nightly", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["experiments/nightly/baseline.yaml::baseline",
+                                 "1 test collected*"])

@@ -235,3 +235,22 @@ def test_xdist_workers_share_the_cores():
         "OMP_NUM_THREADS": str(max(1, cores // 2))}
     assert thread_share({"PYTEST_XDIST_WORKER_COUNT": "2", "OMP_NUM_THREADS": "4"}) == {}
     assert thread_share({}) == {}
+
+
+def test_run_that_cannot_start_is_an_error_with_a_summary_row(project):
+    project.experiment("remote_data", """
+        base: config/base.yaml
+        inputs: {training: "s3://bucket/mnist/"}
+        expect: {accuracy: ">= 0.9"}
+    """)
+    project.experiment("fine", PASSING)
+    result = project.run()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([
+        "*ERROR at setup of remote_data*",
+        "*input training (s3://bucket/mnist/) is on S3; a local run needs local folders*",
+    ])
+    summary = pd.read_csv(project.artifacts / "summary.csv").set_index("experiment")
+    assert summary.loc["remote_data", "verdict"] == "error"
+    assert summary.loc["remote_data", "status"] == "failed"
+    assert summary.loc["fine", "verdict"] == "pass"

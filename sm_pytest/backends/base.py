@@ -55,6 +55,13 @@ class RunResult:
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
 
 
+def never_ran(reason: str, folder: Path) -> RunResult:
+    """A run that failed before its program started (a local input on S3, a value the
+    fingerprint cannot hash): still a row in the summary, with the reason."""
+    return RunResult(status=FAILED, artifact_dir=folder, log_path=folder / "train.log",
+                     model_dir=folder / "model", failure_reason=reason)
+
+
 def finals_per_metric(results: list[RunResult]) -> dict[str, list[float]]:
     """metric -> the final value of each run (each repeat) that produced it."""
     finals: dict[str, list[float]] = {}
