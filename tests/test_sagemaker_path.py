@@ -171,6 +171,33 @@ def test_ctrl_c_stops_every_launched_job(project):
     rest, _ = process.communicate(timeout=60)
     output = "".join(lines) + rest
     assert "stopped SageMaker jobs on interrupt: slow-" in output, output
+    # The job's log so far and its result are saved even though nobody waited for it.
+    attempt = attempt_dir(project, "slow")
+    assert json.loads((attempt / "result.json").read_text())["status"] == "stopped"
+    assert "starting" in (attempt / "train.log").read_text()
+
+
+def test_exit_first_saves_the_jobs_it_did_not_wait_for(project):
+    project.experiment("a_crash", """
+        base: config/base.yaml
+        hyperparameters: {crash: "diverged"}
+    """)
+    project.experiment("b_done", PASSING)
+    project.experiment("c_slow", """
+        base: config/base.yaml
+        hyperparameters: {sleep: 120}
+        max_run: 300
+    """)
+    result = project.run_subprocess(*SM, "-x")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*stopped SageMaker jobs that were still running: c-slow-*"])
+    result.stdout.fnmatch_lines(["saved the results and logs of 2 job(s) this session did not"
+                                 " wait for: */b_done/default/attempt-0001, */c_slow/*"])
+    done = json.loads((attempt_dir(project, "b_done") / "result.json").read_text())
+    assert done["status"] == "completed" and done["final_metrics"]["accuracy"] == 0.97
+    slow = json.loads((attempt_dir(project, "c_slow") / "result.json").read_text())
+    assert slow["status"] == "stopped"
+    assert "this session ended before the job did" in slow["failure_reason"]
 
 
 def test_fifty_component_limit_rolls_over_to_a_new_experiment():

@@ -54,6 +54,7 @@ class JobHandle:
     error: str = ""
     done: threading.Event = field(default_factory=threading.Event)
     submitted_at: float = field(default_factory=time.time)
+    awaited: bool = False  # its result went to a waiter, who saves it
 
 
 def backoff_delays(attempts: int = 8, base: float = 1.0, cap: float = 60.0):
@@ -122,7 +123,9 @@ class SageMakerBackend:
             raise
         # Fetched in the background as soon as the job ended; a job that never launched
         # has nothing to fetch.
-        return handle.result if handle.result is not None else self._collect(handle)
+        result = handle.result if handle.result is not None else self._collect(handle)
+        handle.awaited = True
+        return result
 
     def stop(self, handle: JobHandle) -> None:
         with self._lock:
@@ -148,6 +151,36 @@ class SageMakerBackend:
             pending = [h for h in self.handles if not h.done.is_set()]
         for handle in pending:
             self.stop(handle)
+
+    def leftovers(self, grace: float = 30.0) -> list[RunResult]:
+        """What launched jobs that nobody waited for left behind (a session ended by -x,
+        Ctrl-C or a timeout): the result of each one that ended, and for each one still
+        running (call stop_all first) its log so far, as Stopped. For the caller to save, so
+        no job's log is lost. Waits at most `grace` seconds for fetches already under way."""
+        results = []
+        deadline = time.monotonic() + grace
+        for handle in self.handles:
+            if handle.awaited or not handle.launched:
+                continue
+            if handle.collecting:
+                handle.done.wait(timeout=max(0.0, deadline - time.monotonic()))
+            if handle.result is None:
+                handle.result = self._collect_unfinished(handle)
+            handle.awaited = True
+            results.append(handle.result)
+        return results
+
+    def _collect_unfinished(self, handle: JobHandle) -> RunResult:
+        try:
+            handle.describe = self.sm.describe_training_job(TrainingJobName=handle.job_name)
+            handle.status = handle.describe["TrainingJobStatus"]
+        except Exception as exc:
+            handle.error = f"could not describe the job: {exc}"
+        if handle.status not in _TERMINAL:
+            handle.status = "Stopped"
+            handle.error = ("this session ended before the job did, and stopped it; train.log"
+                            " holds its log up to then")
+        return self._collect(handle)
 
     def close(self) -> None:
         self._closed = True

@@ -113,6 +113,7 @@ class SageMakerSession:
             self.backend.stop_all()
             stopped = list(self.backend.stopped)
             self.backend.stopped.clear()
+            self._save_leftovers()
             self.backend.close()
         self.flush()
         if self.emulator is not None:
@@ -120,6 +121,20 @@ class SageMakerSession:
             self.emulator.__exit__(None, None, None)
             self.emulator = None
         return stopped
+
+    def _save_leftovers(self) -> None:
+        from .. import runner
+
+        saved = []
+        for result in self.backend.leftovers():
+            try:
+                runner.save(result)
+                saved.append(str(result.artifact_dir))
+            except OSError as exc:
+                self.lines.put(f"could not save {result.artifact_dir}: {exc}")
+        if saved:
+            self.lines.put(f"saved the results and logs of {len(saved)} job(s) this session did"
+                           f" not wait for: {', '.join(saved)}")
 
 
 _FREEZE_AT_EXIT = []
