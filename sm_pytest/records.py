@@ -15,8 +15,9 @@ def build(run: RunSpec, order: int, result: RunResult, verdict: str,
     pending = pending or []
     results = results or [result]
     repeats = [{"fingerprint": p.fingerprint, "parts": p.parts, "cache_name": p.cache_name,
-                "cached": p.cached is not None, "miss": p.miss, "status": r.status,
-                "result_path": str(r.artifact_dir / "result.json")}
+                "cached": p.cached is not None, "miss": p.miss,
+                "result_path": str(r.artifact_dir / "result.json"),
+                "hyperparameters": p.run.hyperparameters, **_run_fields(r)}
                for p, r in zip(pending, results, strict=False)]
     cached = bool(repeats) and all(r["cached"] for r in repeats)
     return {
@@ -28,7 +29,6 @@ def build(run: RunSpec, order: int, result: RunResult, verdict: str,
         "order": order,
         "hyperparameters": run.hyperparameters,
         "swept": run.swept,
-        "status": "cached" if cached else result.status,
         "cached": cached,
         "repeats": repeats,
         "repeat_finals": finals_per_metric(results),
@@ -38,6 +38,15 @@ def build(run: RunSpec, order: int, result: RunResult, verdict: str,
         "verdict": verdict,
         "checks": [{"metric": v.threshold.metric, "threshold": v.threshold.text,
                     "actual": v.actual, "passed": v.passed} for v in verdicts],
+        **_run_fields(result),
+        "status": "cached" if cached else result.status,
+    }
+
+
+def _run_fields(result: RunResult) -> dict[str, Any]:
+    """What one training run gave: the item's (aggregated) result, or one repeat's."""
+    return {
+        "status": result.status,
         "final_metrics": result.final_metrics,
         "metric_series": result.metric_series,
         "failure_reason": result.failure_reason,

@@ -172,8 +172,7 @@ class SmSession:
 
             self._tracker = LocalTracker(self.artifacts_root / "tracking.sqlite",
                                          self.session_id)
-        if not rec["cached"]:
-            self._tracker.record(rec)
+        self._tracker.record(rec)
         if rec["verdict"] == "pass":
             # Only runs that passed may be reused later (--sm-reuse).
             for repeat in rec["repeats"]:

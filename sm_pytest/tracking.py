@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS runs (
     session TEXT, run_id TEXT, name TEXT, status TEXT, verdict TEXT,
     backend TEXT, instance_type TEXT, job_name TEXT,
     started_at REAL, ended_at REAL, duration_s REAL,
-    artifact_dir TEXT, log_path TEXT, model_dir TEXT, failure_reason TEXT
+    artifact_dir TEXT, log_path TEXT, model_dir TEXT, failure_reason TEXT,
+    repeat_index INTEGER
 );
 CREATE TABLE IF NOT EXISTS params (
     run_pk INTEGER NOT NULL REFERENCES runs(id), key TEXT, value TEXT, swept INTEGER
@@ -38,6 +39,9 @@ def _connect(db_path: Path) -> sqlite3.Connection:
     db_path.parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(db_path, timeout=30)
     connection.executescript(_SCHEMA)
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+    if "repeat_index" not in columns:  # a store written before repeats had rows of their own
+        connection.execute("ALTER TABLE runs ADD COLUMN repeat_index INTEGER")
     return connection
 
 
@@ -47,6 +51,14 @@ class LocalTracker:
         self.session = session
 
     def record(self, rec: dict[str, Any]) -> None:
+        """One row per training run: an item's, or with `repeat` one per repeat (numbered
+        from 1 in repeat_index, each with its own seed and series), all with the item's
+        verdict. Runs taken from the run cache are in the store already."""
+        if len(rec["repeats"]) > 1:
+            runs = [({**rec, **repeat}, index + 1) for index, repeat in
+                    enumerate(rec["repeats"]) if not repeat["cached"]]
+        else:
+            runs = [] if rec["cached"] else [(rec, None)]
         with _connect(self.db_path) as db:
             db.execute(
                 "INSERT INTO experiments(name, description, path) VALUES (?, ?, ?)"
@@ -57,29 +69,34 @@ class LocalTracker:
             (experiment_id,) = db.execute(
                 "SELECT id FROM experiments WHERE name = ?", (rec["experiment"],)
             ).fetchone()
-            cursor = db.execute(
-                "INSERT INTO runs(experiment_id, session, run_id, name, status, verdict, backend,"
-                " instance_type, job_name, started_at, ended_at, duration_s, artifact_dir,"
-                " log_path, model_dir, failure_reason)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (experiment_id, self.session, rec["run_id"], rec["name"], rec["status"],
-                 rec["verdict"], rec["backend"], rec["instance_type"], rec["job_name"],
-                 rec["started_at"], rec["ended_at"], rec["duration_s"], rec["artifact_dir"],
-                 rec["log_path"], rec["model_dir"], rec["failure_reason"]),
-            )
-            run_pk = cursor.lastrowid
-            db.executemany(
-                "INSERT INTO params(run_pk, key, value, swept) VALUES (?, ?, ?, ?)",
-                [(run_pk, key, json.dumps(value), int(key in rec["swept"]))
-                 for key, value in rec["hyperparameters"].items()],
-            )
-            db.executemany(
-                "INSERT INTO metrics(run_pk, name, step, value) VALUES (?, ?, ?, ?)",
-                [(run_pk, name, step, value)
-                 for name, values in rec["metric_series"].items()
-                 for step, value in enumerate(values)],
-            )
+            for run, repeat_index in runs:
+                self._insert_run(db, experiment_id, run, repeat_index)
         db.close()
+
+    def _insert_run(self, db: sqlite3.Connection, experiment_id: int, run: dict[str, Any],
+                    repeat_index: int | None) -> None:
+        cursor = db.execute(
+            "INSERT INTO runs(experiment_id, session, run_id, name, status, verdict, backend,"
+            " instance_type, job_name, started_at, ended_at, duration_s, artifact_dir,"
+            " log_path, model_dir, failure_reason, repeat_index)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (experiment_id, self.session, run["run_id"], run["name"], run["status"],
+             run["verdict"], run["backend"], run["instance_type"], run["job_name"],
+             run["started_at"], run["ended_at"], run["duration_s"], run["artifact_dir"],
+             run["log_path"], run["model_dir"], run["failure_reason"], repeat_index),
+        )
+        run_pk = cursor.lastrowid
+        db.executemany(
+            "INSERT INTO params(run_pk, key, value, swept) VALUES (?, ?, ?, ?)",
+            [(run_pk, key, json.dumps(value), int(key in run["swept"]))
+             for key, value in run["hyperparameters"].items()],
+        )
+        db.executemany(
+            "INSERT INTO metrics(run_pk, name, step, value) VALUES (?, ?, ?, ?)",
+            [(run_pk, name, step, value)
+             for name, values in run["metric_series"].items()
+             for step, value in enumerate(values)],
+        )
 
 
 def runs_frame(db_path: Path):

@@ -120,6 +120,15 @@ def test_repeats_use_the_mean_and_a_sigma_band(project):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*accuracy*(n=3)*REGRESSED*"])
     assert len(list((project.artifacts / "noisy").iterdir())) == 3  # one folder per repeat
+    # The tracking store holds every repeat as a run of its own, with its seed and series.
+    from sm_pytest.tracking import metrics_frame, runs_frame
+
+    runs = runs_frame(project.artifacts / "tracking.sqlite")
+    first_session = runs[runs.session == runs.session.iloc[0]]
+    assert list(first_session.repeat_index) == [1, 2, 3]
+    assert sorted(first_session.accuracy) == [0.95, 0.96, 0.97]
+    series = metrics_frame(project.artifacts / "tracking.sqlite")
+    assert series[series.run_pk.isin(first_session.run_pk)].run_pk.nunique() == 3
 
 
 def test_corrupted_or_foreign_baseline_is_a_clear_error_and_changes_nothing(project):

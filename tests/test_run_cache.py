@@ -184,6 +184,7 @@ def test_never_passed_when_tracking_knows_the_run(project):
         "instance_type": "local", "job_name": "", "started_at": 0, "ended_at": 1,
         "duration_s": 1, "artifact_dir": "", "log_path": "", "model_dir": "",
         "failure_reason": "boom", "swept": {}, "hyperparameters": {}, "metric_series": {},
+        "cached": False, "repeats": [],
     })
     assert project.why() == "never passed"
     project.remember()  # and the tracking tables are still there beside ours
