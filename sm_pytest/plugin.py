@@ -151,15 +151,21 @@ class ExperimentFile(pytest.File):
     def _claim_name(self) -> None:
         """Artifacts, baselines, the run cache and SageMaker Experiments are keyed by the
         file's name, so two files named alike would mix their results: refuse the second."""
+        from .artifacts import experiment_slug
+
         claimed = self.config.stash[_SESSION].experiment_files
-        other = claimed.setdefault(self.path.stem, self.path)
-        if other != self.path:
+        mine = self.path.resolve()
+        other = claimed.setdefault(experiment_slug(self.path.stem), mine)
+        if other != mine:
             root = self.config.rootpath
+            alike = "" if other.stem == self.path.stem else (
+                f" as {other.stem!r}: names are compared as SageMaker Experiments writes them,"
+                " lower-case with '-' for other characters")
             raise self.CollectError(
                 f"{_shown(self.path, root)}: the experiment name {self.path.stem!r} is taken by"
-                f" {_shown(other, root)}. Runs are keyed by the file's name (artifact folders,"
-                " baselines, SageMaker Experiments), so the two would mix their results;"
-                " rename one of the files.")
+                f" {_shown(other, root)}{alike}. Runs are keyed by the file's name (artifact"
+                " folders, baselines, SageMaker Experiments), so the two would mix their"
+                " results; rename one of the files.")
 
 
 def _shown(path: Path, rootpath: Path) -> Path:
@@ -204,8 +210,10 @@ class ExperimentItem(pytest.Item):
             self.results = session.finish(self.pending)
         except (RunSetupError, pytest.UsageError, ValueError) as exc:
             # ValueError: e.g. a value the fingerprint cannot hash; phrased by its raiser
-            self.result = never_ran(str(exc), run_dir_of(session.artifacts_root,
-                                                          self.run.experiment, self.run.folder))
+            self.results = []
+            self.result = never_ran(
+                str(exc), run_dir_of(session.artifacts_root, self.run.experiment, self.run.folder),
+                backend="local" if session.sagemaker is None else "sagemaker")
             self._finish("error", [], None)
             pytest.fail(str(exc), pytrace=False)
         self.result = aggregate(self.results)

@@ -13,7 +13,7 @@ from .thresholds import Verdict
 def build(run: RunSpec, order: int, result: RunResult, verdict: str,
           verdicts: list[Verdict], *, pending=None, results=None, gate=None) -> dict[str, Any]:
     pending = pending or []
-    results = results or [result]
+    results = results or []  # none when the run never started: its repeats have no result
     repeats = [{"fingerprint": p.fingerprint, "parts": p.parts, "cache_name": p.cache_name,
                 "cached": p.cached is not None, "miss": p.miss,
                 "result_path": str(r.artifact_dir / "result.json"),
@@ -31,7 +31,7 @@ def build(run: RunSpec, order: int, result: RunResult, verdict: str,
         "swept": run.swept,
         "cached": cached,
         "repeats": repeats,
-        "repeat_finals": finals_per_metric(results),
+        "repeat_finals": finals_per_metric(results or [result]),
         "fingerprint": repeats[0]["fingerprint"] if repeats else "",
         "gate": gate.as_records() if gate is not None else [],
         "gate_message": gate.message if gate is not None else "",

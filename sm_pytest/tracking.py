@@ -41,7 +41,11 @@ def _connect(db_path: Path) -> sqlite3.Connection:
     connection.executescript(_SCHEMA)
     columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
     if "repeat_index" not in columns:  # a store written before repeats had rows of their own
-        connection.execute("ALTER TABLE runs ADD COLUMN repeat_index INTEGER")
+        try:
+            connection.execute("ALTER TABLE runs ADD COLUMN repeat_index INTEGER")
+        except sqlite3.OperationalError as exc:  # another session added it just now
+            if "duplicate column" not in str(exc):
+                raise
     return connection
 
 

@@ -140,6 +140,17 @@ def test_two_files_with_one_name_are_refused(project):
         " experiments/baseline.yaml*rename one of the files.",
         "*1 error*",
     ])
+    # Names that SageMaker Experiments would write alike collide too.
+    (project.root / "experiments" / "nightly" / "baseline.yaml").unlink()
+    (project.root / "experiments" / "Base_Line.yaml").write_text(BASELINE.replace("\n    ", "\n"))
+    (project.root / "experiments" / "base-line.yaml").write_text(BASELINE.replace("\n    ", "\n"))
+    result = project.run("--collect-only", "-q")
+    result.stdout.fnmatch_lines([
+        "*experiments/base-line.yaml: the experiment name 'base-line' is taken by"
+        " experiments/Base_Line.yaml as 'Base_Line': names are compared as SageMaker*"])
+    (project.root / "experiments" / "Base_Line.yaml").unlink()
+    (project.root / "experiments" / "nightly" / "baseline.yaml").write_text(
+        BASELINE.replace("\n    ", "\n"))
     # Selecting one of them is fine.
     result = project.pytester.runpytest("experiments/nightly", "--collect-only", "-q")
     result.stdout.fnmatch_lines(["experiments/nightly/baseline.yaml::baseline",

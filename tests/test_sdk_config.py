@@ -67,3 +67,13 @@ def test_other_sdk_versions_are_left_alone(monkeypatch):
     before = SageMakerConfig.__dict__["validate_sagemaker_config"]
     assert sdk_config.install() is False
     assert SageMakerConfig.__dict__["validate_sagemaker_config"] is before
+
+
+def test_an_sdk_without_metadata_is_left_alone(monkeypatch):
+    from importlib.metadata import PackageNotFoundError
+
+    def missing(name):
+        raise PackageNotFoundError(name)
+
+    monkeypatch.setattr(sdk_config, "dist_version", missing)
+    assert sdk_config.install() is False

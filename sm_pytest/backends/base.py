@@ -55,11 +55,12 @@ class RunResult:
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
 
 
-def never_ran(reason: str, folder: Path) -> RunResult:
+def never_ran(reason: str, folder: Path, backend: str) -> RunResult:
     """A run that failed before its program started (a local input on S3, a value the
     fingerprint cannot hash): still a row in the summary, with the reason."""
     return RunResult(status=FAILED, artifact_dir=folder, log_path=folder / "train.log",
-                     model_dir=folder / "model", failure_reason=reason)
+                     model_dir=folder / "model", failure_reason=reason, backend=backend,
+                     instance_type="" if backend != "local" else "local")
 
 
 def finals_per_metric(results: list[RunResult]) -> dict[str, list[float]]:

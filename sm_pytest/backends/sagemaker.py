@@ -63,6 +63,12 @@ def backoff_delays(attempts: int = 8, base: float = 1.0, cap: float = 60.0):
         yield random.uniform(0, min(cap, base * 2**attempt))
 
 
+@dataclass
+class _Once:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    value: str | None = None
+
+
 class SageMakerBackend:
     name = "sagemaker"
 
@@ -100,7 +106,7 @@ class SageMakerBackend:
         self._launcher = ThreadPoolExecutor(max_workers=min(8, self.max_parallel),
                                             thread_name_prefix="sm-pytest-launch")
         self._once_lock = threading.Lock()
-        self._done_once: dict[tuple, str] = {}
+        self._done_once: dict[tuple, _Once] = {}
 
     # -- the Backend interface ------------------------------------------------------------
 
@@ -152,21 +158,30 @@ class SageMakerBackend:
         for handle in pending:
             self.stop(handle)
 
-    def leftovers(self, grace: float = 30.0) -> list[RunResult]:
+    def close(self) -> None:
+        """Stop the poller, and let launches and fetches in flight finish (a launch stops
+        its job if asked to): afterwards no other thread touches a handle."""
+        self._closed = True
+        self._wake.set()
+        self._poller.join(timeout=60)
+        self._launcher.shutdown(wait=True, cancel_futures=True)
+
+    def leftovers(self) -> list[RunResult]:
         """What launched jobs that nobody waited for left behind (a session ended by -x,
         Ctrl-C or a timeout): the result of each one that ended, and for each one still
-        running (call stop_all first) its log so far, as Stopped. For the caller to save, so
-        no job's log is lost. Waits at most `grace` seconds for fetches already under way."""
+        running (stop_all first) its log so far, as Stopped. Call after close(); for the
+        caller to save, so that no job's log is lost."""
         results = []
-        deadline = time.monotonic() + grace
         for handle in self.handles:
             if handle.awaited or not handle.launched:
                 continue
-            if handle.collecting:
-                handle.done.wait(timeout=max(0.0, deadline - time.monotonic()))
-            if handle.result is None:
-                handle.result = self._collect_unfinished(handle)
             handle.awaited = True
+            try:
+                if handle.result is None:  # still running, or its fetch was cancelled
+                    handle.result = self._collect_unfinished(handle)
+            except Exception as exc:
+                self.progress(f"{handle.job_name}: could not fetch what it left: {exc}\n")
+                continue
             results.append(handle.result)
         return results
 
@@ -181,13 +196,6 @@ class SageMakerBackend:
             handle.error = ("this session ended before the job did, and stopped it; train.log"
                             " holds its log up to then")
         return self._collect(handle)
-
-    def close(self) -> None:
-        self._closed = True
-        self._wake.set()
-        # Let launches in flight finish (they stop their job if asked to) before the
-        # session, or the emulator, goes away.
-        self._launcher.shutdown(wait=True, cancel_futures=True)
 
     # -- launching --------------------------------------------------------------------------
 
@@ -250,13 +258,15 @@ class SageMakerBackend:
                            region=self.region)
 
     def _once(self, key: tuple, compute: Callable[[], str]) -> str:
-        """compute() for the first launch that needs `key`; the others wait and reuse it.
-        Eight threads uploading one dataset at once raced on the same keys (and, on moto,
-        read a body another upload had just closed)."""
+        """compute() for the first launch that needs `key`; launches needing the same key
+        wait and reuse it, others go on. Eight threads uploading one dataset at once raced
+        on the same keys (and, on moto, read a body another upload had just closed)."""
         with self._once_lock:
-            if key not in self._done_once:
-                self._done_once[key] = compute()
-            return self._done_once[key]
+            entry = self._done_once.setdefault(key, _Once())
+        with entry.lock:
+            if entry.value is None:  # not yet, or the last try failed
+                entry.value = compute()
+            return entry.value
 
     def _source_uri(self, run: RunSpec, settings: SageMakerSettings) -> str:
         return self._once(("source", str(run.source_dir), settings.bucket, settings.prefix),

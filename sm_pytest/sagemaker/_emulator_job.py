@@ -319,7 +319,7 @@ class JobRunner(threading.Thread):
             attempt.root.mkdir(parents=True, exist_ok=True)
             archive = attempt.root / "sourcedir.tar.gz"
             archive.write_bytes(self.emulator._s3_get(self.account, bucket, key))
-            safe_extract(archive, source_dir)  # what a real container would refuse, too
+            safe_extract(archive, source_dir)  # nothing may land outside the folder
         except Exception as exc:
             raise JobError(
                 f"AlgorithmError: could not download and extract sagemaker_submit_directory "

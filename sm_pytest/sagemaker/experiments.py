@@ -9,18 +9,17 @@ notice, or stops with a clear error when one file alone has more than 50 runs.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 
+from ..artifacts import experiment_slug as slug
 from ..backends.base import RunResult
 from ..spec import RunSpec
 
 RUN_GROUP_LIMIT = 50
 TELEMETRY_OPT_OUT = {"SchemaVersion": "1.0",
                      "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
-_UNSAFE = re.compile(r"[^a-z0-9]+")
 
 
 class ExperimentLimitError(Exception):
@@ -29,12 +28,6 @@ class ExperimentLimitError(Exception):
 
 def experiment_name(run: RunSpec) -> str:
     return slug(run.experiment)
-
-
-def slug(name: str) -> str:
-    """Experiments lower-case names (Run does too); keep [a-z0-9-], at most 80 characters:
-    `lr_sweep.yaml` is experiment `lr-sweep`."""
-    return _UNSAFE.sub("-", name.lower()).strip("-")[:80] or "experiment"
 
 
 def run_group(name: str) -> str:

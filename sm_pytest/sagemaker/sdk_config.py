@@ -12,13 +12,15 @@ checks the (constant) schema once and then validates each config as before, rais
 ``jsonschema.ValidationError`` (``best_match`` of the errors, as ``jsonschema.validate`` does).
 
 The names patched are sagemaker-core internals: only the minor version below is patched;
-with any other the SDK is left alone (correct, only slower).
+with any other the SDK is left alone (correct, only slower). sagemaker-core's
+``utils/intelligent_defaults_helper.py`` keeps a copy of its own; nothing in 2.27 imports it.
 """
 
 from __future__ import annotations
 
 import functools
 import sys
+from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as dist_version
 
 PATCHED_SAGEMAKER_CORE = "2.27"
@@ -47,7 +49,10 @@ def validate_sagemaker_config(sagemaker_config: dict | None = None) -> None:
 
 def install() -> bool:
     """Patch the loaded SDK; True when it was patched (idempotent)."""
-    installed = dist_version("sagemaker-core")
+    try:
+        installed = dist_version("sagemaker-core")
+    except PackageNotFoundError:  # vendored, or installed without metadata: unknown version
+        return False
     if installed.split(".")[:2] != PATCHED_SAGEMAKER_CORE.split("."):
         return False
     import sagemaker.core.config.config  # noqa: F401  (the holders below import it)

@@ -109,17 +109,19 @@ class SageMakerSession:
     def close(self) -> list[str]:
         """Stop whatever this session launched and is still running; say which."""
         stopped = []
-        if self.backend is not None:
-            self.backend.stop_all()
-            stopped = list(self.backend.stopped)
-            self.backend.stopped.clear()
-            self._save_leftovers()
-            self.backend.close()
-        self.flush()
-        if self.emulator is not None:
-            self.emulator.wait_idle(timeout=30)
-            self.emulator.__exit__(None, None, None)
-            self.emulator = None
+        try:
+            if self.backend is not None:
+                self.backend.stop_all()
+                stopped = list(self.backend.stopped)
+                self.backend.stopped.clear()
+                self.backend.close()
+                self._save_leftovers()
+        finally:
+            self.flush()
+            if self.emulator is not None:
+                self.emulator.wait_idle(timeout=30)
+                self.emulator.__exit__(None, None, None)
+                self.emulator = None
         return stopped
 
     def _save_leftovers(self) -> None:
