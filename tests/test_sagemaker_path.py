@@ -279,6 +279,20 @@ def test_experiment_history_lists_every_run_with_metrics(tmp_path):
                 status=COMPLETED, artifact_dir=tmp_path, log_path=tmp_path, model_dir=tmp_path,
                 metric_series={"test_accuracy": [0.9, 0.95 + i / 100]}))
         frame = history_frame(session, "lr-sweep")
+        # The SDK's own ExperimentAnalytics works in the emulator (moto alone refuses its
+        # Parents.ExperimentName search), so history_frame took the path it takes on AWS.
+        from sagemaker.core.analytics import ExperimentAnalytics
+
+        from sm_pytest.sagemaker.experiments import sdk_session
+
+        analytics = ExperimentAnalytics(experiment_name="lr-sweep",
+                                        sagemaker_session=sdk_session(session)).dataframe()
+        assert len(analytics) == 2 and "test_accuracy - Last" in analytics
+        assert list(analytics["Experiments"]) == [["lr-sweep"], ["lr-sweep"]]
+        other = ExperimentAnalytics(experiment_name="elsewhere",
+                                    sagemaker_session=sdk_session(session)).dataframe()
+        assert other.empty
+    assert list(frame.columns[:2]) == ["run", "trial_component"]
     assert len(frame) == 2
     assert sorted(frame["lr"]) == [0.1, 1.0]
     assert sorted(frame["test_accuracy"]) == [0.95, 0.96]

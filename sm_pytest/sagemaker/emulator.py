@@ -35,9 +35,15 @@ because these are moto internals):
 * ``SageMakerResponse.call_action``: injected errors (:meth:`Emulator.throttle`) for any
   SageMaker operation, serialized by moto as real AWS errors (botocore ClientError).
 
+* ``SageMakerResponse.search``: moto refuses the ``Parents.ExperimentName`` filter that
+  sagemaker-core's ``ExperimentAnalytics`` sends ("Unknown property name"), and its
+  trial-component results lack Metrics and Parents. For ExperimentTrialComponent the patch
+  answers that filter from the experiment's trials and returns whole trial components, as
+  AWS does; every other search is moto's.
+
 Experiments (CreateExperiment, CreateTrial, CreateTrialComponent, AssociateTrialComponent,
-ListTrialComponents, DescribeTrialComponent, Search as far as moto supports it) go to moto
-unchanged; sagemaker-core's ``Run`` / ``load_run`` work inside the emulator.
+ListTrialComponents, DescribeTrialComponent) go to moto unchanged; sagemaker-core's ``Run``,
+``load_run`` and ``ExperimentAnalytics`` work inside the emulator.
 
 Retries: the emulator sets ``AWS_MAX_ATTEMPTS=1`` (``max_attempts``) and
 ``AWS_RETRY_MODE=standard`` for its lifetime, so that an injected ThrottlingException
@@ -240,7 +246,41 @@ def _patched_stop_training_job(self: SageMakerResponse) -> Any:
     return EmptyResult()
 
 
+def _patched_search(self: SageMakerResponse) -> Any:
+    resource = self._get_param("Resource")
+    expression = copy.deepcopy(self._get_param("SearchExpression") or {})
+    if _active() is None or resource != "ExperimentTrialComponent":
+        return _original("search")(self)
+    filters = expression.get("Filters") or []
+    by_experiment = [f for f in filters if f.get("Name") == "Parents.ExperimentName"]
+    expression["Filters"] = [f for f in filters if f not in by_experiment]
+    backend = self.sagemaker_backend
+    found = backend.search(resource=resource, search_expression=expression)["Results"]
+    names = [result["TrialComponent"]["TrialComponentName"] for result in found]
+    results = []
+    for name in names:
+        component = backend.trial_components[name]
+        # moto's CreateTrial replaces an existing trial (AWS refuses it), which empties its
+        # list of components; the component's own trial_name survives that.
+        parents = [{"TrialName": trial.trial_name, "ExperimentName": trial.experiment_name}
+                   for trial in backend.trials.values()
+                   if name in trial.trial_components or trial.trial_name == component.trial_name]
+        if all(any(_matches(p["ExperimentName"], f) for p in parents) for f in by_experiment):
+            results.append({"TrialComponent": {**component.response_object, "Parents": parents}})
+    return ActionResult({"Results": results})
+
+
+def _matches(value: str, search_filter: dict) -> bool:
+    operator, expected = search_filter.get("Operator", "Equals"), search_filter.get("Value")
+    if operator == "NotEquals":
+        return value != expected
+    if operator == "Contains":
+        return expected in value
+    return value == expected
+
+
 _PATCHES = {
+    "search": _patched_search,
     "call_action": _patched_call_action,
     "create_training_job": _patched_create_training_job,
     "describe_training_job": _patched_describe_training_job,

@@ -133,10 +133,12 @@ def _loggable(value):
 
 
 def history_frame(boto_session, name: str):
-    """The whole history of one experiment as a DataFrame, one row per run.
+    """The whole history of one experiment as a DataFrame, one row per run: `run`,
+    `trial_component`, each parameter, and each metric's last value.
 
-    ExperimentAnalytics is the SDK's way; where its search is unsupported (moto, some
-    partitions) the trial components of the run group are listed and described instead.
+    ExperimentAnalytics is the SDK's way; where its search is unsupported (some partitions)
+    the trial components of the run group are listed and described instead, into the same
+    columns.
     """
     import pandas as pd
     from sagemaker.core.analytics import ExperimentAnalytics
@@ -145,7 +147,7 @@ def history_frame(boto_session, name: str):
     try:
         frame = ExperimentAnalytics(experiment_name=name, sagemaker_session=session).dataframe()
         if not frame.empty:
-            return frame
+            return _history_columns(frame)
     except Exception:
         pass
     client = boto_session.client("sagemaker")
@@ -159,10 +161,8 @@ def history_frame(boto_session, name: str):
             detail = client.describe_trial_component(
                 TrialComponentName=summary["TrialComponentName"])
             row = {"run": detail.get("DisplayName") or detail["TrialComponentName"],
-                   "trial_component": detail["TrialComponentName"],
-                   "status": detail.get("Status", {}).get("PrimaryStatus"),
-                   "created": detail.get("CreationTime")}
-            for key, param in (detail.get("Parameters") or {}).items():
+                   "trial_component": detail["TrialComponentName"]}
+            for key, param in sorted((detail.get("Parameters") or {}).items()):
                 row[key] = param.get("NumberValue", param.get("StringValue"))
             for metric in detail.get("Metrics") or []:
                 row[metric["MetricName"]] = metric.get("Last")
@@ -171,3 +171,21 @@ def history_frame(boto_session, name: str):
             break
         kwargs["NextToken"] = page["NextToken"]
     return pd.DataFrame(rows)
+
+
+def _history_columns(frame):
+    """ExperimentAnalytics' frame in history_frame's columns: `<metric> - Last` becomes
+    `<metric>`; the other statistics, artifacts and parent lists are left out."""
+    renamed = {"DisplayName": "run", "TrialComponentName": "trial_component"}
+    keep = []
+    for column in frame.columns:
+        if column in renamed:
+            keep.append(column)
+        elif column.endswith(" - Last"):
+            renamed[column] = column.removesuffix(" - Last")
+            keep.append(column)
+        elif " - " not in column and column not in ("Trials", "Experiments"):
+            keep.append(column)  # parameters, SourceArn
+    frame = frame[keep].rename(columns=renamed)
+    first = [c for c in ("run", "trial_component") if c in frame.columns]
+    return frame[first + [c for c in frame.columns if c not in first]]
