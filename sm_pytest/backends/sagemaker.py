@@ -54,7 +54,6 @@ class JobHandle:
     error: str = ""
     done: threading.Event = field(default_factory=threading.Event)
     submitted_at: float = field(default_factory=time.time)
-    awaited: bool = False  # its result went to a waiter, who saves it
 
 
 def backoff_delays(attempts: int = 8, base: float = 1.0, cap: float = 60.0):
@@ -129,9 +128,7 @@ class SageMakerBackend:
             raise
         # Fetched in the background as soon as the job ended; a job that never launched
         # has nothing to fetch.
-        result = handle.result if handle.result is not None else self._collect(handle)
-        handle.awaited = True
-        return result
+        return handle.result if handle.result is not None else self._collect(handle)
 
     def stop(self, handle: JobHandle) -> None:
         with self._lock:
@@ -173,9 +170,9 @@ class SageMakerBackend:
         caller to save, so that no job's log is lost."""
         results = []
         for handle in self.handles:
-            if handle.awaited or not handle.launched:
+            # Saved already (by the runner, after its wait) or never launched: nothing left.
+            if not handle.launched or (handle.attempt_dir / "result.json").exists():
                 continue
-            handle.awaited = True
             try:
                 if handle.result is None:  # still running, or its fetch was cancelled
                     handle.result = self._collect_unfinished(handle)
