@@ -33,7 +33,6 @@ from .tolerances import Tolerance, guess_direction
 
 FORMAT = "sm-pytest-baseline"
 VERSION = 1
-DEFAULT_FOLDER = "baselines"
 MAX_FILE_BYTES = 32 * 1024 * 1024
 SIGNIFICANT_DIGITS = 10  # stored values are rounded so that diffs stay readable
 

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from . import baselines
+from .backends.base import COMPLETED
 from .spec import RunSpec
 
 
 @dataclass
 class GateOutcome:
     comparisons: list[baselines.Comparison]
-    has_entry: bool
     failed: bool
     message: str  # the report for a failing item, or a notice for a passing one
 
@@ -32,7 +32,6 @@ class GateOutcome:
 
 class Gate:
     def __init__(self, folder: Path, compare_with: str | None, strict: bool):
-        self.folder = folder
         self.name = compare_with
         self.strict = strict
         # Loaded once, before anything runs: a broken file is one clear error up front.
@@ -49,7 +48,7 @@ class Gate:
             message = (f"{run.name}: no entry in baseline {self.name!r}"
                        f" ({self.baseline.path}); record one with --sm-save-baseline"
                        f" {self.name}")
-            return GateOutcome([], False, failed, message)
+            return GateOutcome([], failed, message)
         comparisons = baselines.compare(run.name, finals, entry, run.tolerances)
         failed = baselines.failed(comparisons)
         table = baselines.format_table(comparisons)
@@ -62,7 +61,7 @@ class Gate:
                        f" the baseline with --sm-save-baseline {self.name}")
         else:
             message = ""
-        return GateOutcome(comparisons, True, failed, message)
+        return GateOutcome(comparisons, failed, message)
 
 
 
@@ -70,7 +69,7 @@ class Gate:
 def save(folder: Path, name: str, records: list[dict[str, Any]]) -> Path | None:
     """Record the final metrics of every run of this session that completed."""
     results = {rec["name"]: rec["repeat_finals"] for rec in records
-               if rec["status"] in ("completed", "cached") and rec["repeat_finals"]}
+               if rec["status"] in (COMPLETED, "cached") and rec["repeat_finals"]}
     if not results:
         return None
     fingerprints = {rec["name"]: rec["fingerprint"] for rec in records

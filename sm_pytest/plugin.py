@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from . import checks, records
+from .artifacts import experiment_slug, run_dir_of
 from .backends.base import RunResult, finals_per_metric, never_ran
 from .session import SmSession, aggregate
 from .spec import RunSpec, load_experiment
@@ -96,6 +97,7 @@ def _sagemaker_session(config: pytest.Config, token: str):
     ini = {name: config.getini(f"sm_{name}") or None for name, _, _ in _SM_VALUE_OPTIONS}
     ini.update(spot=config.getini("sm_spot"), emulate=config.getini("sm_emulate"))
     config_path = config.rootpath / config.getini("sm_config")
+
     def emit(line: str) -> None:
         # Progress comes while a test's output is captured: step around the capture.
         reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -151,8 +153,6 @@ class ExperimentFile(pytest.File):
     def _claim_name(self) -> None:
         """Artifacts, baselines, the run cache and SageMaker Experiments are keyed by the
         file's name, so two files named alike would mix their results: refuse the second."""
-        from .artifacts import experiment_slug
-
         claimed = self.config.stash[_SESSION].experiment_files
         mine = self.path.resolve()
         other = claimed.setdefault(experiment_slug(self.path.stem), mine)
@@ -199,7 +199,6 @@ class ExperimentItem(pytest.Item):
 
     def setup(self) -> None:
         session = self.config.stash[_SESSION]
-        from .artifacts import run_dir_of
         from .backends.local import RunSetupError
 
         try:

@@ -41,9 +41,6 @@ class Condition:
             return False
         return _OPERATORS[self.op](value, self.bound)
 
-    def __str__(self) -> str:
-        return f"{self.op} {self.bound:g}"
-
 
 @dataclass(frozen=True)
 class Threshold:
