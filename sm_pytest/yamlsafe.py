@@ -9,6 +9,7 @@ silently let the last one win.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,19 +128,29 @@ class _Builder:
 
 
 def load(path: Path | str) -> Located:
-    """Load one YAML document from `path`, bounded and with line marks."""
+    """Load one YAML document from `path`, bounded and with line marks.
+
+    Each version of a file is parsed once per process: a base config serves every experiment
+    that names it, and --sm settings find line numbers without parsing again. The Located
+    returned is shared, so callers read it and never change it.
+    """
     path = Path(path)
     try:
-        size = path.stat().st_size
+        stat = path.stat()
     except OSError as exc:
         raise YamlError(path, None, f"cannot read the file: {exc.strerror}") from None
-    if size > MAX_FILE_BYTES:
+    if stat.st_size > MAX_FILE_BYTES:
         raise YamlError(
             path,
             None,
-            f"the file is {size} bytes; experiment and config files are limited to"
+            f"the file is {stat.st_size} bytes; experiment and config files are limited to"
             f" {MAX_FILE_BYTES} bytes",
         )
+    return _load_version(path, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _load_version(path: Path, inode: int, mtime_ns: int, size: int) -> Located:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

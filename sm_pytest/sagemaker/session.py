@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import gc
+import json
 import os
 import queue
 from collections.abc import Callable
@@ -35,8 +36,18 @@ class SageMakerSession:
         self.emulator = None
         self.backend = None
         self.experiments = None
+        self._settings: dict[tuple[str, str], sm_settings.SageMakerSettings] = {}
 
     def settings_for(self, run: RunSpec) -> sm_settings.SageMakerSettings:
+        """The run's settings. They depend on nothing but its file and `sagemaker:` block
+        (the rest is the session's), and every run is asked for them several times (check,
+        fingerprint, launch): resolved once per distinct block."""
+        key = (str(run.path), json.dumps(run.sagemaker, sort_keys=True, default=str))
+        if key not in self._settings:
+            self._settings[key] = self._resolve(run)
+        return self._settings[key]
+
+    def _resolve(self, run: RunSpec) -> sm_settings.SageMakerSettings:
         resolved = sm_settings.resolve(cli=self.cli, ini=self.ini, config_path=self.config_path,
                                        experiment_block=run.sagemaker, environ=os.environ,
                                        experiment_path=run.path)
@@ -90,8 +101,7 @@ class SageMakerSession:
             max_parallel=first.max_parallel, progress=self.lines.put,
             poll_interval=0.5 if first.emulate else 15.0, tick=self.flush)
         if first.emulate:
-            for bucket in {self.settings_for(run).bucket for run in runs}:
-                self.backend.s3.create_bucket(Bucket=bucket)
+            self.backend.s3.create_bucket(Bucket=first.bucket)  # a setting of the session
         self.experiments = SageMakerExperiments(self.backend.session, notice=self.lines.put)
         self.backend.experiments = self.experiments
         self.experiments.plan(runs)

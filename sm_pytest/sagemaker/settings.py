@@ -352,23 +352,15 @@ def _load_config(path: Path) -> tuple[dict, Callable[[str], str]]:
     return doc.value, where
 
 
-_experiment_lines: dict[tuple, Any] = {}
-
-
 def _experiment_where(path: Path | None) -> Callable[[str], str]:
     """Where a key of the run's sagemaker block was written: 'experiments/x.yaml:12', or a
     note that it came from the experiment's base file (RunSpec.sagemaker merges both)."""
     if path is None:
         return lambda key: "the experiment's sagemaker block"
-    doc = None
     try:
-        stat = path.stat()
-        cache_key = (str(path), stat.st_mtime_ns, stat.st_size)
-        doc = _experiment_lines.get(cache_key)
-        if doc is None:
-            doc = _experiment_lines[cache_key] = load_yaml(path)
+        doc = load_yaml(path)  # parsed at collection already; yamlsafe keeps it
     except (OSError, YamlError):
-        pass
+        doc = None
 
     def where(key: str) -> str:
         if doc is None:
