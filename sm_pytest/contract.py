@@ -91,9 +91,9 @@ RESERVED_HYPERPARAMETERS = frozenset(
         "sagemaker_s3_output",
     }
 )
-# Keys this module writes itself from ContainerJob fields; a user value would silently
-# replace (or be replaced by) ours, so it is refused instead.
-_WRITTEN_BY_US = frozenset(
+# Keys this module writes itself from ContainerJob fields (the script-mode hyperparameters);
+# a user value would silently replace (or be replaced by) ours, so it is refused instead.
+SCRIPT_MODE_PARAMS = frozenset(
     {PROGRAM_PARAM, SUBMIT_DIR_PARAM, LOG_LEVEL_PARAM, JOB_NAME_PARAM, REGION_PARAM}
 )
 # environment.get_distribution_instance_groups_from_resource_config: any of these turns the
@@ -135,7 +135,7 @@ _OWNED_VARIABLES = frozenset(
 # process.validate_entry_point: the toolkit refuses any other program name (ClientError).
 _SAFE_ENTRY_POINT = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._+-]*(/[A-Za-z0-9._+-]+)*$")
 # API_Channel.ChannelName.
-_CHANNEL_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
+CHANNEL_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
 
 SNAPSHOT_IGNORE = ("__pycache__", ".git", "*.pyc")
 
@@ -647,7 +647,7 @@ def prepare_container_tree(
         raise FileNotFoundError(f"source_dir {source_dir} is not a directory")
     if not (source_dir / program).is_file():
         raise FileNotFoundError(f"program {program!r} not found in source_dir {source_dir}")
-    clash = sorted(_WRITTEN_BY_US & set(job.hyperparameters))
+    clash = sorted(SCRIPT_MODE_PARAMS & set(job.hyperparameters))
     if clash:
         raise ValueError(
             f"hyperparameter(s) {', '.join(clash)} are set from the job itself (program, "
@@ -655,7 +655,7 @@ def prepare_container_tree(
         )
     channels = {}
     for name, location in job.channels.items():
-        if not _CHANNEL_NAME.match(name):
+        if not CHANNEL_NAME.match(name):
             raise ValueError(
                 f"channel name {name!r}: SageMaker allows 1 to 64 letters, digits, '.', '-' and '_'"
             )

@@ -277,6 +277,7 @@ def test_experiment_history_lists_every_run_with_metrics(tmp_path):
             assert config["ExperimentName"] == "lr-sweep"
             tracker.finish_run(run, RunResult(
                 status=COMPLETED, artifact_dir=tmp_path, log_path=tmp_path, model_dir=tmp_path,
+                job_name=f"lr-sweep-job-{i}",
                 metric_series={"test_accuracy": [0.9, 0.95 + i / 100]}))
         frame = history_frame(session, "lr-sweep")
         # The SDK's own ExperimentAnalytics works in the emulator (moto alone refuses its

@@ -25,6 +25,7 @@ from ..metrics import extract, final_values
 from ..safe_tar import UnsafeArchiveError, safe_extract
 from ..sagemaker import request as requests
 from ..sagemaker import uploads
+from ..sagemaker.aws import error_code, parse_s3_uri
 from ..sagemaker.settings import SageMakerSettings
 from ..spec import RunSpec
 from .base import COMPLETED, FAILED, STOPPED, TIMED_OUT, RunResult
@@ -229,7 +230,7 @@ class SageMakerBackend:
                 self._create(request)
                 break
             except Exception as exc:
-                code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+                code = error_code(exc)
                 if code in _RETRYABLE and delay is not None:
                     self.progress(f"{handle.job_name}: {code}, retrying in {delay:.1f} s\n")
                     self.sleep(delay)
@@ -324,7 +325,7 @@ class SageMakerBackend:
         try:
             describe = self.sm.describe_training_job(TrainingJobName=handle.job_name)
         except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+            code = error_code(exc)
             if code not in _RETRYABLE:
                 self.progress(f"{handle.job_name}: describe failed: {exc}\n")
             return
@@ -431,8 +432,8 @@ class SageMakerBackend:
             if archive == "model.tar.gz":
                 uri = describe.get("ModelArtifacts", {}).get("S3ModelArtifacts") or uri
             local = handle.attempt_dir / archive
-            bucket, _, key = uri.removeprefix("s3://").partition("/")
             try:
+                bucket, key = parse_s3_uri(uri)
                 self.s3.download_file(bucket, key, str(local))
             except Exception:
                 continue  # a job that failed early uploads nothing

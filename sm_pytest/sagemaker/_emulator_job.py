@@ -35,27 +35,20 @@ from typing import TYPE_CHECKING, Any
 
 from moto.core.utils import utcnow
 
-from ..contract import ContainerJob, ContainerTree, decode_hyperparameters, prepare_container_tree
+from ..contract import (
+    SCRIPT_MODE_PARAMS,
+    ContainerJob,
+    ContainerTree,
+    decode_hyperparameters,
+    prepare_container_tree,
+)
 from ..safe_tar import safe_extract
+from .aws import parse_s3_uri
 
 if TYPE_CHECKING:  # pragma: no cover
     from .emulator import Emulator
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-CURRENT_HOST = "algo-1"
-
-# Hyperparameters the contract writes itself from ContainerJob fields; every other key,
-# including unknown sagemaker_* keys (which land in SM_FRAMEWORK_PARAMS), is passed on.
-_FROM_JOB_FIELDS = frozenset(
-    {
-        "sagemaker_program",
-        "sagemaker_submit_directory",
-        "sagemaker_container_log_level",
-        "sagemaker_job_name",
-        "sagemaker_region",
-    }
-)
-
 POLL_SECONDS = 0.05
 MAX_EVENT_BYTES = 256 * 1024 - 26  # CloudWatch: message + 26 bytes per event
 MAX_BATCH_EVENTS = 1000
@@ -100,21 +93,11 @@ class Attempt:
     root: Path
     tree: ContainerTree | None = None
     log_stream: str | None = None
-    command: list[str] = field(default_factory=list)
     pid: int | None = None
     returncode: int | None = None
     outcome: str | None = None
     lines: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    if not isinstance(uri, str) or not uri.startswith("s3://"):
-        raise ValueError(f"not an s3:// URI: {uri!r}")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    if not bucket:
-        raise ValueError(f"no bucket in {uri!r}")
-    return bucket, key
 
 
 def _safe_relative(rel: str) -> PurePosixPath:
@@ -311,7 +294,9 @@ class JobRunner(threading.Thread):
                 "sourcedir.tar.gz) are required, exit code: 1", container=True)
         log_level = decoded.get("sagemaker_container_log_level", logging.INFO)
         region = decoded.get("sagemaker_region") or self.region
-        hyperparameters = {k: v for k, v in decoded.items() if k not in _FROM_JOB_FIELDS}
+        # The contract writes the script-mode keys from the job itself; every other key,
+        # unknown sagemaker_* ones included (they land in SM_FRAMEWORK_PARAMS), passes on.
+        hyperparameters = {k: v for k, v in decoded.items() if k not in SCRIPT_MODE_PARAMS}
 
         source_dir = attempt.root / "sourcedir"
         try:
@@ -347,7 +332,6 @@ class JobRunner(threading.Thread):
         except (ValueError, OSError) as exc:
             raise JobError(f"AlgorithmError: {exc}, exit code: 1", container=True) from exc
         attempt.tree = tree
-        attempt.command = list(tree.command)
         checkpoint = (request.get("CheckpointConfig") or {}).get("S3Uri")
         if checkpoint:
             bucket, prefix = parse_s3_uri(checkpoint)

@@ -69,13 +69,11 @@ import collections
 import contextlib
 import copy
 import functools
-import io
 import json
 import logging
 import os
 import re
 import shutil
-import tarfile
 import tempfile
 import threading
 import time
@@ -110,6 +108,7 @@ from moto.sagemaker.models import FakeTrainingJob  # noqa: E402
 from moto.sagemaker.responses import SageMakerResponse  # noqa: E402
 
 from ._emulator_job import LOG_GROUP, JobRunner, SpotArm, relative_key  # noqa: E402
+from .aws import parse_s3_uri  # noqa: E402
 
 __all__ = ["LOG_GROUP", "PATCHED_MOTO_VERSION", "Emulator", "EmulatorError"]
 
@@ -597,17 +596,13 @@ class Emulator:
         return result
 
     def upload_source(self, source_dir: str | os.PathLike[str], s3_uri: str) -> str:
-        """Pack ``source_dir`` as sourcedir.tar.gz at ``s3_uri`` (the bucket must exist), as
-        the SageMaker SDK does for script mode; returns ``s3_uri``."""
-        from ._emulator_job import parse_s3_uri
+        """Pack ``source_dir`` as sourcedir.tar.gz at ``s3_uri`` (the bucket must exist), the
+        way ``--sm`` packs it (sm_pytest.sagemaker.uploads); returns ``s3_uri``."""
+        from .uploads import pack_source_dir
 
         bucket, key = parse_s3_uri(s3_uri)
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-            for entry in sorted(Path(source_dir).iterdir()):
-                if entry.name != "__pycache__":
-                    tar.add(entry, arcname=entry.name)
-        self._s3.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
+        archive, _ = pack_source_dir(Path(source_dir))
+        self._s3.put_object(Bucket=bucket, Key=key, Body=archive)
         return s3_uri
 
     # --- request handling (called by the patched moto response methods) ---------------------

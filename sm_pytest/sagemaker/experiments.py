@@ -55,7 +55,6 @@ class SageMakerExperiments:
         # Run keeps a process-wide context stack and refuses nested `with` blocks, and the
         # launcher thread and the main thread both log: one at a time.
         self._lock = threading.Lock()
-        self._run_names: dict[tuple[str, str], str] = {}
 
     def count_components(self, name: str) -> int:
         count, kwargs = 0, {"TrialName": run_group(name)}
@@ -89,29 +88,29 @@ class SageMakerExperiments:
                 name = rolled
             self.names[base] = name
 
+    def _planned_name(self, run: RunSpec) -> str:
+        base = experiment_name(run)
+        return self.names.get(base, base)
+
     def start_run(self, run: RunSpec, job_name: str) -> dict:
         """Create the Run, log its parameters, and return the job's ExperimentConfig."""
         from sagemaker.core.experiments.run import Run
 
-        base = experiment_name(run)
-        name = self.names.get(base, base)
-        with self._lock, Run(experiment_name=name, run_name=job_name,
+        with self._lock, Run(experiment_name=self._planned_name(run), run_name=job_name,
                              run_display_name=run.name[:80],
                              sagemaker_session=self.session) as sm_run:
             sm_run.log_parameters(_parameters(run))
-            self._run_names[(run.experiment, run.folder)] = job_name
             # Passed as is: rebuilding it from the short name breaks the link (FIELD-NOTES).
             return dict(sm_run.experiment_config)
 
     def finish_run(self, run: RunSpec, result: RunResult) -> None:
+        """Log the metric series of the job `result` came from to its Run (start_run made
+        it under the job's name)."""
         from sagemaker.core.experiments.run import load_run
 
-        job_name = self._run_names.get((run.experiment, run.folder))
-        if job_name is None:
-            return
-        name = self.names.get(experiment_name(run), experiment_name(run))
         try:
-            with self._lock, load_run(experiment_name=name, run_name=job_name,
+            with self._lock, load_run(experiment_name=self._planned_name(run),
+                                      run_name=result.job_name,
                                       sagemaker_session=self.session) as sm_run:
                 for metric, values in result.metric_series.items():
                     for step, value in enumerate(values):

@@ -30,14 +30,17 @@ from typing import TYPE_CHECKING, Any
 
 from ..artifacts import folder_name
 from ..contract import (
+    CHANNEL_NAME,
     JOB_NAME_PARAM,
     LOG_LEVEL_PARAM,
     PROGRAM_PARAM,
     REGION_PARAM,
+    SCRIPT_MODE_PARAMS,
     SUBMIT_DIR_PARAM,
     encode_hyperparameters,
 )
-from .settings import OWN_TAG_PREFIX, SageMakerSettings, SettingsError, s3_uri
+from .aws import s3_uri
+from .settings import OWN_TAG_PREFIX, SageMakerSettings, SettingsError
 
 if TYPE_CHECKING:
     from ..spec import RunSpec
@@ -54,11 +57,8 @@ __all__ = [
 MAX_JOB_NAME = 63
 JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 _TOKEN = re.compile(r"[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*")
-_CHANNEL = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 LOG_LEVEL = 20  # logging.INFO, the SDK's default container_log_level
-_SCRIPT_MODE_KEYS = (PROGRAM_PARAM, SUBMIT_DIR_PARAM, LOG_LEVEL_PARAM, REGION_PARAM,
-                     JOB_NAME_PARAM)
 _EXPERIMENT_CONFIG_KEYS = {"ExperimentName", "TrialName", "TrialComponentDisplayName",
                            "RunName"}
 
@@ -103,7 +103,7 @@ def _tag_text(text: str) -> str:
 
 
 def _hyperparameters(run: RunSpec, source_uri: str, region: str, name: str) -> dict[str, str]:
-    clash = sorted(set(run.hyperparameters) & set(_SCRIPT_MODE_KEYS))
+    clash = sorted(set(run.hyperparameters) & SCRIPT_MODE_PARAMS)
     if clash:
         raise RequestError(f"hyperparameter(s) {', '.join(clash)} are set by sm-pytest itself"
                            " (script mode) and cannot be given")
@@ -119,7 +119,7 @@ def _hyperparameters(run: RunSpec, source_uri: str, region: str, name: str) -> d
         JOB_NAME_PARAM: name,
     }))
     if len(encoded) > 100:
-        raise RequestError(f"{len(encoded)} hyperparameters (with the {len(_SCRIPT_MODE_KEYS)}"
+        raise RequestError(f"{len(encoded)} hyperparameters (with the {len(SCRIPT_MODE_PARAMS)}"
                            " script-mode ones); CreateTrainingJob allows 100")
     for key, value in encoded.items():
         if len(key) > 256:
@@ -138,7 +138,7 @@ def _channels(inputs: dict[str, str]) -> list[dict[str, Any]]:
     channels = []
     for name in sorted(inputs):
         uri = inputs[name]
-        if not _CHANNEL.fullmatch(name):
+        if not CHANNEL_NAME.match(name):
             raise RequestError(f"channel name {name!r}: SageMaker allows 1-64 letters, digits,"
                                " '.', '-' and '_'")
         if not uri.startswith("s3://") or len(uri) > 1024:

@@ -53,7 +53,6 @@ __all__ = [
     "SettingsError",
     "require_launch_settings",
     "resolve",
-    "s3_uri",
 ]
 
 DEFAULT_CONFIG_PATH = Path("config") / "sagemaker.yaml"
@@ -112,12 +111,6 @@ class SageMakerSettings:
     environment: dict[str, str] = field(default_factory=dict)
     # Where each value came from (key -> "config/sagemaker.yaml:7", "--spot", ...).
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
-
-
-def s3_uri(bucket: str, *parts: str) -> str:
-    """s3://bucket/part/part, skipping empty parts and doubled slashes."""
-    keys = [p.strip("/") for p in parts if p and p.strip("/")]
-    return "s3://" + "/".join([bucket, *keys])
 
 
 # --- checking one value ------------------------------------------------------------------

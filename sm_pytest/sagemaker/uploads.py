@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..contract import SNAPSHOT_IGNORE
-from .settings import s3_uri
+from .aws import error_code, s3_key, s3_uri
 
 __all__ = [
     "MANIFEST_SUFFIX",
@@ -115,10 +115,6 @@ def pack_source_dir(source_dir: Path) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def _error_code(exc: Exception) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-
-
 def _head(s3, bucket: str, key: str) -> dict | None:
     """HeadObject, or None when the object is not there (404). A 403 is also None: without
     s3:ListBucket S3 answers 403 for a missing key, and the upload will say if it is not
@@ -126,7 +122,7 @@ def _head(s3, bucket: str, key: str) -> dict | None:
     try:
         return s3.head_object(Bucket=bucket, Key=key)
     except Exception as exc:
-        if _error_code(exc) in ("404", "NoSuchKey", "NotFound", "403", "Forbidden"):
+        if error_code(exc) in ("404", "NoSuchKey", "NotFound", "403", "Forbidden"):
             return None
         raise
 
@@ -135,16 +131,12 @@ def upload_source(s3, source_dir: Path, bucket: str, prefix: str) -> str:
     """Upload ``source_dir`` as sourcedir.tar.gz unless the same archive is already there;
     return its s3:// URI."""
     data, digest = pack_source_dir(source_dir)
-    key = _key(prefix, "source", digest[:16], SOURCE_ARCHIVE)
+    key = s3_key(prefix, "source", digest[:16], SOURCE_ARCHIVE)
     head = _head(s3, bucket, key)
     if head is None or head.get("Metadata", {}).get("sha256") != digest:
         s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/gzip",
                       Metadata={"sha256": digest})
     return s3_uri(bucket, key)
-
-
-def _key(*parts: str) -> str:
-    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
 
 # --- datasets ------------------------------------------------------------------------------
@@ -204,7 +196,7 @@ def upload_dataset(s3, folder: Path, bucket: str, prefix: str) -> str:
     folder = Path(folder)
     files = _dataset_files(folder)
     digest = dataset_hash(folder)
-    base = _key(prefix, "datasets", f"{_dataset_name(folder)}-{digest[:12]}")
+    base = s3_key(prefix, "datasets", f"{_dataset_name(folder)}-{digest[:12]}")
     manifest_key = base + MANIFEST_SUFFIX
     head = _head(s3, bucket, manifest_key)
     if head is None or head.get("Metadata", {}).get("sha256") != digest:
