@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import statistics
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .artifacts import write_text_atomic
 from .tolerances import Tolerance, guess_direction
 
 FORMAT = "sm-pytest-baseline"
@@ -298,28 +297,10 @@ def save(folder: Path, name: str, results: dict[str, dict[str, list[float]]], *,
 
 def _write_atomic(path: Path, text: str) -> None:
     try:
-        mode = path.stat().st_mode & 0o777
-    except OSError:
-        mode = 0o644
-    tmp: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        write_text_atomic(path, text)
     except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         raise BaselineError(f"{path}: cannot write the baseline: {exc.strerror or exc}; check"
                             " that its folder is writable", path) from None
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ from __future__ import annotations
 import importlib.util
 import io
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from .artifacts import write_bytes_atomic
 
 __all__ = ["PlotsUnavailable", "available", "learning_curve", "sweep_plot"]
 
@@ -55,15 +55,7 @@ def _save(figure, path: Path) -> Path:
     path = Path(path)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(buffer.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 
