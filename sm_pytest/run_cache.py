@@ -16,13 +16,14 @@ import dataclasses
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .backends.base import RunResult
 from .fingerprint import INPUT_PREFIX
+from .sqlite_store import connect
 
 __all__ = ["CachedRun", "RunCache", "result_from_json"]
 
@@ -32,7 +33,6 @@ CREATE TABLE IF NOT EXISTS run_cache (
 );
 CREATE INDEX IF NOT EXISTS run_cache_by_name ON run_cache(run_name, recorded);
 """
-LOCK_TIMEOUT_S = 30
 
 # How each part is named when it changed.
 _PART_NAMES = {
@@ -128,16 +128,8 @@ class RunCache:
     def __init__(self, db_path: Path):
         self.db_path = Path(db_path)
 
-    @contextlib.contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.db_path, timeout=LOCK_TIMEOUT_S)
-        try:
-            connection.executescript(_SCHEMA)
-            with connection:  # commits, or rolls back on an exception
-                yield connection
-        finally:
-            connection.close()
+    def _db(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return connect(self.db_path, _SCHEMA)
 
     def lookup(self, fingerprint: str) -> CachedRun | None:
         """The passing run with this fingerprint, if its result.json still exists, parses and

@@ -48,6 +48,8 @@ class SmSession:
         self.session_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self.records: list[dict] = []
         self.experiment_files: dict[str, Path] = {}  # name -> the file that claimed it
+        # The tracking store and the run cache share one SQLite file (sqlite_store).
+        self.tracking_db = self.artifacts_root / "tracking.sqlite"
         self._backend = None
         self._tracker = None
         self._cache = None
@@ -123,7 +125,7 @@ class SmSession:
         if self._cache is None:
             from .run_cache import RunCache
 
-            self._cache = RunCache(self.artifacts_root / "tracking.sqlite")
+            self._cache = RunCache(self.tracking_db)
         return self._cache
 
     def fingerprint(self, run: RunSpec) -> tuple[str, dict[str, str]]:
@@ -170,7 +172,7 @@ class SmSession:
         if self._tracker is None:
             from .tracking import LocalTracker
 
-            self._tracker = LocalTracker(self.artifacts_root / "tracking.sqlite",
+            self._tracker = LocalTracker(self.tracking_db,
                                          self.session_id)
         self._tracker.record(rec)
         if rec["verdict"] == "pass":

@@ -11,6 +11,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from .sqlite_store import connect
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
     id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, description TEXT, path TEXT
@@ -35,10 +37,7 @@ CREATE INDEX IF NOT EXISTS params_by_run ON params(run_pk);
 """
 
 
-def _connect(db_path: Path) -> sqlite3.Connection:
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(db_path, timeout=30)
-    connection.executescript(_SCHEMA)
+def _add_repeat_index(connection: sqlite3.Connection) -> None:
     columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
     if "repeat_index" not in columns:  # a store written before repeats had rows of their own
         try:
@@ -46,7 +45,6 @@ def _connect(db_path: Path) -> sqlite3.Connection:
         except sqlite3.OperationalError as exc:  # another session added it just now
             if "duplicate column" not in str(exc):
                 raise
-    return connection
 
 
 class LocalTracker:
@@ -63,7 +61,7 @@ class LocalTracker:
                     enumerate(rec["repeats"]) if not repeat["cached"]]
         else:
             runs = [] if rec["cached"] else [(rec, None)]
-        with _connect(self.db_path) as db:
+        with connect(self.db_path, _SCHEMA, upgrade=_add_repeat_index) as db:
             db.execute(
                 "INSERT INTO experiments(name, description, path) VALUES (?, ?, ?)"
                 " ON CONFLICT(name) DO UPDATE SET description=excluded.description,"
@@ -75,7 +73,6 @@ class LocalTracker:
             ).fetchone()
             for run, repeat_index in runs:
                 self._insert_run(db, experiment_id, run, repeat_index)
-        db.close()
 
     def _insert_run(self, db: sqlite3.Connection, experiment_id: int, run: dict[str, Any],
                     repeat_index: int | None) -> None:
