@@ -172,8 +172,7 @@ class SmSession:
         if self._tracker is None:
             from .tracking import LocalTracker
 
-            self._tracker = LocalTracker(self.tracking_db,
-                                         self.session_id)
+            self._tracker = LocalTracker(self.tracking_db, self.session_id)
         self._tracker.record(rec)
         if rec["verdict"] == "pass":
             # Only runs that passed may be reused later (--sm-reuse).
