@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import write_text_atomic
+from .messages import aligned_table
 from .tolerances import Tolerance, guess_direction
 
 FORMAT = "sm-pytest-baseline"
@@ -443,10 +444,7 @@ def format_table(comparisons: list[Comparison]) -> str:
             _allowed_text(c),
             _VERDICT_TEXT.get(c.verdict, c.verdict),
         ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows)
+    return aligned_table(rows)
 
 
 def delta_arrow(c: Comparison) -> str:

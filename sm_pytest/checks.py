@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .artifacts import tail
 from .backends.base import RunResult
+from .messages import aligned_table
 from .thresholds import Verdict, evaluate
 
 LOG_TAIL_LINES = 30
@@ -21,10 +22,7 @@ def threshold_report(name: str, verdicts: list[Verdict], result: RunResult) -> s
     rows = [("metric", "threshold", "actual", "verdict")]
     rows += [(v.threshold.metric, v.threshold.text, _format_value(v.actual),
               "pass" if v.passed else "FAIL") for v in verdicts]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    table = "\n".join(
-        "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows)
+    table = aligned_table(rows)
     failed = sum(not v.passed for v in verdicts)
     return (f"{name}: {failed} of {len(verdicts)} thresholds not met\n{table}\n\n"
             + _log_section(result))

@@ -23,3 +23,12 @@ def type_name(value: Any) -> str:
             int: "an integer", float: "a number", type(None): "empty",
             datetime.date: "a date", datetime.datetime: "a date and time"}.get(
         type(value), type(value).__name__)
+
+
+def aligned_table(rows: list[tuple[str, ...]]) -> str:
+    """Rows of text cells as left-aligned columns, each line indented by two spaces (the
+    threshold report and the baseline comparison look alike)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows)
