@@ -65,7 +65,6 @@ __all__ = [
 
 FINGERPRINT_VERSION = "1"
 INPUT_PREFIX = "input:"
-_CHUNK = 1024 * 1024
 
 
 class FingerprintError(ValueError):
@@ -134,12 +133,8 @@ def source_hash(source_dir: Path) -> str:
         if is_dir:
             total.update(b"d%d:%s\n" % (len(name), name))
             continue
-        content = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda h=handle: h.read(_CHUNK), b""):
-                content.update(chunk)
         total.update(b"f%d:%s:%d:" % (len(name), name, int(executable)))
-        total.update(content.digest())
+        total.update(uploads.file_sha256(path))
     digest = total.hexdigest()
     with _source_lock:
         _source_cache[key] = digest

@@ -43,7 +43,6 @@ __all__ = [
 
 SOURCE_ARCHIVE = "sourcedir.tar.gz"
 MANIFEST_SUFFIX = ".manifest.json"
-_CHUNK = 1024 * 1024
 
 
 # --- walking a folder ----------------------------------------------------------------------
@@ -157,6 +156,12 @@ def _dataset_files(folder: Path) -> list[tuple[str, Path]]:
     return files
 
 
+def file_sha256(path: Path) -> bytes:
+    """The sha256 digest of a file's bytes, read in chunks."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").digest()
+
+
 def dataset_hash(folder: Path) -> str:
     """sha256 over every file's relative path, size and content, in sorted order: the same
     files give the same hash wherever the folder is and whatever the timestamps say.
@@ -164,7 +169,10 @@ def dataset_hash(folder: Path) -> str:
     Memoised per process on (path, size, mtime) of every file, so many runs sharing one
     dataset read it once.
     """
-    files = _dataset_files(folder)
+    return _files_hash(folder, _dataset_files(folder))
+
+
+def _files_hash(folder: Path, files: list[tuple[str, Path]]) -> str:
     signature = tuple((rel, st.st_size, st.st_mtime_ns)
                       for rel, path in files for st in [path.stat()])
     cache_key = (str(Path(folder).resolve()), signature)
@@ -172,13 +180,9 @@ def dataset_hash(folder: Path) -> str:
         if cache_key in _hash_cache:
             return _hash_cache[cache_key]
     total = hashlib.sha256()
-    for rel, path in files:
-        content = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(_CHUNK), b""):
-                content.update(chunk)
-        total.update(f"{len(rel.encode())}:{rel}:{path.stat().st_size}:".encode())
-        total.update(content.digest())
+    for (rel, path), (_, size, _) in zip(files, signature, strict=True):
+        total.update(f"{len(rel.encode())}:{rel}:{size}:".encode())
+        total.update(file_sha256(path))
     digest = total.hexdigest()
     with _hash_lock:
         _hash_cache[cache_key] = digest
@@ -195,7 +199,7 @@ def upload_dataset(s3, folder: Path, bucket: str, prefix: str) -> str:
     manifest says an earlier upload finished; return the channel URI (ending in '/')."""
     folder = Path(folder)
     files = _dataset_files(folder)
-    digest = dataset_hash(folder)
+    digest = _files_hash(folder, files)
     base = s3_key(prefix, "datasets", f"{_dataset_name(folder)}-{digest[:12]}")
     manifest_key = base + MANIFEST_SUFFIX
     head = _head(s3, bucket, manifest_key)
