@@ -18,20 +18,12 @@ from pathlib import Path
 from typing import Any
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
-_EXPERIMENT_UNSAFE = re.compile(r"[^a-z0-9]+")
 
 
 def folder_name(text: str) -> str:
     """A file-system-safe, still readable folder name for an experiment or run id."""
     cleaned = _UNSAFE.sub("_", text).strip("._") or "default"
     return cleaned[:120]
-
-
-def experiment_slug(name: str) -> str:
-    """SageMaker Experiments' form of an experiment name (Run lower-cases names too): keep
-    [a-z0-9-], at most 80 characters, so `lr_sweep.yaml` is experiment `lr-sweep`. Coarser
-    than folder_name: names that share a slug share an artifact folder or an experiment."""
-    return _EXPERIMENT_UNSAFE.sub("-", name.lower()).strip("-")[:80] or "experiment"
 
 
 def run_dir_of(root: Path, experiment: str, run_folder: str) -> Path:

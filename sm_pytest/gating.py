@@ -1,6 +1,6 @@
 """Baseline gating for one session: --sm-baseline NAME compares, --sm-save-baseline NAME
 records. The comparison itself lives in baselines.py; this module decides what a run's
-comparison means for its item and phrases it."""
+comparison means for its item and for the saved baseline, and phrases it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ from typing import Any
 from . import baselines
 from .backends.base import COMPLETED
 from .spec import RunSpec
+from .tolerances import guess_direction
+
+# What a compared run's gate amounted to, carried on its record to the controller.
+NO_ENTRY = "no-entry"  # the baseline has no entry for the run
+UNGATED = "ungated"  # an entry, but no tolerance for any metric it holds: nothing was checked
+GATED = "gated"  # at least one metric was checked against its baseline value
 
 
 @dataclass
@@ -18,6 +24,7 @@ class GateOutcome:
     comparisons: list[baselines.Comparison]
     failed: bool
     message: str  # the report for a failing item, or a notice for a passing one
+    state: str = GATED
 
     def as_records(self) -> list[dict[str, Any]]:
         rows = []
@@ -48,8 +55,16 @@ class Gate:
             message = (f"{run.name}: no entry in baseline {self.name!r}"
                        f" ({self.baseline.path}); record one with --sm-save-baseline"
                        f" {self.name}")
-            return GateOutcome([], failed, message)
+            return GateOutcome([], failed, message, NO_ENTRY)
         comparisons = baselines.compare(run.name, finals, entry, run.tolerances)
+        if not any(c.gated and c.baseline is not None for c in comparisons):
+            # The session-end notice names every such run once; strict fails each of them.
+            message = ""
+            if self.strict:
+                message = (f"{run.name}: compared with baseline {self.name!r}, but no metric"
+                           f" is gated; declare a tolerance (tolerances: in its YAML) for"
+                           f" {' or '.join(_worth_gating(sorted(entry)))}")
+            return GateOutcome(comparisons, self.strict, message, UNGATED)
         failed = baselines.failed(comparisons)
         table = baselines.format_table(comparisons)
         improved = [c.metric for c in comparisons if c.verdict == "improved"]
@@ -61,17 +76,68 @@ class Gate:
                        f" the baseline with --sm-save-baseline {self.name}")
         else:
             message = ""
-        return GateOutcome(comparisons, failed, message)
+        return GateOutcome(comparisons, failed, message, GATED)
 
 
+# Speed figures vary with the machine's load: a poor first suggestion for a gate.
+_SPEED = ("second", "time", "latency", "throughput")
 
 
-def save(folder: Path, name: str, records: list[dict[str, Any]]) -> Path | None:
-    """Record the final metrics of every run of this session that completed."""
-    results = {rec["name"]: rec["repeat_finals"] for rec in records
-               if rec["status"] in (COMPLETED, "cached") and rec["repeat_finals"]}
+def _worth_gating(metrics: list[str]) -> list[str]:
+    """The metrics to suggest a tolerance for: the quality ones, else the first."""
+    return [m for m in metrics if not any(word in m.lower() for word in _SPEED)] or metrics[:1]
+
+
+def ungated_notice(name: str, records: list[dict[str, Any]], strict: bool) -> str:
+    """One notice for every compared run that had no gated metric, with the YAML that gates
+    them; empty when there is none. Its first line stands alone (summary.md shows only it)."""
+    runs = sorted((rec for rec in records if rec.get("gate_state") == UNGATED),
+                  key=lambda rec: rec["name"])  # pytest-xdist delivers them in any order
+    if not runs:
+        return ""
+    metrics = sorted({row["metric"] for rec in runs for row in rec["gate"]
+                      if row["baseline"] is not None})
+    several = len(runs) > 1
+    count = f"{len(runs)} compared run{'s' if several else ''}"
+    outcome = (f"so {'they' if several else 'it'} failed (--sm-baseline-strict)" if strict
+               else "so a regression there passes unnoticed")
+    lines = [f"baseline {name!r}: no metric is gated for {count}, {outcome}:"
+             f" {', '.join(rec['name'] for rec in runs)}",
+             "Only metrics with a tolerance are gated. Declare them in the experiment file or"
+             " its base config, e.g.:", "  tolerances:"]
+    for metric in _worth_gating(metrics):
+        direction = guess_direction(metric)
+        if direction == "lower":  # losses shrink towards 0: a relative drop reads better
+            lines.append(f"    {metric}: {{direction: lower, max_drop: '10%'}}")
+        elif direction:
+            lines.append(f"    {metric}: {{direction: {direction}, max_drop: 0.01}}")
+        else:
+            lines.append(f"    {metric}: {{direction: higher, max_drop: 0.01}}"
+                         "   # or lower, whichever is better")
+    lines.append("  sized from the spread of the metric over a few seeds (README, Regression"
+                 " gating)" + ("." if strict else "; --sm-baseline-strict fails such runs."))
+    return "\n".join(lines)
+
+
+@dataclass
+class Saved:
+    path: Path | None  # None: nothing was recorded
+    left_out: list[str]  # runs not recorded because their thresholds or gate failed
+
+
+def save(folder: Path, name: str, records: list[dict[str, Any]], *,
+         force: bool = False) -> Saved:
+    """Record the final metrics of every run of this session that completed and passed: a
+    run whose thresholds or baseline gate failed would make its regression the new normal,
+    so it is left out (and named) unless `force`. Runs that crashed are never recorded."""
+    completed = [rec for rec in records
+                 if rec["status"] in (COMPLETED, "cached") and rec["repeat_finals"]]
+    left_out = [] if force else sorted(rec["name"] for rec in completed
+                                       if rec["verdict"] != "pass")
+    results = {rec["name"]: rec["repeat_finals"] for rec in completed
+               if rec["name"] not in left_out}
     if not results:
-        return None
+        return Saved(None, left_out)
     fingerprints = {rec["name"]: rec["fingerprint"] for rec in records
                     if rec["name"] in results and rec.get("fingerprint")}
-    return baselines.save(folder, name, results, fingerprints=fingerprints)
+    return Saved(baselines.save(folder, name, results, fingerprints=fingerprints), left_out)

@@ -6,25 +6,31 @@ Importing this module must stay cheap: no pandas, torch or AWS SDK at import tim
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
 
 from . import checks, records
-from .artifacts import experiment_slug, run_dir_of
-from .backends.base import RunResult, finals_per_metric, never_ran
-from .session import SmSession, aggregate
+from .artifacts import run_dir_of
+from .backends.base import RunInterrupted, RunResult, finals_per_metric, never_ran
+from .sagemaker.names import experiment_name
+from .session import SmSession, aggregate, configured_path
 from .spec import RunSpec, load_experiment
 from .yamlsafe import YamlError
 
 _SESSION = pytest.StashKey[SmSession]()
+PLAN_FILE = "experiments-plan.json"
+_SIGNALS = pytest.StashKey["Interruption"]()
+_LATE_RECORDS = "sm_pytest_records"  # key in an xdist worker's workeroutput
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sm-pytest", "training experiments (sm-pytest)")
     group.addoption("--sm-artifacts", metavar="DIR", default=None,
-                    help="folder for run artifacts, the tracking store and the summary"
-                         " (default: ini sm_artifacts, else sm-artifacts/ in the rootdir)")
+                    help="folder for run artifacts, the tracking store and the summary,"
+                         " relative to the current directory (default: ini sm_artifacts,"
+                         " else sm-artifacts/ in the rootdir)")
     parser.addini("sm_artifacts", "folder for run artifacts (relative to the rootdir)",
                   default="sm-artifacts")
     parser.addini("sm_experiment_paths", "folders whose YAML files are experiments (relative"
@@ -51,16 +57,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                  help="print the whole SageMaker Experiments history of EXPERIMENT and exit")
     gate = parser.getgroup("sm-pytest-gating", "regression gating (sm-pytest)")
     gate.addoption("--sm-save-baseline", metavar="NAME", default=None,
-                   help="record every run's final metrics as baseline NAME")
+                   help="record the final metrics of every run that passed as baseline NAME")
+    gate.addoption("--sm-save-baseline-force", action="store_true", default=False,
+                   help="with --sm-save-baseline: record runs whose thresholds or baseline"
+                        " gate failed too (a deliberate refresh)")
     gate.addoption("--sm-baseline", metavar="NAME", default=None,
                    help="fail a run whose metrics got worse than baseline NAME beyond"
                         " their tolerance")
     gate.addoption("--sm-baseline-strict", action="store_true", default=False,
-                   help="with --sm-baseline: a run without a baseline entry is an error")
+                   help="with --sm-baseline: a run without a baseline entry, or with no"
+                        " metric gated by a tolerance, fails")
     gate.addoption("--sm-baselines-dir", metavar="DIR", default=None,
-                   help="folder of baseline files (default: ini sm_baselines_dir, baselines/)")
-    parser.addini("sm_baselines_dir", "folder of baseline files, meant to be committed",
-                  default="baselines")
+                   help="folder of baseline files, relative to the current directory"
+                        " (default: ini sm_baselines_dir, else baselines/ in the rootdir)")
+    parser.addini("sm_baselines_dir", "folder of baseline files, meant to be committed"
+                  " (relative to the rootdir)", default="baselines")
     gate.addoption("--sm-reuse", action="store_true", default=False,
                    help="reuse the stored result of a passing run whose fingerprint"
                         " (hyperparameters, code, data, backend) is unchanged")
@@ -100,18 +111,17 @@ def _sagemaker_session(config: pytest.Config, token: str):
 
     def emit(line: str) -> None:
         # Progress comes while a test's output is captured: step around the capture.
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        capture = config.pluginmanager.get_plugin("capturemanager")
-        if reporter is None:
-            return
-        if capture is not None:
-            with capture.global_and_fixture_disabled():
-                reporter.write_line(line)
-        else:
-            reporter.write_line(line)
+        from .progress import write_terminal_line
 
+        write_terminal_line(config, line)
+
+    # pytest-xdist: the workers of one test run share one Experiments plan, in a file beside
+    # the artifacts keyed by the run's id.
+    run_id = getattr(config, "workerinput", {}).get("testrunuid")
     return SageMakerSession(cli=cli, ini=ini, config_path=config_path if config_path.is_file()
-                            else None, token=token[-6:], emit=emit)
+                            else None, token=token[-6:], emit=emit,
+                            plan_file=configured_path(config, "sm_artifacts") / PLAN_FILE,
+                            plan_key=run_id)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -122,6 +132,25 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(SageMakerHooks(session), "sm-pytest-sagemaker")
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(Recorder(session), "sm-pytest-recorder")
+    from .signals import Interruption, xdist_workers
+
+    # SIGTERM and SIGHUP take Ctrl-C's path (signals.py).
+    config.stash[_SIGNALS] = Interruption(forward=xdist_workers(config),
+                                          worker=hasattr(config, "workerinput"))
+    config.stash[_SIGNALS].install()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    interruption = session.config.stash.get(_SIGNALS, None)
+    if interruption is not None:
+        interruption.session_ending()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    interruption = config.stash.get(_SIGNALS, None)
+    if interruption is not None:
+        interruption.uninstall()
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
@@ -155,7 +184,7 @@ class ExperimentFile(pytest.File):
         file's name, so two files named alike would mix their results: refuse the second."""
         claimed = self.config.stash[_SESSION].experiment_files
         mine = self.path.resolve()
-        other = claimed.setdefault(experiment_slug(self.path.stem), mine)
+        other = claimed.setdefault(experiment_name(self.path.stem), mine)
         if other != mine:
             root = self.config.rootpath
             alike = "" if other.stem == self.path.stem else (
@@ -199,28 +228,67 @@ class ExperimentItem(pytest.Item):
 
     def setup(self) -> None:
         session = self.config.stash[_SESSION]
-        from .backends.local import RunSetupError
-
+        interruption = self.config.stash.get(_SIGNALS, None)
+        if interruption is not None and interruption.received:
+            # An xdist worker signalled between runs (signals.py): start nothing more.
+            self.session.shouldstop = f"interrupted ({interruption.received})"
+            pytest.skip(f"the session was interrupted ({interruption.received}) before this"
+                        " run started")
         try:
             if self.pending is None:
                 if session.sagemaker is not None:
-                    session.start_sagemaker([self.run])  # pytest-xdist: item by item
+                    # pytest-xdist: planned for every item at collection; this launches
+                    session.start_sagemaker([self.run])
                 self.pending = session.start(self.run)
-            self.results = session.finish(self.pending)
-        except (RunSetupError, pytest.UsageError, ValueError) as exc:
-            # ValueError: e.g. a value the fingerprint cannot hash; phrased by its raiser
+        except (pytest.UsageError, ValueError) as exc:
+            # Nothing was launched. ValueError: e.g. a value the fingerprint cannot hash,
+            # phrased by its raiser.
             self.results = []
             self.result = never_ran(
                 str(exc), run_dir_of(session.artifacts_root, self.run.experiment, self.run.folder),
                 backend="local" if session.sagemaker is None else "sagemaker")
             self._finish("error", [], None)
             pytest.fail(str(exc), pytrace=False)
+        worker = hasattr(self.config, "workerinput")
+        cut_short = False
+        try:
+            if interruption is not None:
+                interruption.busy = True
+            self.results = session.finish(self.pending)
+        except RunInterrupted as exc:
+            # A local run cut short: it has its log and result.json; give it its rows too,
+            # then let pytest end the session. (SageMaker jobs: SageMakerHooks, once stopped.)
+            self.settle(exc.results, hand_over=not worker)
+            if not worker:
+                raise
+            cut_short = True
+        except KeyboardInterrupt:
+            if not (worker and session.sagemaker is not None and self._stop_in_worker(session)):
+                raise
+            cut_short = True
+        finally:
+            if interruption is not None:
+                interruption.busy = False
+        if cut_short:
+            # An xdist worker: the interrupt would end it as crashed, and xdist would report
+            # its item as a crash and start a replacement. Instead the item is an error that
+            # carries its record, and the worker stops after it; xdist then ends the session
+            # as interrupted (exit code 2).
+            received = interruption.received if interruption is not None else None
+            self.session.shouldstop = f"interrupted ({received or 'Ctrl-C'})"
+            pytest.fail(self.result.failure_reason, pytrace=False)
         self.result = aggregate(self.results)
         if not self.result.ok:
             self._finish("error", [], None)
             pytest.fail(checks.crash_report(self.run.name, self.result), pytrace=False)
 
     def runtest(self) -> None:
+        verdicts, gate, reports = self._judge()
+        self._finish("fail" if reports else "pass", verdicts, gate)
+        if reports:
+            raise ThresholdsNotMet("\n\n".join(reports))
+
+    def _judge(self):
         session = self.config.stash[_SESSION]
         verdicts = checks.judge(self.run.expect, self.result)
         reports = []
@@ -231,9 +299,40 @@ class ExperimentItem(pytest.Item):
             gate = session.gate.judge(self.run, finals_per_metric(self.results))
             if gate.failed:
                 reports.append(gate.message)
-        self._finish("fail" if reports else "pass", verdicts, gate)
-        if reports:
-            raise ThresholdsNotMet("\n\n".join(reports))
+        return verdicts, gate, reports
+
+    def _stop_in_worker(self, session: SmSession) -> bool:
+        """An xdist worker interrupted while awaiting its job: stop the jobs now and settle
+        the item with what its job left. False if it left nothing to report."""
+        stopped = session.sagemaker.close()
+        if stopped:
+            session.sagemaker.emit(f"stopped SageMaker jobs on interrupt: {', '.join(stopped)}")
+        results = [p.cached if p.cached is not None else getattr(p.handle, "result", None)
+                   for p in self.pending or []]
+        if not results or any(r is None for r in results):
+            return False
+        self.settle(results, hand_over=False)
+        return True
+
+    def settle(self, results: list[RunResult], hand_over: bool = True) -> None:
+        """Record a run that pytest will not report (the session was interrupted, or ended
+        before it waited for this job): judged if it completed, an error otherwise.
+        hand_over=False: a test report will carry the record after all."""
+        self.results = results
+        self.result = aggregate(results)
+        if self.result.ok:
+            verdicts, gate, reports = self._judge()
+            self._finish("fail" if reports else "pass", verdicts, gate)
+        else:
+            self._finish("error", [], None)
+        if not hand_over:
+            return
+        if hasattr(self.config, "workerinput"):
+            # No test report will carry it: xdist hands workeroutput to the controller when
+            # the worker finishes (Recorder.pytest_testnodedown).
+            self.config.workeroutput.setdefault(_LATE_RECORDS, []).append(self.sm_record)
+        else:
+            self.config.stash[_SESSION].record(self.sm_record)
 
     def _finish(self, verdict: str, verdicts, gate) -> None:
         self.sm_record = records.build(self.run, self.order, self.result, verdict, verdicts,
@@ -267,19 +366,57 @@ class SageMakerHooks:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if session.config.option.collectonly or hasattr(session.config, "workerinput"):
-            return  # under pytest-xdist each worker launches the runs it is given, in setup
+        if session.config.option.collectonly:
+            return
         items = [item for item in session.items if isinstance(item, ExperimentItem)
-                 and item.get_closest_marker("skip") is None]  # a skipped run costs nothing
+                 and not _skipped_before_setup(item)]  # a skipped run costs nothing
+        if hasattr(session.config, "workerinput"):
+            # pytest-xdist: every worker collected every item. The Experiments names are
+            # planned now for all of them, once per test run (SageMakerSession._plan); each
+            # worker launches the runs it is given, in setup, where a problem met here is
+            # reported again.
+            if items:
+                with contextlib.suppress(pytest.UsageError):
+                    self.session.start_sagemaker([item.run for item in items])
+            return
         if items:
             # Every selected run is launched before any is awaited: a sweep costs about one
             # job's wall time, not N.
             self.session.start_sagemaker([item.run for item in items])
             for item in items:
-                item.pending = self.session.start(item.run)
+                try:
+                    item.pending = self.session.start(item.run)
+                except ValueError:
+                    continue  # its setup says why it never ran
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> None:
+        """A run skipped by a hook only its setup could run (a conftest's
+        pytest_runtest_setup) was launched: stop its jobs now rather than at the end."""
+        if (call.when != "setup" or not isinstance(item, ExperimentItem) or not item.pending
+                or call.excinfo is None or not call.excinfo.errisinstance(pytest.skip.Exception)):
+            return
+        backend = self.session.sagemaker.backend
+        for pending in item.pending:
+            if pending.handle is not None and backend is not None:
+                backend.stop(pending.handle)
+        item.pending = None  # skipped: no row for it
+        self.session.sagemaker.flush()
 
     def pytest_keyboard_interrupt(self) -> None:
         self._stop("stopped SageMaker jobs on interrupt")
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # Before the terminal summary, so that the jobs this session did not wait for (it
+        # was interrupted, or -x ended it) are stopped and have their rows in it.
+        self._stop("stopped SageMaker jobs that were still running")
+        for item in getattr(session, "items", []):
+            if isinstance(item, ExperimentItem) and item.sm_record is None and item.pending:
+                results = [p.cached if p.cached is not None else getattr(p.handle, "result", None)
+                           for p in item.pending]
+                launched = any(p.handle is not None for p in item.pending)
+                if launched and all(r is not None for r in results):
+                    item.settle(results)
 
     def pytest_unconfigure(self) -> None:
         self._stop("stopped SageMaker jobs that were still running")
@@ -290,16 +427,35 @@ class SageMakerHooks:
             self.session.sagemaker.emit(f"{what}: {', '.join(stopped)}")
 
 
+def _skipped_before_setup(item: pytest.Item) -> bool:
+    """What pytest's skipping plugin will skip before setup: skip, skipif with a true
+    condition, xfail(run=False); evaluated with pytest's own functions. A condition that
+    cannot be evaluated errors in setup, so its run is not launched either."""
+    from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
+
+    try:
+        if evaluate_skip_marks(item) is not None:
+            return True
+        xfailed = evaluate_xfail_marks(item)
+    except (Exception, pytest.fail.Exception):  # a broken condition: reported in setup
+        return True
+    return xfailed is not None and not xfailed.run and not item.config.option.runxfail
+
+
 def pytest_cmdline_main(config: pytest.Config):
     name = config.getoption("sm_history")
     if not name:
         return None
-    from .sagemaker.experiments import history_frame, slug
+    from .sagemaker.experiments import HistoryError, history_frame
     from .sagemaker.session import boto_session
 
-    name = slug(name)  # `lr_sweep` and `lr-sweep` both name the file's experiment
-    frame = history_frame(boto_session(config.getoption("sm_region")), name)
-    print(frame.to_string(index=False) if not frame.empty else f"no runs recorded for {name!r}")
+    try:
+        # `lr_sweep` and `lr-sweep` both name the file's experiment (names.experiment_name)
+        frame = history_frame(boto_session(config.getoption("sm_region")), name)
+    except HistoryError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    print(frame.to_string(index=False) if not frame.empty else
+          f"no runs recorded for {experiment_name(name)!r}")
     return 0
 
 
@@ -315,6 +471,14 @@ class Recorder:
         if rec is not None:
             self.session.record(rec)
 
+    @pytest.hookimpl(optionalhook=True)  # an xdist hook; xdist may be absent
+    def pytest_testnodedown(self, node, error) -> None:
+        """pytest-xdist: runs a worker recorded without a test report (ExperimentItem.settle)
+        come with its workeroutput. Popped: xdist may call this twice for one worker."""
+        output = getattr(node, "workeroutput", None) or {}
+        for rec in output.pop(_LATE_RECORDS, []):
+            self.session.record(rec)
+
     def pytest_terminal_summary(self, terminalreporter) -> None:
         session = self.session
         if not session.records:
@@ -328,6 +492,7 @@ class Recorder:
         # Notices travel on the records, so pytest-xdist workers' reach the summary too.
         notes = [rec["gate_message"] for rec in session.records
                  if rec["verdict"] == "pass" and rec["gate_message"]] + _cache_notes(session)
+        notes += self._gate_notes()
         for note in notes:
             write(note)
         notes += self._save_baseline(write)
@@ -341,6 +506,15 @@ class Recorder:
         write(f"artifacts: {session.artifacts_root}")
         write(f"summary: {csv_path} and {md_path.name}")
 
+    def _gate_notes(self) -> list[str]:
+        gate = self.session.gate
+        if gate is None:
+            return []
+        from .gating import ungated_notice
+
+        notice = ungated_notice(gate.name, self.session.records, gate.strict)
+        return [notice] if notice else []
+
     def _save_baseline(self, write) -> list[str]:
         name = self.session.save_baseline
         if not name:
@@ -349,14 +523,23 @@ class Recorder:
         from .gating import save
 
         try:
-            path = save(self.session.baselines_dir, name, self.session.records)
+            saved = save(self.session.baselines_dir, name, self.session.records,
+                         force=self.session.save_baseline_force)
         except BaselineError as exc:
             write(f"baseline not saved: {exc}")
             return [f"baseline {name!r} not saved: {exc}"]
-        note = (f"baseline {name!r} saved to {path}" if path else
-                f"baseline {name!r} not saved: no run completed")
-        write(note)
-        return [note]
+        notes = []
+        if saved.left_out:
+            # A failed run recorded as the baseline would make its regression the new normal.
+            notes.append(f"baseline {name!r}: left out {len(saved.left_out)} run(s) whose"
+                         f" thresholds or baseline gate failed (a previous entry is kept):"
+                         f" {', '.join(saved.left_out)}; --sm-save-baseline-force records"
+                         " them anyway")
+        notes.append(f"baseline {name!r} saved to {saved.path}" if saved.path else
+                     f"baseline {name!r} not saved: no run completed and passed")
+        for note in notes:
+            write(note)
+        return notes
 
     def _draw(self, write) -> list[Path]:
         config = self.session.config

@@ -115,11 +115,11 @@ def _describe_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[st
     return changes
 
 
-def _tracked(db: sqlite3.Connection, run_name: str) -> bool:
-    """Whether the tracking store (same file) has any run of this name."""
+def _tracked(db: sqlite3.Connection, item_name: str) -> bool:
+    """Whether the tracking store (same file) has any run of this item."""
     try:
         return db.execute("SELECT 1 FROM runs WHERE name = ? LIMIT 1",
-                          (run_name,)).fetchone() is not None
+                          (item_name,)).fetchone() is not None
     except sqlite3.Error:  # no tracking table (yet), or another schema
         return False
 
@@ -157,16 +157,17 @@ class RunCache:
                  str(Path(result_path).resolve()), time.time()),
             )
 
-    def explain_miss(self, parts: Mapping[str, str], run_name: str) -> str:
+    def explain_miss(self, parts: Mapping[str, str], run_name: str, *, item_name: str) -> str:
         """Why this run is not reused, by comparing its parts with the latest cached entry
-        of the same run name: "never run" ("never passed" when the tracking store has runs of
-        it), "source changed", "hyperparameters changed,
+        of the same run name (the cache's own name, one per artifacts folder): "never run"
+        ("never passed" when the tracking store has runs of its item, `item_name`, the name
+        the store records), "source changed", "hyperparameters changed,
         data changed (input 'training')", "cached result.json is gone (...)"."""
         with self._db() as db:
             row = db.execute("SELECT parts, result_path FROM run_cache WHERE run_name = ?"
                              " ORDER BY recorded DESC, rowid DESC LIMIT 1",
                              (run_name,)).fetchone()
-            tracked = row is None and _tracked(db, run_name)
+            tracked = row is None and _tracked(db, item_name)
         if row is None:
             return "never passed" if tracked else "never run"
         try:

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from .artifacts import new_attempt_dir, write_json_atomic, write_text_atomic
-from .backends.base import Backend, RunResult
+from .backends.base import Backend, RunInterrupted, RunResult
 from .spec import RunSpec
 
 
@@ -18,11 +18,15 @@ def submit(run: RunSpec, backend: Backend, artifacts_root: Path):
 
 
 def finish(backend: Backend, handle) -> RunResult:
-    """Wait for a submitted run and save what it produced."""
-    result = backend.wait(handle)
+    """Wait for a submitted run and save what it produced, also when the session is
+    interrupted while it runs (its log so far, as INTERRUPTED)."""
+    try:
+        result = backend.wait(handle)
+    except RunInterrupted as exc:
+        save(exc.result)
+        raise
     save(result)
     return result
-
 
 
 def save(result: RunResult) -> None:

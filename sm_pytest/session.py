@@ -13,10 +13,29 @@ from typing import Any
 import pytest
 
 from . import runner
-from .backends.base import COMPLETED, RunResult, finals_per_metric
+from .artifacts import run_dir_of
+from .backends.base import (
+    COMPLETED,
+    RunInterrupted,
+    RunResult,
+    RunSetupError,
+    finals_per_metric,
+    never_ran,
+)
 from .spec import RunSpec
 
 _SUFFIXES = {".yaml", ".yml"}
+
+
+def configured_path(config: pytest.Config, name: str) -> Path:
+    """A folder given by option `name` or, failing that, by the ini value of the same name.
+    An option is relative to the directory pytest was invoked from, as any command-line path
+    is (pytest's own --junitxml, --basetemp); an ini value is relative to the rootdir, so that
+    the ini file means the same wherever pytest is started."""
+    option = config.getoption(name)
+    if option:
+        return (Path(config.invocation_params.dir) / option).resolve()
+    return (config.rootpath / config.getini(name)).resolve()
 
 
 @dataclasses.dataclass
@@ -32,6 +51,8 @@ class Pending:
 
     @property
     def cache_name(self) -> str:
+        """The run cache's name for this repeat: one per artifacts folder. The tracking
+        store knows the run by its item's name (run.name) instead."""
         return f"{self.run.experiment}/{self.run.folder}"
 
 
@@ -40,9 +61,7 @@ class SmSession:
 
     def __init__(self, config: pytest.Config, sagemaker_factory):
         self.config = config
-        option = config.getoption("sm_artifacts")
-        base = Path(config.invocation_params.dir) if option else config.rootpath
-        self.artifacts_root = (base / (option or config.getini("sm_artifacts"))).resolve()
+        self.artifacts_root = configured_path(config, "sm_artifacts")
         self.experiment_dirs = [(config.rootpath / p).resolve()
                                 for p in config.getini("sm_experiment_paths")]
         self.session_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
@@ -59,9 +78,11 @@ class SmSession:
             self.sagemaker = sagemaker_factory(config, self.session_id)
         elif config.getoption("spot") or config.getoption("sm_emulate"):
             raise pytest.UsageError("--spot and --sm-emulate go with --sm")
-        self.baselines_dir = config.rootpath / (config.getoption("sm_baselines_dir")
-                                                or config.getini("sm_baselines_dir"))
+        self.baselines_dir = configured_path(config, "sm_baselines_dir")
         self.save_baseline = config.getoption("sm_save_baseline")
+        self.save_baseline_force = config.getoption("sm_save_baseline_force")
+        if self.save_baseline_force and not self.save_baseline:
+            raise pytest.UsageError("--sm-save-baseline-force goes with --sm-save-baseline NAME")
         self.gate = None
         compare_with = config.getoption("sm_baseline")
         if config.getoption("sm_baseline_strict") and not compare_with:
@@ -87,10 +108,12 @@ class SmSession:
     def backend(self):
         if self._backend is None:
             from .backends.local import LocalBackend, thread_share
+            from .progress import terminal_emitter
 
             streaming = self.config.getoption("capture", "fd") == "no"
             self._backend = LocalBackend(echo=sys.stdout.write if streaming else None,
-                                         extra_env=thread_share())
+                                         extra_env=thread_share(),
+                                         progress=terminal_emitter(self.config))
         return self._backend
 
     def start_sagemaker(self, runs: list[RunSpec]) -> None:
@@ -102,6 +125,10 @@ class SmSession:
         try:
             self.sagemaker.check(repeats)
             self._backend = self.sagemaker.start(repeats)
+            from .progress import terminal_emitter
+
+            # -q, or an xdist worker whose terminal nobody sees: no live metric lines.
+            self._backend.live_progress = terminal_emitter(self.config) is not None
         except (SettingsError, ExperimentLimitError) as exc:
             raise pytest.UsageError(f"nothing was launched: {exc}") from None
         except ImportError as exc:
@@ -148,21 +175,33 @@ class SmSession:
                 if hit is not None:
                     pending.cached = hit.run_result()
                 else:
-                    pending.miss = self.cache.explain_miss(pending.parts, pending.cache_name)
+                    pending.miss = self.cache.explain_miss(pending.parts, pending.cache_name,
+                                                           item_name=repeat.name)
             if pending.cached is None and self.sagemaker is not None:
                 pending.handle = runner.submit(repeat, self.backend, self.artifacts_root)
             pendings.append(pending)
         return pendings
 
     def finish(self, pendings: list[Pending]) -> list[RunResult]:
+        """Every repeat's result. A repeat that cannot start is a result too (never_ran),
+        so the repeats before it keep theirs; an interrupt carries them all (RunInterrupted)."""
         results = []
         for pending in pendings:
             if pending.cached is not None:
                 results.append(pending.cached)
                 continue
-            if pending.handle is None:
-                pending.handle = runner.submit(pending.run, self.backend, self.artifacts_root)
-            results.append(runner.finish(self.backend, pending.handle))
+            try:
+                if pending.handle is None:
+                    pending.handle = runner.submit(pending.run, self.backend,
+                                                   self.artifacts_root)
+                results.append(runner.finish(self.backend, pending.handle))
+            except RunSetupError as exc:
+                results.append(never_ran(str(exc), run_dir_of(
+                    self.artifacts_root, pending.run.experiment, pending.run.folder),
+                    backend=self.backend.name))
+            except RunInterrupted as exc:
+                exc.results = [*results, exc.result]
+                raise
         return results
 
     # -- recording (controller only) -------------------------------------------------------

@@ -530,11 +530,14 @@ def test_sagemaker_core_sdk_and_experiments(emu):
     (lines,) = emu.log_events("sdk-1").values()
     assert "args=['--epochs', '2'] data=mnist-ish flag=sdk" in lines
 
-    # Experiments calls went to moto untouched by the patches.
+    # Experiments calls went to moto; the job got a component of its own, as on AWS.
     sm = emu.client("sagemaker")
     components = sm.list_trial_components(ExperimentName="emulator-exp")
-    (summary,) = components["TrialComponentSummaries"]
-    assert summary["TrialComponentName"] == "emulator-exp-r1"
+    run, own = sorted(components["TrialComponentSummaries"],
+                      key=lambda s: s["TrialComponentName"])
+    assert run["TrialComponentName"] == "emulator-exp-r1"
+    assert own["TrialComponentName"] == "sdk-1-aws-training-job"
+    assert own["TrialComponentSource"]["SourceType"] == "SageMakerTrainingJob"
     described = sm.describe_trial_component(TrialComponentName="emulator-exp-r1")
     assert described["Parameters"] == {"epochs": {"NumberValue": 2.0}}
     assert {"CreateExperiment", "CreateTrial", "CreateTrialComponent",

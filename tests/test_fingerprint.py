@@ -219,7 +219,8 @@ def test_backend_settings_change_backend_part(project, setting):
 def test_sagemaker_backend_settings_keep_what_changes_the_job():
     settings = SageMakerSettings(instance_type="ml.g5.xlarge", spot=True, max_run=10,
                                  keep_alive_s=600, bucket="b", role="r",
-                                 environment={"A": "1"})
+                                 environment={"A": "1"}, framework_version="2.8.0",
+                                 py_version="py312")
     chosen = fp.sagemaker_backend_settings(settings)
     assert chosen == {"instance_type": "ml.g5.xlarge", "instance_count": 1,
                       "framework_version": "2.8.0", "py_version": "py312", "spot": True,

@@ -21,7 +21,9 @@ from sm_pytest.spec import RunSpec
 from sm_pytest.tracking import LocalTracker
 
 SM = {"instance_type": "ml.m5.xlarge", "instance_count": 1, "spot": False}
-NAME = "exp[lr=0.1]"
+# The cache knows a run by its artifacts folder; the tracking store by its item's name.
+NAME = "exp/lr=0.1"
+ITEM = "exp[lr=0.1]"
 
 
 def make_run(root: Path, **changes) -> RunSpec:
@@ -75,8 +77,9 @@ class Project:
     def lookup(self, run=None, backend="sagemaker", settings=SM) -> CachedRun | None:
         return self.cache.lookup(fp.digest_parts(self.parts(run, backend, settings)))
 
-    def why(self, run=None, backend="sagemaker", settings=SM, name=NAME) -> str:
-        return self.cache.explain_miss(self.parts(run, backend, settings), name)
+    def why(self, run=None, backend="sagemaker", settings=SM, name=NAME, item=ITEM) -> str:
+        return self.cache.explain_miss(self.parts(run, backend, settings), name,
+                                       item_name=item)
 
 
 @pytest.fixture
@@ -174,13 +177,13 @@ def test_explain_compares_with_latest_entry_of_that_run(project):
     assert project.lookup() is not None
     run = make_run(project.root, hyperparameters={"lr": 0.5, "epochs": 2})
     assert project.why(run) == "hyperparameters changed"
-    assert project.why(run, name="exp[lr=0.5]") == "never run"
+    assert project.why(run, name="exp/lr=0.5", item="exp[lr=0.5]") == "never run"
 
 
 def test_never_passed_when_tracking_knows_the_run(project):
     LocalTracker(project.cache.db_path, "s1").record({
         "experiment": "exp", "description": "", "path": "exp.yaml", "run_id": "lr=0.1",
-        "name": NAME, "status": "failed", "verdict": "error", "backend": "local",
+        "name": ITEM, "status": "failed", "verdict": "error", "backend": "local",
         "instance_type": "local", "job_name": "", "started_at": 0, "ended_at": 1,
         "duration_s": 1, "artifact_dir": "", "log_path": "", "model_dir": "",
         "failure_reason": "boom", "swept": {}, "hyperparameters": {}, "metric_series": {},

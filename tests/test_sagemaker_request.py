@@ -23,7 +23,7 @@ from sm_pytest.sagemaker.settings import (
 from sm_pytest.spec import RunSpec
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
-IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.8.0-cpu-py312"
+IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.10.0-cpu-py313"
 SOURCE = "s3://bkt/sm-pytest/source/0123456789abcdef/sourcedir.tar.gz"
 DATA = "s3://bkt/sm-pytest/datasets/mnist-sample-0123456789ab/"
 
@@ -79,14 +79,15 @@ def test_builtin_defaults_without_any_source():
     assert (s.role, s.bucket, s.region) == (None, None, None)
     assert (s.instance_type, s.instance_count, s.volume_size_gb) == ("ml.m5.xlarge", 1, 30)
     assert (s.max_run, s.max_wait, s.keep_alive_s, s.spot) == (3600, None, 0, False)
+    # The image versions come from sagemaker-core 2.27's image config (test_sagemaker_images).
     assert (s.framework_version, s.py_version, s.prefix, s.max_parallel) == (
-        "2.8.0", "py312", "sm-pytest", 4)
+        "2.10.0", "py313", "sm-pytest", 4)
     assert s.sources["instance_type"] == "built-in default"
 
 
 def test_shipped_config_file_is_valid_and_matches_the_brief():
     s = res(config=Path(__file__).parents[1] / "config" / "sagemaker.yaml")
-    assert (s.framework_version, s.py_version, s.instance_type) == ("2.8.0", "py312",
+    assert (s.framework_version, s.py_version, s.instance_type) == ("2.10.0", "py313",
                                                                    "ml.m5.xlarge")
     assert (s.max_run, s.max_wait, s.keep_alive_s, s.max_parallel) == (3600, 7200, 1800, 4)
     assert s.tags == {"project": "sm-pytest"} and s.role is None and s.bucket is None
@@ -300,7 +301,8 @@ def test_job_names_are_always_valid_and_keep_the_token(experiment, run_id):
 def test_long_names_differ_by_token_after_truncation():
     a = rq.job_name(make_run("e" * 80, "lr=0.1"), "abc123000")
     b = rq.job_name(make_run("e" * 80, "lr=0.2"), "abc123001")
-    assert a != b and len(a) == 63 and a.startswith("eeee")
+    # 59, not the service's 63: each job is also a Run of that name (names.job_name).
+    assert a != b and len(a) == 59 and a.startswith("eeee")
 
 
 @pytest.mark.parametrize("token", ["", "-a", "a_b", "a--b", "x" * 41])

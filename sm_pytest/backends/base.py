@@ -12,11 +12,13 @@ COMPLETED = "completed"
 FAILED = "failed"
 TIMED_OUT = "timed_out"
 STOPPED = "stopped"
+# The session was interrupted (Ctrl-C, SIGTERM, SIGHUP) while a local run was in flight.
+INTERRUPTED = "interrupted"
 
 
 @dataclass
 class RunResult:
-    status: str  # one of COMPLETED, FAILED, TIMED_OUT, STOPPED
+    status: str  # one of COMPLETED, FAILED, TIMED_OUT, STOPPED, INTERRUPTED
     artifact_dir: Path
     log_path: Path
     model_dir: Path
@@ -53,6 +55,29 @@ class RunResult:
         data["duration_s"] = self.duration_s
         data["spot_saving"] = self.spot_saving
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
+
+
+class RunSetupError(Exception):
+    """The run could not be started; phrased for the user."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The session was interrupted while a run was in flight. It carries what the run left
+    (an INTERRUPTED result over its log so far) so that the result is saved and recorded on
+    the way out; being a KeyboardInterrupt, it still takes pytest's interrupted path."""
+
+    def __init__(self, result: RunResult, results: list[RunResult] | None = None):
+        super().__init__(result.failure_reason)
+        self.result = result
+        # With `repeat`: every result of the item so far, this one last (set by the session).
+        self.results = list(results) if results is not None else [result]
+
+
+def interrupted_reason(exc: BaseException) -> str:
+    """`exc` is the KeyboardInterrupt: signals.py names the signal in it, Ctrl-C does not."""
+    cause = str(exc) or "Ctrl-C"
+    return (f"the session was interrupted ({cause}) and the run was stopped; train.log"
+            " holds its log up to then")
 
 
 def never_ran(reason: str, folder: Path, backend: str) -> RunResult:

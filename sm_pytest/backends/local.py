@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -17,16 +17,23 @@ from pathlib import Path
 from .. import contract
 from ..artifacts import write_json_atomic
 from ..metrics import extract, final_values
+from ..progress import Progress
+from ..sagemaker import names
 from ..spec import RunSpec
-from .base import COMPLETED, FAILED, TIMED_OUT, RunResult
+from .base import (
+    COMPLETED,
+    FAILED,
+    INTERRUPTED,
+    TIMED_OUT,
+    RunInterrupted,
+    RunResult,
+    RunSetupError,
+    interrupted_reason,
+)
 
 # How long a run gets to exit after SIGTERM before the whole group is SIGKILLed.
 TERMINATE_GRACE_S = 5.0
-_JOB_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
-
-
-class RunSetupError(Exception):
-    """The run could not be started; phrased for the user."""
+__all__ = ["LocalBackend", "LocalHandle", "RunSetupError", "job_name_for", "thread_share"]
 
 
 @dataclass
@@ -38,20 +45,96 @@ class LocalHandle:
     log_path: Path
     started_at: float
     job_name: str
+    watchdog: Watchdog | None = None
+    progress: Progress | None = None
 
 
 def job_name_for(run: RunSpec, attempt_dir: Path) -> str:
-    raw = f"{run.experiment}-{run.folder}-{attempt_dir.name}"
-    return _JOB_NAME_UNSAFE.sub("-", raw).strip("-")[:63]
+    # Named as the run's SageMaker job would be, the attempt in place of the session token.
+    return names.job_name(run, attempt_dir.name)
 
 
-def _pump(stream, log_path: Path, echo: Callable[[str], None] | None) -> None:
+def _pump(stream, log_path: Path, echo: Callable[[str], None] | None,
+          progress: Progress | None) -> None:
     with open(log_path, "w", encoding="utf-8", buffering=1) as log:
         for line in iter(stream.readline, ""):
             log.write(line)
             if echo is not None:
                 echo(line)
+            if progress is not None:
+                progress.feed(line)
     stream.close()
+
+
+# -- the run dies with pytest, even with SIGKILL ------------------------------------------
+#
+# The script runs in a process group of its own (so that a timeout or Ctrl-C can stop it and
+# everything it started), which also means no signal sent to pytest reaches it. On Linux the
+# script gets the parent-death signal; it fires when the *thread* that started it exits, so
+# only a run started from the main thread (pytest's, and an xdist worker's) gets it. Its own
+# children (DataLoader workers, a shell's commands) are not covered by it, and other systems
+# have no such signal: a watchdog process waits on a pipe only pytest holds, and kills the
+# whole group when the pipe closes, which the kernel does when pytest dies, however it dies.
+
+_PR_SET_PDEATHSIG = 1
+_WATCHDOG = 'read _ignored; kill -s KILL -- "-$1" 2>/dev/null; exit 0'
+
+
+def _death_signal_setter() -> Callable[[], None] | None:
+    """A preexec_fn giving the child SIGKILL when pytest's main thread dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved now, not in the child
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def set_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # pytest died before the signal was armed
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return set_death_signal
+
+
+class Watchdog:
+    """`sh` blocked on a pipe; when the pipe closes (pytest closed it after the run, or
+    pytest died), it kills the run's process group. In a session of its own, so that a
+    terminal's Ctrl-C does not kill it before it has done its job."""
+
+    def __init__(self, group: int):
+        read_end, self._write_end = os.pipe()  # not inheritable (PEP 446): only we hold it
+        try:
+            self.process = subprocess.Popen(
+                ["/bin/sh", "-c", _WATCHDOG, "sh", str(group)], stdin=read_end,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        except OSError:
+            os.close(self._write_end)
+            raise
+        finally:
+            os.close(read_end)
+
+    def release(self) -> None:
+        """The run is over: let the watchdog sweep the group (children the script left
+        behind) and exit."""
+        with contextlib.suppress(OSError):
+            os.close(self._write_end)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
+
+
+def _watchdog(group: int) -> Watchdog | None:
+    if not os.path.exists("/bin/sh"):
+        return None
+    try:
+        return Watchdog(group)
+    except OSError:
+        return None
 
 
 def _kill_group(process: subprocess.Popen) -> None:
@@ -75,9 +158,11 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, echo: Callable[[str], None] | None = None,
-                 extra_env: dict[str, str] | None = None):
+                 extra_env: dict[str, str] | None = None,
+                 progress: Callable[[str], None] | None = None):
         self.echo = echo
         self.extra_env = extra_env or {}
+        self.progress = progress  # where live progress lines go; None: none are made
 
     def submit(self, run: RunSpec, attempt_dir: Path) -> LocalHandle:
         remote = [f"{ch} ({loc})" for ch, loc in run.inputs.items() if loc.startswith("s3://")]
@@ -113,6 +198,10 @@ class LocalBackend:
         log_path = attempt_dir / "train.log"
         prefix = f"[{run.name}] "
         echo = (lambda line: self.echo(prefix + line)) if self.echo else None
+        progress = None
+        if self.progress is not None:
+            progress = Progress(run.name, run.metric_definitions,
+                                show=[t.metric for t in run.expect])
         process = subprocess.Popen(
             tree.command,
             cwd=tree.code_dir,
@@ -124,17 +213,20 @@ class LocalBackend:
             encoding="utf-8",
             errors="replace",
             start_new_session=True,  # its own process group, so we can stop all of it
+            preexec_fn=_death_signal_setter(),
         )
-        reader = threading.Thread(target=_pump, args=(process.stdout, log_path, echo),
-                                  daemon=True)
+        reader = threading.Thread(target=_pump,
+                                  args=(process.stdout, log_path, echo, progress), daemon=True)
         reader.start()
-        return LocalHandle(run, tree, process, reader, log_path, time.time(), job_name)
+        return LocalHandle(run, tree, process, reader, log_path, time.time(), job_name,
+                           watchdog=_watchdog(process.pid), progress=progress)
 
     def wait(self, handle: LocalHandle) -> RunResult:
         deadline = handle.started_at + handle.run.max_run
         status, reason = None, ""
         try:
             while status is None:
+                self._report(handle, handle.progress.due() if handle.progress else None)
                 try:
                     handle.process.wait(timeout=max(0.0, min(1.0, deadline - time.time())))
                 except subprocess.TimeoutExpired:
@@ -145,12 +237,16 @@ class LocalBackend:
                                   " stopped")
                     continue
                 status = COMPLETED if handle.process.returncode == 0 else FAILED
+        except KeyboardInterrupt as exc:
+            # Ctrl-C, SIGTERM or SIGHUP (signals.py): stop the group, keep what it left.
+            self._end(handle, timeout=5)
+            result = self._result(handle, INTERRUPTED, interrupted_reason(exc))
+            raise RunInterrupted(result) from None
         except BaseException:
-            # Ctrl-C or a pytest timeout: leave no training process behind.
-            self.stop(handle)
-            handle.reader.join(timeout=5)
+            # A pytest timeout or the like: leave no training process behind.
+            self._end(handle, timeout=5)
             raise
-        handle.reader.join(timeout=30)
+        self._end(handle, timeout=30)
         if status != TIMED_OUT:
             # success/failure files exactly as the toolkit leaves them after the script
             handle.tree.record_exit(handle.process.returncode)
@@ -161,6 +257,20 @@ class LocalBackend:
     def stop(self, handle: LocalHandle) -> None:
         if handle.process.poll() is None:
             _kill_group(handle.process)
+
+    def _end(self, handle: LocalHandle, timeout: float) -> None:
+        """After the run: nothing of it left running, its whole log read, the last
+        progress line shown."""
+        self.stop(handle)
+        handle.reader.join(timeout=timeout)
+        if handle.watchdog is not None:
+            handle.watchdog.release()
+        self._report(handle, handle.progress.last() if handle.progress else None)
+
+    def _report(self, handle: LocalHandle, line: str | None) -> None:
+        # Called on the waiting thread only: the terminal is pytest's main thread's.
+        if line is not None and self.progress is not None:
+            self.progress(line)
 
     def _failure_reason(self, handle: LocalHandle) -> str:
         code = handle.process.returncode

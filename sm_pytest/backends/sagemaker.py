@@ -18,23 +18,26 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..artifacts import write_json_atomic
 from ..metrics import extract, final_values
+from ..progress import Progress
 from ..safe_tar import UnsafeArchiveError, safe_extract
+from ..sagemaker import cloudwatch, outcomes, uploads
 from ..sagemaker import request as requests
-from ..sagemaker import uploads
 from ..sagemaker.aws import error_code, parse_s3_uri
 from ..sagemaker.settings import SageMakerSettings
 from ..spec import RunSpec
 from .base import COMPLETED, FAILED, STOPPED, TIMED_OUT, RunResult
 
 POLL_INTERVAL_S = 15.0
-LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 _RETRYABLE = {"ThrottlingException", "ResourceLimitExceeded", "Throttling",
               "TooManyRequestsException"}
 _TERMINAL = {"Completed": COMPLETED, "Failed": FAILED, "Stopped": STOPPED}
+# S3's answers for an object that does not exist (HeadObject gives the bare status), and
+# for one these credentials may not read.
+_NOT_THERE = {"404", "NoSuchKey", "NotFound"}
+_DENIED = {"403", "AccessDenied", "Forbidden"}
 
 
 @dataclass
@@ -55,6 +58,8 @@ class JobHandle:
     error: str = ""
     done: threading.Event = field(default_factory=threading.Event)
     submitted_at: float = field(default_factory=time.time)
+    # (cloudwatch.LogTail, progress.Progress) while it runs; () once its log proved unreadable
+    live: tuple | None = None
 
 
 def backoff_delays(attempts: int = 8, base: float = 1.0, cap: float = 60.0):
@@ -93,6 +98,7 @@ class SageMakerBackend:
         self.sleep = sleep
         self.tick = tick  # called on the waiting (main) thread, e.g. to print progress
         self.handles: list[JobHandle] = []
+        self.live_progress = True  # metric lines from the log of each running job
         self.stopped: list[str] = []  # names of running jobs this session asked to stop
         self._queue: list[JobHandle] = []
         self._lock = threading.Lock()
@@ -231,6 +237,11 @@ class SageMakerBackend:
                 break
             except Exception as exc:
                 code = error_code(exc)
+                quota = outcomes.zero_quota(str(exc)) if code == "ResourceLimitExceeded" else None
+                if quota:  # waiting frees no instance of a quota that is 0
+                    self._fail_before_launch(
+                        handle, outcomes.zero_quota_reason(quota, spot=settings.spot))
+                    return
                 if code in _RETRYABLE and delay is not None:
                     self.progress(f"{handle.job_name}: {code}, retrying in {delay:.1f} s\n")
                     self.sleep(delay)
@@ -334,11 +345,36 @@ class SageMakerBackend:
             handle.status, handle.secondary = status, secondary
             detail = f" / {secondary}" if secondary and secondary != status else ""
             self.progress(f"{handle.job_name}: {status}{detail}\n")
+        if status == "InProgress" or status in _TERMINAL:
+            self._follow(handle, ended=status in _TERMINAL)
         if status in _TERMINAL:
             handle.describe = describe
             handle.collecting = True
             # Fetch logs and archives while other jobs still run, not one by one at the end.
             self._launcher.submit(self._finalize, handle)
+
+    def _follow(self, handle: JobHandle, ended: bool) -> None:
+        """Live progress: the job's new log lines through its metric definitions, one line
+        when they match a new value set (rate-limited; the last one shows when it ends)."""
+        if not self.live_progress or handle.live == ():
+            return
+        if handle.live is None:
+            handle.live = (cloudwatch.LogTail(self.logs, handle.job_name),
+                           Progress(handle.run.name, handle.run.metric_definitions,
+                                    show=[t.metric for t in handle.run.expect]))
+        tail, progress = handle.live
+        try:
+            lines = tail.poll()
+        except Exception as exc:  # said once; the whole log is fetched after the job anyway
+            handle.live = ()
+            self.progress(f"{handle.job_name}: no live progress, its log cannot be read"
+                          f" yet: {exc}\n")
+            return
+        for line in lines:
+            progress.feed(line)
+        line = progress.last() if ended else progress.due()
+        if line is not None:
+            self.progress(line + "\n")
 
     def _finalize(self, handle: JobHandle) -> None:
         try:
@@ -357,10 +393,13 @@ class SageMakerBackend:
         if describe:
             write_json_atomic(attempt / "describe.json", describe)
             self._download_logs(handle.job_name, log_path)
-            refused = self._download_outputs(handle, describe)
-            if refused:
-                handle.status, handle.error = "Failed", refused
-                describe = {**describe, "FailureReason": refused}
+            problems = self._download_outputs(handle, describe)
+            if problems:
+                # The job's own outcome stays in describe.json and train.log; the run fails,
+                # because what it left cannot be trusted or was not all fetched.
+                reason = "; ".join(filter(None, [describe.get("FailureReason"), *problems]))
+                handle.status, handle.error = "Failed", reason
+                describe = {**describe, "FailureReason": reason}
         else:
             log_path.write_text("")
         with open(log_path, encoding="utf-8", errors="replace") as log:
@@ -370,11 +409,13 @@ class SageMakerBackend:
             final[metric["MetricName"]] = float(metric["Value"])
         status = _TERMINAL.get(handle.status, FAILED)
         reason = describe.get("FailureReason", "") or handle.error
-        if status == STOPPED and describe.get("SecondaryStatus") == "MaxRuntimeExceeded":
-            # SageMaker ends a job that ran out of time as Stopped / MaxRuntimeExceeded.
-            limit = describe.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+        secondary = describe.get("SecondaryStatus")
+        if status == STOPPED and secondary in ("MaxRuntimeExceeded", "MaxWaitTimeExceeded"):
+            # SageMaker ends a job that ran out of time (or, on spot, out of waiting) as
+            # Stopped with this secondary status: a timeout, not a stop anyone asked for.
             status = TIMED_OUT
-            reason = f"the job exceeded MaxRuntimeInSeconds ({limit} s) and SageMaker stopped it"
+            reason = (outcomes.max_runtime_reason(describe) if secondary == "MaxRuntimeExceeded"
+                      else outcomes.max_wait_reason(describe))
         elif status == STOPPED and not reason:
             reason = "the job was stopped"
         started = _seconds(describe.get("TrainingStartTime")) or handle.submitted_at
@@ -393,38 +434,17 @@ class SageMakerBackend:
         return result
 
     def _download_logs(self, job_name: str, log_path: Path) -> None:
-        lines: list[str] = []
         try:
-            streams = []
-            kwargs: dict[str, Any] = {"logGroupName": LOG_GROUP,
-                                      "logStreamNamePrefix": f"{job_name}/"}
-            while True:
-                page = self.logs.describe_log_streams(**kwargs)
-                streams += [s["logStreamName"] for s in page.get("logStreams", [])]
-                if not page.get("nextToken"):
-                    break
-                kwargs["nextToken"] = page["nextToken"]
-            for stream in sorted(streams):
-                if len(streams) > 1:
-                    lines.append(f"==> {stream} <==")
-                token = None
-                while True:
-                    kwargs = {"logGroupName": LOG_GROUP, "logStreamName": stream,
-                              "startFromHead": True}
-                    if token:
-                        kwargs["nextToken"] = token
-                    page = self.logs.get_log_events(**kwargs)
-                    lines += [event["message"].rstrip("\n") for event in page["events"]]
-                    if not page["events"] or page.get("nextForwardToken") == token:
-                        break
-                    token = page.get("nextForwardToken")
+            lines = cloudwatch.job_log_lines(self.logs, job_name)
         except Exception as exc:
-            lines.append(f"[sm-pytest] could not fetch the CloudWatch logs: {exc}")
+            lines = [f"[sm-pytest] could not fetch the CloudWatch logs: {exc}"]
         log_path.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
 
-    def _download_outputs(self, handle: JobHandle, describe: dict) -> str:
-        """Fetch and safely extract the job's archives; return why one was refused, if so."""
-        refused = ""
+    def _download_outputs(self, handle: JobHandle, describe: dict) -> list[str]:
+        """Fetch and safely extract the job's archives; return what went wrong, if anything.
+        Only an archive that is not there is no problem: a job that failed early, or wrote
+        no output data, uploads none."""
+        problems = []
         output_path = describe.get("OutputDataConfig", {}).get("S3OutputPath", "")
         base = f"{output_path.rstrip('/')}/{handle.job_name}/output"
         for archive, folder in (("model.tar.gz", "model"), ("output.tar.gz", "output")):
@@ -435,14 +455,23 @@ class SageMakerBackend:
             try:
                 bucket, key = parse_s3_uri(uri)
                 self.s3.download_file(bucket, key, str(local))
-            except Exception:
-                continue  # a job that failed early uploads nothing
+            except Exception as exc:
+                if error_code(exc) in _NOT_THERE:
+                    continue
+                problem = f"could not download the job's {archive} ({uri}): {exc}"
+                if error_code(exc) in _DENIED:
+                    problem += (" (these credentials need s3:GetObject on it; without"
+                                " s3:ListBucket S3 answers 403 for a missing object too)")
+                problems.append(problem)
+                self.progress(f"{handle.job_name}: {problem}\n")
+                continue
             try:
                 safe_extract(local, handle.attempt_dir / folder)
             except UnsafeArchiveError as exc:
-                refused = f"refused the job's {archive}, which is unsafe to extract: {exc}"
-                self.progress(f"{handle.job_name}: {refused}\n")
-        return refused
+                problem = f"refused the job's {archive}, which is unsafe to extract: {exc}"
+                problems.append(problem)
+                self.progress(f"{handle.job_name}: {problem}\n")
+        return problems
 
 
 def _seconds(value) -> float | None:

@@ -48,7 +48,6 @@ from .aws import parse_s3_uri
 if TYPE_CHECKING:  # pragma: no cover
     from .emulator import Emulator
 
-LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 POLL_SECONDS = 0.05
 MAX_EVENT_BYTES = 256 * 1024 - 26  # CloudWatch: message + 26 bytes per event
 MAX_BATCH_EVENTS = 1000
@@ -244,6 +243,9 @@ class JobRunner(threading.Thread):
     def _run(self) -> None:
         attempt: Attempt | None = None
         outcome = STOPPED
+        if self.spot and self.emulator._capacity_withheld(self.job_name):
+            self._conclude(None, self._wait_for_capacity())
+            return
         while True:
             number = len(self.attempts) + 1
             attempt = Attempt(number, self.workdir / f"attempt-{number}")
@@ -278,6 +280,17 @@ class JobRunner(threading.Thread):
             self._set_status("Interrupted", None,
                              "The training job was interrupted: the spot instance was reclaimed")
         self._conclude(attempt, outcome)
+
+    def _wait_for_capacity(self) -> str:
+        """Capacity that never comes (Emulator.withhold_spot_capacity): wait in Starting
+        until MaxWaitTimeInSeconds has passed (MAX_WAIT) or the job is stopped (STOPPED)."""
+        while not (self._stop_requested.is_set() or self.emulator._closing):
+            if self.max_wait is not None and time.monotonic() - self._created > self.max_wait:
+                self._set_status("Stopping", "Stopping",
+                                 "Stopping the training job: MaxWaitTimeInSeconds exceeded")
+                return MAX_WAIT
+            time.sleep(POLL_SECONDS)
+        return STOPPED
 
     # --- downloading -----------------------------------------------------------------------
 

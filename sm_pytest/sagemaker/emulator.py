@@ -6,6 +6,7 @@
         ...  # boto3 / sagemaker.core code that creates training jobs, in any thread
         emu.wait_idle(timeout=60)
         emu.requests          # every accepted CreateTrainingJob request, exactly as sent
+        emu.refused           # (operation, message) of every request AWS would refuse
 
 It starts moto's ``mock_aws()`` in this process and patches moto's SageMaker *response*
 layer, so that CreateTrainingJob runs the job the way a SageMaker script-mode container
@@ -33,7 +34,27 @@ because these are moto internals):
 * ``SageMakerResponse.describe_training_job`` / ``list_training_jobs``: the same as moto's,
   but read under the emulator's lock, so a response never mixes two states of a job.
 * ``SageMakerResponse.call_action``: injected errors (:meth:`Emulator.throttle`) for any
-  SageMaker operation, serialized by moto as real AWS errors (botocore ClientError).
+  SageMaker operation, serialized by moto as real AWS errors (botocore ClientError); then
+  the strict check below.
+* Strict checking, always on: ``call_action`` of ``SageMakerResponse``, ``LogsResponse`` and
+  ``SageMakerMetricsResponse`` (BatchPutMetrics, which sagemaker-core's ``Run.log_metric``
+  sends), and ``S3Response._bucket_response`` / ``_key_response``, check every request
+  against the botocore service model before moto handles it
+  (:mod:`sm_pytest.sagemaker.service_rules`: required members, lengths and sizes,
+  whole-value patterns, enums, numeric ranges). A violation is answered as AWS answers it, a
+  ValidationException (HTTP 400) worded as AWS words it and serialised by moto in the
+  service's protocol, and recorded in ``Emulator.refused``; moto never sees the request.
+  SageMaker and CloudWatch Logs speak JSON (and the metrics API carries every member in its
+  JSON body), so the body is the parameters, exactly as sent. S3 speaks rest-xml: moto's own
+  router and request parser (``moto.core.routing``, ``moto.core.parse``) rebuild the
+  operation and its parameters from the path, query, headers and body, and those are
+  checked. For S3 that covers the few constraints its model carries (CopySource's pattern,
+  required members, enums such as ChecksumAlgorithm) plus S3's bucket naming rules on
+  CreateBucket, answered with InvalidBucketName as S3 does. Not checked for S3: the rules
+  its model does not carry (key length, tag sets, object size), and requests moto cannot
+  route or parse (left to moto, logged at DEBUG).
+* ``LogsResponse.get_log_events``, only after :meth:`Emulator.paginate_logs`: small pages
+  and empty pages mid-stream, as the real service may serve them (``_emulator_logs.py``).
 
 * ``SageMakerResponse.search``: moto refuses the ``Parents.ExperimentName`` filter that
   sagemaker-core's ``ExperimentAnalytics`` sends ("Unknown property name"), and its
@@ -41,9 +62,12 @@ because these are moto internals):
   answers that filter from the experiment's trials and returns whole trial components, as
   AWS does; every other search is moto's.
 
-Experiments (CreateExperiment, CreateTrial, CreateTrialComponent, AssociateTrialComponent,
-ListTrialComponents, DescribeTrialComponent) go to moto unchanged; sagemaker-core's ``Run``,
-``load_run`` and ``ExperimentAnalytics`` work inside the emulator.
+Experiments (CreateExperiment, CreateTrial, CreateTrialComponent, DescribeTrialComponent)
+go to moto; ``_emulator_experiments.py`` adds what the service does and moto does not: the
+job's own trial component ``<job>-aws-training-job`` (with its TrialComponentSource), the
+50-components-per-trial limit on AssociateTrialComponent, and ListTrialComponents summaries
+with TrialComponentSource and Status. sagemaker-core's ``Run``, ``load_run`` and
+``ExperimentAnalytics`` work inside the emulator.
 
 Retries: the emulator sets ``AWS_MAX_ATTEMPTS=1`` (``max_attempts``) and
 ``AWS_RETRY_MODE=standard`` for its lifetime, so that an injected ThrottlingException
@@ -80,6 +104,7 @@ import time
 from importlib.metadata import version as _dist_version
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree as ETree
 
 PATCHED_MOTO_VERSION = "5.2.5"
 
@@ -101,14 +126,24 @@ import boto3  # noqa: E402
 from botocore import xform_name  # noqa: E402
 from botocore.config import Config  # noqa: E402
 from moto import mock_aws  # noqa: E402
+from moto.core.exceptions import ServiceException  # noqa: E402
+from moto.core.parse import RequestParserError, RestXMLParser  # noqa: E402
 from moto.core.responses import ActionResult, EmptyResult  # noqa: E402
+from moto.core.routing import get_service_router  # noqa: E402
 from moto.core.utils import utcnow  # noqa: E402
+from moto.logs.responses import LogsResponse  # noqa: E402
+from moto.s3.exceptions import InvalidBucketName  # noqa: E402
+from moto.s3.responses import S3Response  # noqa: E402
 from moto.sagemaker.exceptions import ResourceInUseException, ValidationError  # noqa: E402
 from moto.sagemaker.models import FakeTrainingJob  # noqa: E402
 from moto.sagemaker.responses import SageMakerResponse  # noqa: E402
+from moto.sagemakermetrics.responses import SageMakerMetricsResponse  # noqa: E402
+from werkzeug.exceptions import NotFound  # noqa: E402
 
-from ._emulator_job import LOG_GROUP, JobRunner, SpotArm, relative_key  # noqa: E402
+from . import _emulator_experiments, _emulator_logs, service_rules  # noqa: E402
+from ._emulator_job import JobRunner, SpotArm, relative_key  # noqa: E402
 from .aws import parse_s3_uri  # noqa: E402
+from .cloudwatch import LOG_GROUP, read_stream  # noqa: E402
 
 __all__ = ["LOG_GROUP", "PATCHED_MOTO_VERSION", "Emulator", "EmulatorError"]
 
@@ -163,22 +198,23 @@ class EmulatorError(RuntimeError):
 
 _ACTIVE: Emulator | None = None
 _ACTIVE_LOCK = threading.Lock()
-# name -> (defined on SageMakerResponse itself?, the function before patching)
-_SAVED: dict[str, tuple[bool, Any]] = {}
+# (class, name) -> (defined on the class itself?, the function before patching)
+_SAVED: dict[tuple[type, str], tuple[bool, Any]] = {}
 
 
 def _active() -> Emulator | None:
     return _ACTIVE
 
 
-def _original(name: str) -> Any:
-    return _SAVED[name][1]
+def _original(name: str, cls: type = SageMakerResponse) -> Any:
+    return _SAVED[(cls, name)][1]
 
 
 def _patched_call_action(self: SageMakerResponse) -> Any:
     emu = _active()
     if emu is not None:
-        error = emu._on_call(self._get_action())
+        action = self._get_action()
+        error = emu._on_call(action)
         if error is not None:
             # SageMaker's JSON protocol error, as AWS sends it (botocore reads __type). Built
             # here rather than by moto's serializer, which warns about any code that is not
@@ -191,7 +227,89 @@ def _patched_call_action(self: SageMakerResponse) -> Any:
             body = json.dumps({"__type": code, "message": message})
             headers, body = self._enrich_response(headers, body)
             return status, headers, body
+        refusal = emu._refusal("sagemaker", action, _json_params(self.body))
+        if refusal is not None:
+            return _serialized_error(self, _RequestRefused(refusal))
     return _original("call_action")(self)
+
+
+def _strict_call_action(self: Any) -> Any:
+    """call_action of CloudWatch Logs and SageMaker's metrics API: their parameters are the
+    JSON body (BatchPutMetrics' members are all in its body too)."""
+    emu = _active()
+    if emu is not None:
+        refusal = emu._refusal(self.service_name, self._get_action(), _json_params(self.body))
+        if refusal is not None:
+            return _serialized_error(self, _RequestRefused(refusal))
+    return _original("call_action", type(self))(self)
+
+
+def _patched_s3_bucket_response(self: S3Response, request: Any, full_url: str) -> Any:
+    error = _check_s3_request(self)
+    if error is not None:
+        return self.serialized(ActionResult(error))
+    return _original("_bucket_response", S3Response)(self, request, full_url)
+
+
+def _patched_s3_key_response(self: S3Response, request: Any, full_url: str) -> Any:
+    error = _check_s3_request(self)
+    if error is not None:
+        return self.serialized(ActionResult(error))
+    return _original("_key_response", S3Response)(self, request, full_url)
+
+
+class _RequestRefused(ServiceException):
+    """AWS's answer to a request that breaks the service model's constraints. Defined
+    outside moto, so that moto serialises it in the protocol of the service answering."""
+
+    code = "ValidationException"
+
+
+def _check_s3_request(response: S3Response) -> ServiceException | None:
+    """The error S3 answers a request it refuses (moto serialises it as S3 does), or None.
+
+    S3 is rest-xml: the parameters are spread over the path, the query, the headers and the
+    body. moto's own router and request parser (those of its newer services) rebuild the
+    operation and its parameters from the request, and those are checked like a JSON body.
+    A request moto cannot route or parse is left to moto, which answers it as before."""
+    emu = _active()
+    if emu is None:
+        return None
+    request = response.normalized_request
+    try:
+        operation, uri_params = get_service_router("s3").match(request)
+        params = RestXMLParser(operation).parse({
+            "method": request.method, "values": request.values, "headers": request.headers,
+            "body": response.body, "url_path": request.path, "url_params": uri_params,
+        })
+    except (NotFound, RequestParserError, ETree.ParseError, ValueError, KeyError) as exc:
+        logger.debug("strict emulator: S3 request %s %s not checked (%r)", request.method,
+                     request.path, exc)
+        return None
+    bucket = params.get("Bucket") or ""
+    if operation.name == "CreateBucket" and service_rules.bucket_name_problem(bucket):
+        error = InvalidBucketName()
+        emu._record_refusal(operation.name, error.message)
+        return error
+    refusal = emu._refusal("s3", operation.name, params)
+    return _RequestRefused(refusal) if refusal is not None else None
+
+
+def _json_params(body: Any) -> dict[str, Any] | None:
+    """The parameters of a JSON-protocol request: its body (None if it is not JSON; moto
+    then answers as it always has)."""
+    try:
+        params = json.loads(body) if body else {}
+    except (TypeError, ValueError):
+        return None
+    return params if isinstance(params, dict) else None
+
+
+def _serialized_error(response: Any, error: ServiceException) -> Any:
+    """``error`` answered the way moto answers a ServiceException raised by an action."""
+    status, headers, body = response.serialized(ActionResult(error))
+    headers, body = response._enrich_response(headers, body)
+    return status, headers, body
 
 
 def _patched_create_training_job(self: SageMakerResponse) -> Any:
@@ -285,25 +403,41 @@ _PATCHES = {
     "describe_training_job": _patched_describe_training_job,
     "list_training_jobs": _patched_list_training_jobs,
     "stop_training_job": _patched_stop_training_job,
+    **_emulator_experiments.PATCHES,
 }
 
 
+# The strict checks of the other services: every request is checked against the service
+# model before moto handles it (see service_rules).
+_OTHER_PATCHES: dict[tuple[type, str], Any] = {
+    (LogsResponse, "call_action"): _strict_call_action,
+    (SageMakerMetricsResponse, "call_action"): _strict_call_action,
+    (S3Response, "_bucket_response"): _patched_s3_bucket_response,
+    (S3Response, "_key_response"): _patched_s3_key_response,
+}
+
+
+def _all_patches() -> list[tuple[type, str, Any]]:
+    return ([(SageMakerResponse, name, f) for name, f in _PATCHES.items()]
+            + [(cls, name, f) for (cls, name), f in _OTHER_PATCHES.items()])
+
+
 def _install_patches() -> None:
-    for name, function in _PATCHES.items():
-        _SAVED[name] = (name in SageMakerResponse.__dict__, getattr(SageMakerResponse, name, None))
-        setattr(SageMakerResponse, name, function)
+    for cls, name, function in _all_patches():
+        _SAVED[(cls, name)] = (name in cls.__dict__, getattr(cls, name, None))
+        setattr(cls, name, function)
 
 
 def _uninstall_patches() -> None:
-    for name in _PATCHES:
-        if name not in _SAVED:
+    for cls, name, _ in _all_patches():
+        if (cls, name) not in _SAVED:
             continue
-        own, function = _SAVED.pop(name)
+        own, function = _SAVED.pop((cls, name))
         if own:
-            setattr(SageMakerResponse, name, function)
+            setattr(cls, name, function)
         else:
             with contextlib.suppress(AttributeError):
-                delattr(SageMakerResponse, name)
+                delattr(cls, name)
 
 
 @functools.lru_cache(maxsize=1)
@@ -370,10 +504,14 @@ class Emulator:
         #: reached the endpoint, from any client in any thread (calls refused by an injected
         #: error or as a duplicate name are in ``calls`` / ``injected`` only).
         self.requests: list[dict[str, Any]] = []
-        #: Every SageMaker operation that reached the emulator, in order (throttled included).
+        #: Every SageMaker operation that reached the emulator, in order (throttled and
+        #: refused ones included).
         self.calls: list[str] = []
         #: (operation, error code) of every injected error, in order.
         self.injected: list[tuple[str, str]] = []
+        #: (operation, message) of every request refused because it breaks the service's
+        #: rules (see service_rules), in order: SageMaker, S3 and CloudWatch Logs alike.
+        self.refused: list[tuple[str, str]] = []
         #: Job name -> its runner (``.describe()``, ``.attempts``, ``.log_streams``, ...).
         self.jobs: dict[str, JobRunner] = {}
 
@@ -384,6 +522,7 @@ class Emulator:
         self._groups: set[str] = set()
         self._errors: dict[str, collections.deque[tuple[str, str]]] = {}
         self._spot_arms: list[SpotArm] = []
+        self._no_capacity: list[str] = []  # withhold_spot_capacity
         self._tls = threading.local()
         self._closing = False
         self._started = False
@@ -448,6 +587,7 @@ class Emulator:
         self._closing = True
         with contextlib.suppress(Exception):
             _uninstall_patches()
+        _emulator_logs.restore()
         if self._mock is not None:
             with contextlib.suppress(Exception):
                 self._mock.stop()
@@ -561,6 +701,25 @@ class Emulator:
                     return
             self._spot_arms.append(arm)
 
+    def withhold_spot_capacity(self, job_name_or_prefix: str) -> None:
+        """Managed spot jobs created from now on whose name is (or starts with)
+        ``job_name_or_prefix`` never get capacity: they stay InProgress / Starting until
+        MaxWaitTimeInSeconds after their creation, then end Stopped / MaxWaitTimeExceeded
+        without having trained, as SageMaker ends them."""
+        with self._lock:
+            self._no_capacity.append(job_name_or_prefix)
+
+    def _capacity_withheld(self, job_name: str) -> bool:
+        with self._lock:
+            return any(SpotArm(p).matches(job_name) for p in self._no_capacity)
+
+    def paginate_logs(self, page_size: int = 2, empty_pages: int = 3) -> Any:
+        """Serve GetLogEvents as the real service may: at most ``page_size`` events a page,
+        and ``empty_pages`` empty pages (with a new nextForwardToken) before each page after
+        the first, until this emulator closes. Returns the paging object; its ``pages`` and
+        ``empty_served`` count what it served (see ``_emulator_logs``)."""
+        return _emulator_logs.paginate(page_size, empty_pages)
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every job has ended; False when ``timeout`` seconds ran out first."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -578,22 +737,9 @@ class Emulator:
     def log_events(self, job_name: str) -> dict[str, list[str]]:
         """The messages of each log stream of the job, by stream name, in order."""
         runner = self.jobs[job_name]
-        result = {}
-        for stream in runner.log_streams:
-            messages, token = [], None
-            while True:
-                kwargs = {"logGroupName": LOG_GROUP, "logStreamName": stream,
-                          "startFromHead": True}
-                if token:
-                    kwargs["nextToken"] = token
-                with self._as_account(runner.account):
-                    page = self._logs.get_log_events(**kwargs)
-                messages += [e["message"] for e in page["events"]]
-                if not page["events"] or page.get("nextForwardToken") == token:
-                    break
-                token = page.get("nextForwardToken")
-            result[stream] = messages
-        return result
+        with self._as_account(runner.account):
+            return {stream: read_stream(self._logs, stream)[0]
+                    for stream in runner.log_streams}
 
     def upload_source(self, source_dir: str | os.PathLike[str], s3_uri: str) -> str:
         """Pack ``source_dir`` as sourcedir.tar.gz at ``s3_uri`` (the bucket must exist), the
@@ -618,6 +764,24 @@ class Emulator:
             self.injected.append((action, code))
         return code, message
 
+    def _refusal(self, service: str, operation: str, params: dict[str, Any] | None
+                 ) -> str | None:
+        """The ValidationException message for a request that breaks the service model's
+        constraints (recorded in ``refused``), or None for a valid one."""
+        if params is None:
+            return None
+        violations = service_rules.find_violations(service, operation, params)
+        if not violations:
+            return None
+        text = service_rules.message(violations)
+        self._record_refusal(operation, text)
+        return text
+
+    def _record_refusal(self, operation: str, text: str) -> None:
+        with self._lock:
+            self.refused.append((operation, text))
+        logger.info("refused %s: %s", operation, text)
+
     def _create_training_job(self, response: SageMakerResponse) -> Any:
         raw = json.loads(response.body) if response.body else {}
         name = raw.get("TrainingJobName") or response._get_param("TrainingJobName")
@@ -640,6 +804,8 @@ class Emulator:
             result = _original("create_training_job")(response)
             stored = backend.training_jobs[name]
             self._adopt(stored, raw)
+            _emulator_experiments.add_job_component(backend, name, stored.arn,
+                                                    raw.get("ExperimentConfig"))
             self.requests.append(copy.deepcopy(raw))
             arm = next((a for a in self._spot_arms if a.matches(name)), None)
             if arm is not None and not raw.get("EnableManagedSpotTraining"):

@@ -8,8 +8,8 @@ deserializer, so nothing is mapped by hand twice.
 
 Sources for the rules applied here:
 
-* Job names: the service model's TrainingJobName, max 63 characters, pattern
-  ``[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}`` (botocore data/sagemaker/2017-07-24/service-2.json).
+* Job names: made by ``names.job_name`` (the service model's TrainingJobName, and the
+  SDK's 59-character limit for the Run named after the job); checked again here.
 * Hyperparameters: the SDK JSON-encodes every value, the script-mode keys included
   (v2 ``Framework._json_encode_hyperparameters``: ``{str(k): json.dumps(v)}``), and the
   training toolkit ``json.loads`` each one back; ``contract.encode_hyperparameters`` does
@@ -25,7 +25,6 @@ Standard library only; sagemaker.core is imported inside ``image_uri`` and
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from ..artifacts import folder_name
@@ -40,6 +39,7 @@ from ..contract import (
     encode_hyperparameters,
 )
 from .aws import s3_uri
+from .names import JOB_NAME_PATTERN, MAX_JOB_NAME, job_name
 from .settings import OWN_TAG_PREFIX, SageMakerSettings, SettingsError
 
 if TYPE_CHECKING:
@@ -54,9 +54,6 @@ __all__ = [
     "to_sdk_kwargs",
 ]
 
-MAX_JOB_NAME = 63
-JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
-_TOKEN = re.compile(r"[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*")
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 LOG_LEVEL = 20  # logging.INFO, the SDK's default container_log_level
 _EXPERIMENT_CONFIG_KEYS = {"ExperimentName", "TrialName", "TrialComponentDisplayName",
@@ -65,31 +62,6 @@ _EXPERIMENT_CONFIG_KEYS = {"ExperimentName", "TrialName", "TrialComponentDisplay
 
 class RequestError(ValueError):
     """A run cannot be expressed as a valid CreateTrainingJob request; says why."""
-
-
-# --- job names ---------------------------------------------------------------------------
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def job_name(run: RunSpec, token: str) -> str:
-    """``<experiment>-<run id>-<token>``, e.g. ``lr-sweep-lr-0-1-3fa2c1004``.
-
-    Lower-cased, every other character run turned into one '-'. ``token`` makes the name
-    unique (a session id and the launch index) and is never cut: when the whole is longer
-    than 63 characters the readable part is truncated instead. The same inputs always
-    give the same name.
-    """
-    if not _TOKEN.fullmatch(token or "") or len(token) > 40:
-        raise ValueError(f"job name token {token!r} must be 1-40 letters or digits, optionally"
-                         " joined by single '-'")
-    readable = _slug(f"{run.experiment}-{run.run_id}")
-    readable = readable[: MAX_JOB_NAME - len(token) - 1].rstrip("-")
-    name = f"{readable}-{token}" if readable else token
-    assert JOB_NAME_PATTERN.fullmatch(name), name
-    return name
 
 
 # --- the request ---------------------------------------------------------------------------
@@ -283,12 +255,16 @@ def image_uri(settings: SageMakerSettings, region: str | None = None) -> str:
                             " AWS_REGION")
     from sagemaker.core import image_uris
 
+    from .images import choose_versions
+
     try:
+        # resolve() has chosen both already; settings built by hand may leave them out.
+        version, py_version = choose_versions(settings.framework_version, settings.py_version)
         return image_uris.retrieve(
             framework="pytorch",
             region=region,
-            version=settings.framework_version,
-            py_version=settings.py_version,
+            version=version,
+            py_version=py_version,
             instance_type=settings.instance_type,
             image_scope="training",
         )

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import fcntl
 import gc
 import json
 import os
 import queue
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from . import settings as sm_settings
 EMULATED_ROLE = "arn:aws:iam::123456789012:role/sm-pytest-emulated"
 EMULATED_BUCKET = "sm-pytest-emulated"
 EMULATED_REGION = "us-east-1"
+PLAN_KEPT_S = 24 * 3600  # shared plans older than this are dropped from the plan file
 
 
 def boto_session(region: str | None):
@@ -28,9 +31,13 @@ def boto_session(region: str | None):
 
 class SageMakerSession:
     def __init__(self, *, cli: dict, ini: dict, config_path: Path | None, token: str,
-                 emit: Callable[[str], None]):
+                 emit: Callable[[str], None], plan_file: Path | None = None,
+                 plan_key: str | None = None):
         self.cli, self.ini, self.config_path = cli, ini, config_path
         self.token = token
+        # pytest-xdist: the processes of one test run share one Experiments plan (_plan).
+        self.plan_file, self.plan_key = plan_file, plan_key
+        self._plan_error: Exception | None = None
         self.emit = emit
         self.lines: queue.Queue[str] = queue.Queue()
         self.emulator = None
@@ -82,7 +89,7 @@ class SageMakerSession:
         """Create the backend (and the emulator first, when asked for) and plan the
         Experiments names of `runs`. Called again, it only plans the new runs."""
         if self.backend is not None:
-            self.experiments.plan(runs)
+            self._plan(runs)
             self.flush()
             return self.backend
         from ..backends.sagemaker import SageMakerBackend
@@ -104,9 +111,31 @@ class SageMakerSession:
             self.backend.s3.create_bucket(Bucket=first.bucket)  # a setting of the session
         self.experiments = SageMakerExperiments(self.backend.session, notice=self.lines.put)
         self.backend.experiments = self.experiments
-        self.experiments.plan(runs)
+        self._plan(runs)
         self.flush()
         return self.backend
+
+    def _plan(self, runs: list[RunSpec]) -> None:
+        """The Experiments names, planned once per session before any launch. Under
+        pytest-xdist every worker collects every item and plans at collection for all of
+        them: the first to take the plan file's lock plans, the others wait and follow its
+        plan. A plan that failed (one file with more than 50 runs) fails every later call,
+        so that no item launches on a plan made for itself alone."""
+        if self._plan_error is not None:
+            raise self._plan_error
+        from .experiments import ExperimentLimitError
+
+        try:
+            if self.plan_file is None or self.plan_key is None or self.experiments.rollover:
+                self.experiments.plan(runs)
+                return
+            entry = _shared_plan(self.plan_file, self.plan_key, lambda: {
+                "rollover": self.experiments.plan(runs), "planned": self.experiments.planned})
+            self.experiments.adopt(entry["rollover"], entry["planned"])
+            self.experiments.plan(runs)  # runs the shared plan lacks, if any
+        except ExperimentLimitError as exc:
+            self._plan_error = exc
+            raise
 
     def flush(self) -> None:
         while True:
@@ -149,6 +178,27 @@ class SageMakerSession:
                            f" not wait for: {', '.join(saved)}")
 
 
+def _shared_plan(path: Path, key: str, make: Callable[[], dict]) -> dict:
+    """The plan stored under `key` in `path`, made by make() and stored when absent; the
+    file is locked meanwhile (fcntl: every process of a test run is on this host)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), "r+", encoding="utf-8") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)  # released when the file is closed
+        try:
+            plans = json.loads(file.read() or "{}")
+        except ValueError:
+            plans = {}
+        if key in plans:
+            return plans[key]
+        now = time.time()
+        plans = {k: v for k, v in plans.items() if now - v.get("at", 0) < PLAN_KEPT_S}
+        plans[key] = {**make(), "at": now}
+        file.seek(0)
+        file.truncate()
+        json.dump(plans, file, indent=1, sort_keys=True)
+        return plans[key]
+
+
 _FREEZE_AT_EXIT = []
 
 
@@ -164,11 +214,31 @@ def _skip_final_collections() -> None:
 def _arm_from_environment(emulator) -> None:
     """Testing knobs for --sm-emulate runs started as a whole pytest session:
     SM_PYTEST_EMULATE_SPOT_INTERRUPTIONS=<job-name prefix>[,...] interrupts those spot jobs
-    once; SM_PYTEST_EMULATE_THROTTLE=N makes the first N CreateTrainingJob calls throttled."""
+    once; SM_PYTEST_EMULATE_THROTTLE=N makes the first N CreateTrainingJob calls throttled;
+    SM_PYTEST_EMULATE_NO_SPOT_CAPACITY=<job-name prefix>[,...] gives those spot jobs no
+    capacity; SM_PYTEST_EMULATE_LOG_PAGES=<size>,<empty> pages GetLogEvents."""
     for prefix in filter(None, os.environ.get("SM_PYTEST_EMULATE_SPOT_INTERRUPTIONS",
                                               "").split(",")):
         emulator.interrupt_spot(prefix.strip(), after_checkpoint=True)
     throttled = os.environ.get("SM_PYTEST_EMULATE_THROTTLE", "")
     if throttled.isdigit() and int(throttled) > 0:
+        # _CODE / _MESSAGE: another AWS error than throttling, e.g. ResourceLimitExceeded.
         emulator.throttle("CreateTrainingJob", times=int(throttled),
-                          code="ThrottlingException")
+                          code=os.environ.get("SM_PYTEST_EMULATE_THROTTLE_CODE",
+                                              "ThrottlingException"),
+                          message=os.environ.get("SM_PYTEST_EMULATE_THROTTLE_MESSAGE"))
+    for prefix in filter(None, os.environ.get("SM_PYTEST_EMULATE_NO_SPOT_CAPACITY",
+                                              "").split(",")):
+        emulator.withhold_spot_capacity(prefix.strip())
+    # SM_PYTEST_EMULATE_LOG_PAGES=<page size>,<empty pages>: see Emulator.paginate_logs.
+    paging = os.environ.get("SM_PYTEST_EMULATE_LOG_PAGES", "")
+    if paging:
+        size, _, empty = paging.partition(",")
+        emulator.paginate_logs(page_size=int(size), empty_pages=int(empty or 0))
+    # SM_PYTEST_EMULATE_EXPERIMENT_RUNS=<SageMaker experiment>=<runs>[,...]: runs an earlier
+    # session left there, each with its job's own trial component.
+    for pair in filter(None, os.environ.get("SM_PYTEST_EMULATE_EXPERIMENT_RUNS", "").split(",")):
+        from ._emulator_experiments import record_earlier_runs
+
+        name, _, count = pair.strip().partition("=")
+        record_earlier_runs(emulator.account_id, emulator.region, name, int(count))

@@ -102,8 +102,10 @@ class SageMakerSettings:
     max_run: int = 3600
     max_wait: int | None = None  # with spot and no value: 2 x max_run
     keep_alive_s: int = 0
-    framework_version: str = "2.8.0"
-    py_version: str = "py312"
+    # None: derived by resolve() from the pinned SDK's image config (sagemaker/images.py):
+    # the newest version with CPU and GPU training images, and that version's Python tag.
+    framework_version: str | None = None
+    py_version: str | None = None
     spot: bool = False
     max_parallel: int = 4
     emulate: bool = False
@@ -296,7 +298,8 @@ CONFIG_KEYS: dict[str, _Key] = {
                        "warm pool KeepAlivePeriodInSeconds, 0 for none"),
     "framework_version": _Key("framework_version", _framework_version, RUN,
                               "PyTorch training image version"),
-    "py_version": _Key("py_version", _PY_VERSION, RUN, "image Python tag, e.g. py312"),
+    "py_version": _Key("py_version", _PY_VERSION, RUN,
+                       "image Python tag, e.g. py313 (default: the version's own)"),
     "spot": _Key("spot", _boolean, RUN, "managed spot training"),
     "max_parallel": _Key("max_parallel", _integer(1, 1000), SESSION, "jobs in flight at once"),
     "emulate": _Key("emulate", _boolean, SESSION, "emulate SageMaker in process"),
@@ -475,6 +478,7 @@ def resolve(
             values[spec.attr] = getattr(_DEFAULTS, spec.attr)
             sources[key] = "built-in default"
 
+    _image_versions(values, sources)
     if values["spot"]:
         if values["max_wait"] is None:
             values["max_wait"] = min(2 * values["max_run"], MAX_RUNTIME_LIMIT)
@@ -486,6 +490,27 @@ def resolve(
                 " time spent waiting for spot capacity plus the run time; raise max_wait or"
                 " lower max_run")
     return SageMakerSettings(**values, sources=sources)
+
+
+def _image_versions(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """Fill in framework_version and py_version from the SDK's image config where nobody
+    set them, and refuse a combination that has no image, naming what exists."""
+    from .images import ImageVersionError, choose_versions
+
+    given = {key: values[key] for key in ("framework_version", "py_version")
+             if sources[key] != "built-in default"}
+    try:
+        chosen = choose_versions(given.get("framework_version"), given.get("py_version"))
+    except ImageVersionError as exc:
+        where = ", ".join(f"{key} from {sources[key]}" for key in given)
+        raise SettingsError(f"{where or 'the built-in default'}: {exc}") from None
+    for key, value in zip(("framework_version", "py_version"), chosen, strict=True):
+        if key not in given:
+            values[key] = value
+            sources[key] = ("built-in default: the newest PyTorch training image that the"
+                            " installed SDK lists for CPU and GPU"
+                            if key == "framework_version" else
+                            f"derived from framework_version {chosen[0]}")
 
 
 def _parse(spec: _Key, key: str, layer: _Layer) -> Any:

@@ -1,0 +1,354 @@
+"""SageMaker Experiments on the --sm path, against the emulator: names the service accepts,
+the 50-runs-per-group quota as SageMaker counts it (also under pytest-xdist), Run status
+that follows the job, and the --sm-history command."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("moto")
+pytest.importorskip("sagemaker.core")
+
+from sm_pytest.backends.base import COMPLETED, FAILED, RunResult  # noqa: E402
+from sm_pytest.sagemaker import names  # noqa: E402
+from sm_pytest.spec import RunSpec  # noqa: E402
+
+SM = ("--sm", "--sm-emulate", "--sm-region", "us-east-1")
+LONG_NAME = "learning_rate_sweep_for_the_mnist_cnn_regression_gate_weekly"
+# A user's conftest that reads what SageMaker Experiments holds before the session ends
+# (the emulator goes with the session).
+DUMP_EXPERIMENTS = '''
+import json, pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    import boto3
+    sm = boto3.client("sagemaker", region_name="us-east-1")
+    found = {}
+    for page in sm.get_paginator("list_trial_components").paginate():
+        for summary in page["TrialComponentSummaries"]:
+            detail = sm.describe_trial_component(TrialComponentName=summary["TrialComponentName"])
+            found[detail["TrialComponentName"]] = {
+                "status": detail.get("Status", {}), "display": detail.get("DisplayName"),
+                "source": summary.get("TrialComponentSource"),
+                "trials": [t["TrialName"] for t in sm.list_trials(
+                    TrialComponentName=detail["TrialComponentName"])["TrialSummaries"]]}
+    with open("experiments.json", "w") as out:
+        json.dump(found, out)
+'''
+
+
+def request_of(project, experiment: str, run: str) -> dict:
+    return json.loads((project.artifacts / experiment / run / "attempt-0001" / "request.json"
+                       ).read_text())
+
+
+def run_spec(experiment: str, run_id: str = "", **hyperparameters) -> RunSpec:
+    return RunSpec(experiment=experiment, run_id=run_id, path=None, line=1, description="",
+                   source_dir=None, entry_point="train.py", hyperparameters=hyperparameters,
+                   swept=dict(hyperparameters), inputs={}, metric_definitions=(), expect=(),
+                   marks=(), max_run=60)
+
+
+def result_of(job: str, tmp_path, status=COMPLETED, reason="", **series) -> RunResult:
+    return RunResult(status=status, artifact_dir=tmp_path, log_path=tmp_path,
+                     model_dir=tmp_path, job_name=job, failure_reason=reason,
+                     metric_series=series)
+
+
+@pytest.fixture
+def emulated():
+    import boto3
+
+    from sm_pytest.sagemaker.emulator import Emulator
+
+    with Emulator(region="us-east-1") as emu:
+        yield emu, boto3.Session(region_name="us-east-1")
+
+
+def tracker_of(session, notices: list | None = None):
+    from sm_pytest.sagemaker.experiments import SageMakerExperiments
+
+    return SageMakerExperiments(session, notice=(notices if notices is not None else []).append)
+
+
+def earlier_runs(emu, experiment: str, count: int) -> None:
+    from sm_pytest.sagemaker._emulator_experiments import record_earlier_runs
+
+    record_earlier_runs(emu.account_id, emu.region, experiment, count)
+
+
+# --- the whole path, as a user runs it -------------------------------------------------------
+
+
+def test_long_underscored_file_name_sweep_passes_with_traceable_names_and_statuses(project):
+    assert len(LONG_NAME) == 60
+    project.experiment(LONG_NAME, """
+        base: config/base.yaml
+        matrix: {accuracy: [0.91, 0.95]}
+        expect: {accuracy: ">= 0.9"}
+    """)
+    project.experiment("broken", """
+        base: config/base.yaml
+        hyperparameters: {crash: "ValueError: loss is NaN"}
+        expect: {accuracy: ">= 0.9"}
+    """)
+    project.pytester.makeconftest(DUMP_EXPERIMENTS)
+    result = project.run_subprocess(*SM)
+    result.assert_outcomes(passed=2, errors=1)
+    experiment = names.experiment_name(LONG_NAME)
+    # Cut, with a hash, to leave room for `-999` within the SDK's 59 characters.
+    assert experiment.startswith("learning-rate-sweep-for-the-mnist-cnn-regression-")
+    assert len(experiment) == 55
+    found = json.loads((project.root / "experiments.json").read_text())
+    for accuracy in ("0.91", "0.95"):
+        sent = request_of(project, LONG_NAME, f"accuracy={accuracy}")
+        job = sent["TrainingJobName"]
+        # Traceable: the experiment's head, the whole run id, then hash and token.
+        assert job.startswith("learning-rate-sweep-for-the") and len(job) <= 59
+        assert f"-accuracy-{accuracy.replace('.', '-')}-" in job
+        config = sent["ExperimentConfig"]
+        assert config == {"ExperimentName": experiment,
+                          "TrialName": names.run_group(experiment),
+                          "RunName": names.trial_component_name(experiment, job)}
+        run = found[config["RunName"]]
+        assert run["status"]["PrimaryStatus"] == "Completed"
+        shown = f"{LONG_NAME.replace('_', '-')}--accuracy-{accuracy.replace('.', 'p')}"
+        assert run["display"] == shown  # the whole item id, in a form AWS accepts
+        assert run["trials"] == [config["TrialName"]]
+        own = found[names.job_component_name(job)]  # SageMaker's own, in the same trial
+        assert own["source"]["SourceType"] == "SageMakerTrainingJob"
+        assert own["source"]["SourceArn"].endswith(f":training-job/{job}")
+        assert own["trials"] == [config["TrialName"]]
+    failed = found[request_of(project, "broken", "default")["ExperimentConfig"]["RunName"]]
+    assert failed["status"]["PrimaryStatus"] == "Failed"  # not the SDK's Completed
+    assert "ValueError: loss is NaN" in failed["status"]["Message"]
+    summary = pd.read_csv(project.artifacts / "summary.csv")
+    assert summary["job"].str.startswith("learning-rate-sweep-for-the").sum() == 2
+
+
+def test_under_xdist_one_plan_puts_the_whole_sweep_in_one_experiment(project, monkeypatch):
+    pytest.importorskip("xdist")
+    # An earlier session left 30 runs in `sweep` (each with its job's own component): 30
+    # more do not fit in 50, so the whole sweep goes to `sweep-2`, planned once for both
+    # workers, with no run landing in `sweep` and none refused.
+    monkeypatch.setenv("SM_PYTEST_EMULATE_EXPERIMENT_RUNS", "sweep=30")
+    seeds = ", ".join(str(seed) for seed in range(30))
+    project.experiment("sweep", f"""
+        base: config/base.yaml
+        hyperparameters: {{epochs: 1}}
+        matrix: {{seed: [{seeds}]}}
+        expect: {{accuracy: ">= 0.9"}}
+    """)
+    result = project.run_subprocess(*SM, "-n", "2")
+    result.assert_outcomes(passed=30)
+    experiments = {request_of(project, "sweep", f"seed={seed}")["ExperimentConfig"][
+        "ExperimentName"] for seed in range(30)}
+    assert experiments == {"sweep-2"}
+    plans = json.loads((project.artifacts / "experiments-plan.json").read_text())
+    assert len(plans) == 1  # one test run, one plan
+    (plan,) = plans.values()
+    assert plan["rollover"] == {"sweep": 2} and plan["planned"] == {"sweep": 30}
+
+
+# --- the quota ---------------------------------------------------------------------------------
+
+
+def test_quota_counts_runs_not_the_components_sagemaker_made_itself(emulated):
+    emu, session = emulated
+    earlier_runs(emu, "sweep", 30)  # 30 runs + their 30 jobs' own components
+    listed = session.client("sagemaker").list_trial_components(
+        TrialName=names.run_group("sweep"))["TrialComponentSummaries"]
+    assert len(listed) == 60
+    assert sum("TrialComponentSource" in s for s in listed) == 30
+    notices = []
+    fits = tracker_of(session, notices)
+    fits.plan([run_spec("sweep", f"seed={i}", seed=i) for i in range(20)])
+    assert fits.names == {"sweep": "sweep"} and notices == []
+    over = tracker_of(session, notices)
+    over.plan([run_spec("sweep", f"seed={i}", seed=i) for i in range(21)])
+    assert over.names == {"sweep": "sweep-2"}
+    assert notices == ["SageMaker experiment 'sweep' holds 30 of 50 runs; this session's 21 go"
+                       " to 'sweep-2'"]
+
+
+def test_emulator_refuses_a_51st_run_in_one_run_group(emulated):
+    from botocore.exceptions import ClientError
+
+    emu, session = emulated
+    earlier_runs(emu, "full", 50)
+    client = session.client("sagemaker")
+    client.create_trial_component(TrialComponentName="one-more")
+    with pytest.raises(ClientError) as refused:
+        client.associate_trial_component(TrialComponentName="one-more",
+                                         TrialName=names.run_group("full"))
+    assert refused.value.response["Error"]["Code"] == "ResourceLimitExceeded"
+    assert ("'Total number of trial components allowed in a single trial, excluding those"
+            " automatically created by SageMaker' is 50 Trial Components, with current"
+            " utilization of 50 Trial Components") in str(refused.value)
+
+
+def test_a_group_filled_after_planning_rolls_over_at_launch(emulated):
+    emu, session = emulated
+    earlier_runs(emu, "sweep", 47)
+    notices = []
+    tracker = tracker_of(session, notices)
+    runs = [run_spec("sweep", f"seed={i}", seed=i) for i in range(3)]
+    tracker.plan(runs)
+    assert tracker.names == {"sweep": "sweep"}
+    first = tracker.start_run(runs[0], "sweep-seed-0-abc123000")
+    assert first["ExperimentName"] == "sweep"
+    # Another session takes the last two places before our next launch.
+    client = session.client("sagemaker")
+    for name in ("other-1", "other-2"):
+        client.create_trial_component(TrialComponentName=name)
+        client.associate_trial_component(TrialComponentName=name,
+                                         TrialName=names.run_group("sweep"))
+    second = tracker.start_run(runs[1], "sweep-seed-1-abc123001")
+    assert second["ExperimentName"] == "sweep-2"
+    assert notices == ["SageMaker experiment 'sweep' filled up after this session planned it;"
+                       " its 2 run(s) still to launch go to 'sweep-2'"]
+    # The count said there was room, but the last place went meanwhile: still no failure.
+    earlier_runs(emu, "sweep-2", 49)
+    real = tracker.count_components
+    tracker.count_components = lambda name: 0 if name == "sweep-2" else real(name)
+    third = tracker.start_run(runs[2], "sweep-seed-2-abc123002")
+    assert third["ExperimentName"] == "sweep-3"
+
+
+def test_more_than_fifty_runs_of_one_file_is_refused_before_launch(emulated):
+    from sm_pytest.sagemaker.experiments import ExperimentLimitError
+
+    _, session = emulated
+    with pytest.raises(ExperimentLimitError, match="'sweep' has 51 runs in this session"):
+        tracker_of(session).plan([run_spec("sweep", f"seed={i}", seed=i) for i in range(51)])
+
+
+def test_a_shared_plan_is_followed_not_made_again(emulated, tmp_path):
+    from sm_pytest.sagemaker.session import _shared_plan
+
+    _, session = emulated
+    plan_file = tmp_path / "experiments-plan.json"
+    runs = [run_spec("sweep", f"seed={i}", seed=i) for i in range(3)]
+    made = []
+
+    def plan_with(tracker):
+        return lambda: made.append(1) or {"rollover": tracker.plan(runs),
+                                          "planned": tracker.planned}
+
+    first = _shared_plan(plan_file, "run-1", plan_with(tracker_of(session)))
+    # The other worker would have planned the same; it follows the first worker's plan.
+    follower = tracker_of(session)
+    second = _shared_plan(plan_file, "run-1", plan_with(follower))
+    assert made == [1] and first == second and first["rollover"] == {"sweep": 1}
+    follower.adopt(second["rollover"], second["planned"])
+    assert follower.names == {"sweep": "sweep"} and follower.planned == {"sweep": 3}
+    _shared_plan(plan_file, "run-2", plan_with(tracker_of(session)))  # another test run
+    assert made == [1, 1] and set(json.loads(plan_file.read_text())) == {"run-1", "run-2"}
+
+
+# --- run status ----------------------------------------------------------------------------------
+
+
+def test_run_status_follows_the_job(emulated, tmp_path):
+    _, session = emulated
+    tracker = tracker_of(session)
+    client = session.client("sagemaker")
+    runs = {status: run_spec("status", f"case={status}", case=status)
+            for status in (COMPLETED, FAILED, "stopped", "timed_out")}
+    tracker.plan(runs.values())
+    shown = {}
+    for status, run in runs.items():
+        job = f"status-case-{status.replace('_', '-')}-abc123000"
+        config = tracker.start_run(run, job)
+        during = client.describe_trial_component(TrialComponentName=config["RunName"])
+        assert during["Status"]["PrimaryStatus"] == "InProgress"  # while the job runs
+        tracker.finish_run(run, result_of(job, tmp_path, status=status,
+                                          reason="AlgorithmError: boom\nexit code: 1"
+                                          if status != COMPLETED else "", loss=[0.5, 0.2]))
+        detail = client.describe_trial_component(TrialComponentName=config["RunName"])
+        shown[status] = detail["Status"]
+        assert detail["Metrics"][0]["Last"] == 0.2
+    assert shown[COMPLETED] == {"PrimaryStatus": "Completed", "Message": ""}
+    assert shown[FAILED] == {"PrimaryStatus": "Failed",
+                             "Message": "AlgorithmError: boom exit code: 1"}
+    assert shown["stopped"]["PrimaryStatus"] == shown["timed_out"]["PrimaryStatus"] == "Stopped"
+
+
+# --- --sm-history ---------------------------------------------------------------------------------
+
+
+def test_history_covers_the_rolled_over_experiments(emulated, tmp_path):
+    from sm_pytest.sagemaker.experiments import history_frame
+
+    emu, session = emulated
+    earlier_runs(emu, "lr-sweep", 1)  # a run of an earlier session, and its job's component
+    tracker = tracker_of(session)
+    first, second = run_spec("lr_sweep", "lr=0.1", lr=0.1), run_spec("lr_sweep", "lr=1.0", lr=1.0)
+    tracker.plan([first])
+    tracker.start_run(first, "lr-sweep-lr-0-1-abc123000")
+    tracker.finish_run(first, result_of("lr-sweep-lr-0-1-abc123000", tmp_path,
+                                        test_accuracy=[0.9, 0.95]))
+    tracker.rollover["lr_sweep"] = 2  # as a later session that found `lr-sweep` full
+    tracker.start_run(second, "lr-sweep-lr-1-0-abc124000")
+    tracker.finish_run(second, result_of("lr-sweep-lr-1-0-abc124000", tmp_path,
+                                         test_accuracy=[0.9, 0.97]))
+    frame = history_frame(session, "lr_sweep")
+    assert list(frame.columns[:3]) == ["run", "trial_component", "experiment"]
+    assert sorted(frame["experiment"]) == ["lr-sweep", "lr-sweep", "lr-sweep-2"]
+    assert not frame["trial_component"].str.endswith("-aws-training-job").any()
+    ours = frame.dropna(subset=["lr"]).sort_values("lr")
+    assert list(ours["experiment"]) == ["lr-sweep", "lr-sweep-2"]
+    assert list(ours["test_accuracy"]) == [0.95, 0.97]
+    assert list(ours["run"]) == ["lr-sweep--lr-0p1", "lr-sweep--lr-1p0"]
+
+
+@pytest.mark.parametrize("code, message", [
+    ("AccessDeniedException", "User: arn:aws:iam::123456789012:user/ci is not authorized to"
+                              " perform: sagemaker:ListTrialComponents"),
+    ("ExpiredTokenException", "The security token included in the request is expired"),
+])
+def test_history_errors_are_errors_not_an_empty_history(emulated, code, message):
+    from sm_pytest.sagemaker.experiments import HistoryError, history_frame
+
+    emu, session = emulated
+    emu.throttle("ListTrialComponents", code=code, message=message)
+    with pytest.raises(HistoryError) as error:
+        history_frame(session, "lr_sweep")
+    assert str(error.value).startswith(
+        "could not read the SageMaker Experiments history of 'lr-sweep': ClientError:")
+    assert code in str(error.value) and message in str(error.value)
+
+
+def test_history_without_credentials_is_a_usage_error(project, monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    result = project.run_subprocess("--sm-history", "lr_sweep", "--sm-region", "us-east-1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: could not read the SageMaker Experiments history of"
+                                 " 'lr-sweep': NoCredentialsError: Unable to locate credentials"])
+    assert "no runs recorded" not in result.stdout.str()
+
+
+def test_history_of_an_unknown_experiment_says_so(project):
+    project.pytester.makeconftest(textwrap.dedent('''
+        import pytest
+        from sm_pytest.sagemaker.emulator import Emulator
+
+        @pytest.hookimpl(wrapper=True)
+        def pytest_cmdline_main(config):
+            with Emulator(region="us-east-1"):
+                return (yield)
+    '''))
+    result = project.run_subprocess("--sm-history", "never_ran", "--sm-region", "us-east-1")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["no runs recorded for 'never-ran'"])
