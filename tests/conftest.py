@@ -6,6 +6,9 @@ import textwrap
 
 import pytest
 
+# Kept literal: importing sm_pytest.sagemaker.session here would cost every test its imports.
+REFUSED_NOTICE = "the emulator refused"
+
 pytest_plugins = ["pytester"]
 
 # A stand-in for a real training script: it follows the container contract (SM_* paths,
@@ -69,16 +72,27 @@ class Project:
     def experiment(self, name: str, body: str) -> None:
         (self.root / "experiments" / f"{name}.yaml").write_text(textwrap.dedent(body))
 
-    def run(self, *args: str) -> pytest.RunResult:
-        return self.pytester.runpytest("experiments", "-p", "no:cacheprovider", *args)
+    def run(self, *args: str, refusals: bool = False) -> pytest.RunResult:
+        result = self.pytester.runpytest("experiments", "-p", "no:cacheprovider", *args)
+        return _no_refusals(result, refusals)
 
-    def run_subprocess(self, *args: str) -> pytest.RunResult:
-        return self.pytester.runpytest_subprocess("experiments", "-p", "no:cacheprovider",
-                                                  *args)
+    def run_subprocess(self, *args: str, refusals: bool = False) -> pytest.RunResult:
+        result = self.pytester.runpytest_subprocess("experiments", "-p", "no:cacheprovider",
+                                                    *args)
+        return _no_refusals(result, refusals)
 
     @property
     def artifacts(self):
         return self.root / "sm-artifacts"
+
+
+def _no_refusals(result: pytest.RunResult, allowed: bool) -> pytest.RunResult:
+    """Every emulated session is a check of sm-pytest's own requests: one that AWS would
+    refuse fails the test even where the plugin tolerates the error (Experiments logging)."""
+    if not allowed:
+        refused = [line for line in result.outlines if REFUSED_NOTICE in line]
+        assert not refused, "\n".join(result.outlines)
+    return result
 
 
 @pytest.fixture

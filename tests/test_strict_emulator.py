@@ -237,12 +237,16 @@ def test_sm_emulate_is_strict_a_bad_instance_type_errors_with_aws_message(projec
         base: config/base.yaml
         sagemaker: {instance_type: ml.m5.xlarg}
     """)
-    result = project.run_subprocess("--sm", "--sm-emulate", "--sm-region", "us-east-1")
+    result = project.run_subprocess("--sm", "--sm-emulate", "--sm-region", "us-east-1",
+                                    refusals=True)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([
         "*ValidationException*1 validation error detected: Value 'ml.m5.xlarg' at "
         "'resourceConfig.instanceType' failed to satisfy constraint: Member must satisfy enum "
         "value set: [[]ml.m4.xlarge, *"])
+    # and the session says so at the end, even for a refusal the plugin could tolerate
+    result.stdout.fnmatch_lines(["*the emulator refused 1 request(s), as AWS would:*",
+                                 "*CreateTrainingJob: 1 validation error detected*"])
 
 
 # --- the model's patterns -----------------------------------------------------------------

@@ -20,6 +20,8 @@ from . import settings as sm_settings
 EMULATED_ROLE = "arn:aws:iam::123456789012:role/sm-pytest-emulated"
 EMULATED_BUCKET = "sm-pytest-emulated"
 EMULATED_REGION = "us-east-1"
+# Printed at the end of an emulated session that sent requests AWS would refuse.
+REFUSED_NOTICE = "the emulator refused"
 PLAN_KEPT_S = 24 * 3600  # shared plans older than this are dropped from the plan file
 
 
@@ -159,9 +161,22 @@ class SageMakerSession:
             self.flush()
             if self.emulator is not None:
                 self.emulator.wait_idle(timeout=30)
+                self._report_refusals()
                 self.emulator.__exit__(None, None, None)
                 self.emulator = None
         return stopped
+
+    def _report_refusals(self) -> None:
+        """Some calls (Experiments logging, say) are allowed to fail without costing the run;
+        a request that AWS would refuse must still never pass unseen."""
+        refused = list(self.emulator.refused)
+        if not refused:
+            return
+        self.emit(f"{REFUSED_NOTICE} {len(refused)} request(s), as AWS would:")
+        for operation, text in refused[:10]:
+            self.emit(f"  {operation}: {text}")
+        if len(refused) > 10:
+            self.emit(f"  ... and {len(refused) - 10} more")
 
     def _save_leftovers(self) -> None:
         from .. import runner
