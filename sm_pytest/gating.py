@@ -123,21 +123,52 @@ def ungated_notice(name: str, records: list[dict[str, Any]], strict: bool) -> st
 class Saved:
     path: Path | None  # None: nothing was recorded
     left_out: list[str]  # runs not recorded because their thresholds or gate failed
+    kept: list[str]  # those of them whose earlier entry stays in the baseline
+
+    def notes(self, name: str) -> list[str]:
+        """What the save did, one line each, for the terminal and summary.md."""
+        notes = []
+        if self.left_out:
+            fresh = [run for run in self.left_out if run not in self.kept]
+            parts = [f"{', '.join(self.kept)} (earlier entry kept)"] if self.kept else []
+            parts += [f"{', '.join(fresh)} (no entry recorded)"] if fresh else []
+            notes.append(f"baseline {name!r}: left out {len(self.left_out)} run(s) whose"
+                         f" thresholds or baseline gate failed: {'; '.join(parts)};"
+                         " --sm-save-baseline-force records them anyway")
+        notes.append(f"baseline {name!r} saved to {self.path}" if self.path else
+                     f"baseline {name!r} not saved: no run completed without a failed"
+                     " threshold or gate")
+        return notes
+
+
+def regressed(rec: dict[str, Any]) -> bool:
+    """Whether a run's own metrics failed: a threshold, or a metric gated against its
+    baseline entry. A run failed only by --sm-baseline-strict (it has no entry, or nothing
+    gated) measured nothing against the baseline: recording it is how it gets an entry."""
+    if any(not check["passed"] for check in rec["checks"]):
+        return True
+    return rec.get("gate_state") == GATED and any(
+        row["gated"] and row["verdict"] in baselines.FAILING for row in rec["gate"])
 
 
 def save(folder: Path, name: str, records: list[dict[str, Any]], *,
          force: bool = False) -> Saved:
-    """Record the final metrics of every run of this session that completed and passed: a
-    run whose thresholds or baseline gate failed would make its regression the new normal,
-    so it is left out (and named) unless `force`. Runs that crashed are never recorded."""
+    """Record the final metrics of every run of this session that completed, unless its
+    thresholds or its baseline gate failed: recorded, its regression would become the new
+    normal, so it is left out (and named) unless `force`. Runs that crashed are never
+    recorded."""
     completed = [rec for rec in records
                  if rec["status"] in (COMPLETED, "cached") and rec["repeat_finals"]]
-    left_out = [] if force else sorted(rec["name"] for rec in completed
-                                       if rec["verdict"] != "pass")
+    left_out = [] if force else sorted(rec["name"] for rec in completed if regressed(rec))
     results = {rec["name"]: rec["repeat_finals"] for rec in completed
                if rec["name"] not in left_out}
+    kept = []
+    if left_out:
+        earlier = baselines.load(folder, name)
+        kept = [run for run in left_out if earlier and earlier.entry(run) is not None]
     if not results:
-        return Saved(None, left_out)
+        return Saved(None, left_out, kept)
     fingerprints = {rec["name"]: rec["fingerprint"] for rec in records
                     if rec["name"] in results and rec.get("fingerprint")}
-    return Saved(baselines.save(folder, name, results, fingerprints=fingerprints), left_out)
+    return Saved(baselines.save(folder, name, results, fingerprints=fingerprints), left_out,
+                 kept)

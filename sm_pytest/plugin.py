@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from . import checks, records
+from . import checks, records, signals
 from .artifacts import run_dir_of
 from .backends.base import RunInterrupted, RunResult, finals_per_metric, never_ran
 from .sagemaker.names import experiment_name
@@ -23,6 +23,7 @@ _SESSION = pytest.StashKey[SmSession]()
 PLAN_FILE = "experiments-plan.json"
 _SIGNALS = pytest.StashKey["Interruption"]()
 _LATE_RECORDS = "sm_pytest_records"  # key in an xdist worker's workeroutput
+_NOTICES = "sm_pytest_notices"  # key in an xdist worker's workeroutput
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,7 +58,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                  help="print the whole SageMaker Experiments history of EXPERIMENT and exit")
     gate = parser.getgroup("sm-pytest-gating", "regression gating (sm-pytest)")
     gate.addoption("--sm-save-baseline", metavar="NAME", default=None,
-                   help="record the final metrics of every run that passed as baseline NAME")
+                   help="record the final metrics of every run as baseline NAME, except runs"
+                        " whose thresholds or baseline gate failed; nothing when the session"
+                        " is interrupted or stopped by -x")
     gate.addoption("--sm-save-baseline-force", action="store_true", default=False,
                    help="with --sm-save-baseline: record runs whose thresholds or baseline"
                         " gate failed too (a deliberate refresh)")
@@ -115,11 +118,18 @@ def _sagemaker_session(config: pytest.Config, token: str):
 
         write_terminal_line(config, line)
 
+    notify = None  # notices are printed like progress
+    if hasattr(config, "workerinput"):
+        # Nobody sees a pytest-xdist worker's terminal: its notices go to the controller
+        # with its workeroutput (Recorder.pytest_testnodedown), in their order.
+        def notify(line: str) -> None:
+            config.workeroutput.setdefault(_NOTICES, []).append(line)
+
     # pytest-xdist: the workers of one test run share one Experiments plan, in a file beside
     # the artifacts keyed by the run's id.
     run_id = getattr(config, "workerinput", {}).get("testrunuid")
     return SageMakerSession(cli=cli, ini=ini, config_path=config_path if config_path.is_file()
-                            else None, token=token[-6:], emit=emit,
+                            else None, token=token[-6:], emit=emit, notify=notify,
                             plan_file=configured_path(config, "sm_artifacts") / PLAN_FILE,
                             plan_key=run_id)
 
@@ -132,10 +142,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(SageMakerHooks(session), "sm-pytest-sagemaker")
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(Recorder(session), "sm-pytest-recorder")
-    from .signals import Interruption, xdist_workers
-
     # SIGTERM and SIGHUP take Ctrl-C's path (signals.py).
-    config.stash[_SIGNALS] = Interruption(forward=xdist_workers(config),
+    config.stash[_SIGNALS] = signals.Interruption(forward=signals.xdist_workers(config),
                                           worker=hasattr(config, "workerinput"))
     config.stash[_SIGNALS].install()
 
@@ -227,13 +235,21 @@ class ExperimentItem(pytest.Item):
         self.sm_record: dict | None = None
 
     def setup(self) -> None:
-        session = self.config.stash[_SESSION]
         interruption = self.config.stash.get(_SIGNALS, None)
+        if interruption is None:
+            self._setup(None)
+            return
+        # Preparing, finishing, saving and recording a run are never cut short; a signal
+        # then is noted and acted on below, once the run's result is safe (signals.py).
+        with signals.deferred():
+            self._setup(interruption)
+
+    def _setup(self, interruption) -> None:
+        session = self.config.stash[_SESSION]
+        worker = hasattr(self.config, "workerinput")
         if interruption is not None and interruption.received:
-            # An xdist worker signalled between runs (signals.py): start nothing more.
-            self.session.shouldstop = f"interrupted ({interruption.received})"
-            pytest.skip(f"the session was interrupted ({interruption.received}) before this"
-                        " run started")
+            # Signalled between runs (an xdist worker), or while this run was launched.
+            self._start_nothing(interruption.received, worker)
         try:
             if self.pending is None:
                 if session.sagemaker is not None:
@@ -249,15 +265,15 @@ class ExperimentItem(pytest.Item):
                 backend="local" if session.sagemaker is None else "sagemaker")
             self._finish("error", [], None)
             pytest.fail(str(exc), pytrace=False)
-        worker = hasattr(self.config, "workerinput")
+        if interruption is not None and interruption.received:
+            self._start_nothing(interruption.received, worker)  # (its jobs are stopped)
         cut_short = False
         try:
-            if interruption is not None:
-                interruption.busy = True
             self.results = session.finish(self.pending)
         except RunInterrupted as exc:
-            # A local run cut short: it has its log and result.json; give it its rows too,
-            # then let pytest end the session. (SageMaker jobs: SageMakerHooks, once stopped.)
+            # A local run cut short, or finished just as the signal came: it has its log and
+            # result.json; give it its rows too, then let pytest end the session.
+            # (SageMaker jobs: SageMakerHooks, once stopped.)
             self.settle(exc.results, hand_over=not worker)
             if not worker:
                 raise
@@ -266,21 +282,32 @@ class ExperimentItem(pytest.Item):
             if not (worker and session.sagemaker is not None and self._stop_in_worker(session)):
                 raise
             cut_short = True
-        finally:
-            if interruption is not None:
-                interruption.busy = False
+        received = interruption.received if interruption is not None else None
+        if received and not cut_short:
+            # The signal came after the run was awaited: it ends as it would have, and
+            # the session right after it.
+            if not worker:
+                self.settle(self.results)
+                raise signals.interrupt(received)
+            self.session.shouldstop = f"interrupted ({received})"
         if cut_short:
             # An xdist worker: the interrupt would end it as crashed, and xdist would report
             # its item as a crash and start a replacement. Instead the item is an error that
             # carries its record, and the worker stops after it; xdist then ends the session
             # as interrupted (exit code 2).
-            received = interruption.received if interruption is not None else None
             self.session.shouldstop = f"interrupted ({received or 'Ctrl-C'})"
-            pytest.fail(self.result.failure_reason, pytrace=False)
+            if not self.result.ok:
+                pytest.fail(self.result.failure_reason, pytrace=False)
         self.result = aggregate(self.results)
         if not self.result.ok:
             self._finish("error", [], None)
             pytest.fail(checks.crash_report(self.run.name, self.result), pytrace=False)
+
+    def _start_nothing(self, received: str, worker: bool) -> None:
+        if not worker:
+            raise signals.interrupt(received)
+        self.session.shouldstop = f"interrupted ({received})"
+        pytest.skip(f"the session was interrupted ({received}) before this run started")
 
     def runtest(self) -> None:
         verdicts, gate, reports = self._judge()
@@ -304,11 +331,8 @@ class ExperimentItem(pytest.Item):
     def _stop_in_worker(self, session: SmSession) -> bool:
         """An xdist worker interrupted while awaiting its job: stop the jobs now and settle
         the item with what its job left. False if it left nothing to report."""
-        stopped = session.sagemaker.close()
-        if stopped:
-            session.sagemaker.emit(f"stopped SageMaker jobs on interrupt: {', '.join(stopped)}")
-        results = [p.cached if p.cached is not None else getattr(p.handle, "result", None)
-                   for p in self.pending or []]
+        _stop_jobs(session.sagemaker, _ON_INTERRUPT)
+        results = _results_left(self.pending or [])
         if not results or any(r is None for r in results):
             return False
         self.settle(results, hand_over=False)
@@ -404,35 +428,50 @@ class SageMakerHooks:
         self.session.sagemaker.flush()
 
     def pytest_keyboard_interrupt(self) -> None:
-        self._stop("stopped SageMaker jobs on interrupt")
+        _stop_jobs(self.session.sagemaker, _ON_INTERRUPT)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         # Before the terminal summary, so that the jobs this session did not wait for (it
         # was interrupted, or -x ended it) are stopped and have their rows in it.
-        self._stop("stopped SageMaker jobs that were still running")
+        _stop_jobs(self.session.sagemaker, _STILL_RUNNING)
         for item in getattr(session, "items", []):
             if isinstance(item, ExperimentItem) and item.sm_record is None and item.pending:
-                results = [p.cached if p.cached is not None else getattr(p.handle, "result", None)
-                           for p in item.pending]
+                results = _results_left(item.pending)
                 launched = any(p.handle is not None for p in item.pending)
                 if launched and all(r is not None for r in results):
                     item.settle(results)
 
     def pytest_unconfigure(self) -> None:
-        self._stop("stopped SageMaker jobs that were still running")
+        _stop_jobs(self.session.sagemaker, _STILL_RUNNING)
 
-    def _stop(self, what: str) -> None:
-        stopped = self.session.sagemaker.close()
-        if stopped:
-            self.session.sagemaker.emit(f"{what}: {', '.join(stopped)}")
+
+_ON_INTERRUPT = "stopped SageMaker jobs on interrupt"
+_STILL_RUNNING = "stopped SageMaker jobs that were still running"
+
+
+def _stop_jobs(sagemaker, what: str) -> None:
+    """Stop what the SageMaker session still runs, and say which jobs, as a notice (under
+    pytest-xdist it reaches the controller's terminal)."""
+    stopped = sagemaker.close()
+    if stopped:
+        sagemaker.notify(f"{what}: {', '.join(stopped)}")
+
+
+def _results_left(pendings) -> list[RunResult | None]:
+    """What each launched run left: its cached result, or its job's once collected."""
+    return [p.cached if p.cached is not None else getattr(p.handle, "result", None)
+            for p in pendings]
 
 
 def _skipped_before_setup(item: pytest.Item) -> bool:
     """What pytest's skipping plugin will skip before setup: skip, skipif with a true
     condition, xfail(run=False); evaluated with pytest's own functions. A condition that
     cannot be evaluated errors in setup, so its run is not launched either."""
-    from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
-
+    try:
+        # pytest's private module: should it move, every run is launched, as before.
+        from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
+    except ImportError:
+        return False
     try:
         if evaluate_skip_marks(item) is not None:
             return True
@@ -465,6 +504,7 @@ class Recorder:
 
     def __init__(self, session: SmSession):
         self.session = session
+        self.cut_short: str | None = None  # why the session ended before its last item
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         rec = getattr(report, "sm_run", None)
@@ -474,10 +514,27 @@ class Recorder:
     @pytest.hookimpl(optionalhook=True)  # an xdist hook; xdist may be absent
     def pytest_testnodedown(self, node, error) -> None:
         """pytest-xdist: runs a worker recorded without a test report (ExperimentItem.settle)
-        come with its workeroutput. Popped: xdist may call this twice for one worker."""
+        and the notices of its SageMaker session (refusals, rollovers, stopped jobs) come
+        with its workeroutput. Popped: xdist may call this twice for one worker."""
         output = getattr(node, "workeroutput", None) or {}
         for rec in output.pop(_LATE_RECORDS, []):
             self.session.record(rec)
+        notices = output.pop(_NOTICES, [])
+        if notices:
+            from .progress import write_terminal_line
+
+            worker = getattr(getattr(node, "gateway", None), "id", "worker")
+            for line in notices:
+                write_terminal_line(self.session.config, f"[{worker}] {line}")
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
+        # Ctrl-C, SIGTERM, SIGHUP, pytest.exit() and pytest-xdist's stop (-x included) end
+        # a session as interrupted; -x and --maxfail without xdist set shouldfail.
+        why = session.shouldfail or session.shouldstop
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            self.cut_short = "the session was interrupted"
+        elif why:
+            self.cut_short = f"the session stopped early ({why})"
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         session = self.session
@@ -519,6 +576,13 @@ class Recorder:
         name = self.session.save_baseline
         if not name:
             return []
+        if self.cut_short:
+            # A refresh is all or nothing: a cancelled one must not rewrite part of the
+            # baseline with whichever runs happened to finish first.
+            note = (f"baseline {name!r} not saved: {self.cut_short}; run the whole session"
+                    " again to refresh it")
+            write(note)
+            return [note]
         from .baselines import BaselineError
         from .gating import save
 
@@ -528,15 +592,7 @@ class Recorder:
         except BaselineError as exc:
             write(f"baseline not saved: {exc}")
             return [f"baseline {name!r} not saved: {exc}"]
-        notes = []
-        if saved.left_out:
-            # A failed run recorded as the baseline would make its regression the new normal.
-            notes.append(f"baseline {name!r}: left out {len(saved.left_out)} run(s) whose"
-                         f" thresholds or baseline gate failed (a previous entry is kept):"
-                         f" {', '.join(saved.left_out)}; --sm-save-baseline-force records"
-                         " them anyway")
-        notes.append(f"baseline {name!r} saved to {saved.path}" if saved.path else
-                     f"baseline {name!r} not saved: no run completed and passed")
+        notes = saved.notes(name)
         for note in notes:
             write(note)
         return notes

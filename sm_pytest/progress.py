@@ -14,8 +14,12 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from .metrics import MetricDefinition
+
+if TYPE_CHECKING:
+    from .spec import RunSpec
 
 INTERVAL_S = 5.0
 _EPOCH = re.compile(r"\bepoch\b\s*[=:]?\s*(\d+)", re.IGNORECASE)
@@ -43,23 +47,24 @@ class Progress:
         self._lock = threading.Lock()
 
     def feed(self, line: str) -> None:
-        matched = False
+        # Matched first, then stored under one lock: a line's value set is seen whole.
+        values = []
         for name, pattern in self.patterns:
             for match in pattern.finditer(line):
                 try:
-                    value = float(match.group(1))
+                    values.append((name, float(match.group(1))))
                 except (TypeError, ValueError):
                     continue
-                with self._lock:
-                    self._latest[name] = value
-                    self._counts[name] = self._counts.get(name, 0) + 1
-                matched = True
-        if matched:
-            epoch = _EPOCH.search(line)
-            with self._lock:
-                if epoch:
-                    self._epoch = epoch.group(1)
-                self._fresh = True
+        if not values:
+            return
+        epoch = _EPOCH.search(line)
+        with self._lock:
+            for name, value in values:
+                self._latest[name] = value
+                self._counts[name] = self._counts.get(name, 0) + 1
+            if epoch:
+                self._epoch = epoch.group(1)
+            self._fresh = True
 
     def due(self) -> str | None:
         """The line to print now, if new values arrived and the last line is old enough."""
@@ -86,6 +91,11 @@ class Progress:
         return f"{self.name}: {step}  {values}  ({now - self.started:.0f} s)"
 
 
+def for_run(run: RunSpec) -> Progress:
+    """The progress of one run, its thresholds' metrics shown first."""
+    return Progress(run.name, run.metric_definitions, show=[t.metric for t in run.expect])
+
+
 def terminal_emitter(config) -> Callable[[str], None] | None:
     """Where progress lines go: pytest's terminal. None when nobody would see them: -q, or a
     pytest-xdist worker (its terminal goes nowhere; xdist carries test reports to the
@@ -103,7 +113,9 @@ def write_terminal_line(config, line: str) -> None:
         return
     capture = config.pluginmanager.get_plugin("capturemanager")
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        # After a file's name and letters: pytest ends that line itself, once.
+        reporter.ensure_newline()
         writer = getattr(reporter, "_tw", None)
         if getattr(writer, "width_of_current_line", 0):
-            writer.line()  # pytest believes it ended that line with its last write_line
+            writer.line()  # e.g. after `[ 50%]`, which pytest leaves open
         reporter.write_line(line)

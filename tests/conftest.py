@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import textwrap
 
 import pytest
 
 # Kept literal: importing sm_pytest.sagemaker.session here would cost every test its imports.
 REFUSED_NOTICE = "the emulator refused"
+
+# An emulated SageMaker session, and the mark of tests that need one. Looked up, not
+# imported: importing the SDK inside a test that uses pytester broke the in-process pytester
+# runs after it (package metadata was no longer found).
+SM = ("--sm", "--sm-emulate", "--sm-region", "us-east-1")
+needs_emulator = pytest.mark.skipif(
+    importlib.util.find_spec("moto") is None or importlib.util.find_spec("sagemaker") is None,
+    reason="needs the emulate extra (moto, sagemaker-core)")
 
 pytest_plugins = ["pytester"]
 
@@ -88,7 +97,8 @@ class Project:
 
 def _no_refusals(result: pytest.RunResult, allowed: bool) -> pytest.RunResult:
     """Every emulated session is a check of sm-pytest's own requests: one that AWS would
-    refuse fails the test even where the plugin tolerates the error (Experiments logging)."""
+    refuse fails the test even where the plugin tolerates the error (Experiments logging).
+    Under -n too: the workers' notices reach the controller's output (test_xdist_notices)."""
     if not allowed:
         refused = [line for line in result.outlines if REFUSED_NOTICE in line]
         assert not refused, "\n".join(result.outlines)

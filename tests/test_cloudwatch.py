@@ -20,6 +20,7 @@ def logs():
         client.create_log_group(logGroupName=cloudwatch.LOG_GROUP)
         client.emulator = emu
         yield client
+    assert emu.refused == [], emu.refused  # no request of ours that AWS would refuse
 
 
 def write(logs, stream: str, *messages: str) -> None:
@@ -77,6 +78,7 @@ def test_no_log_group_yet_means_no_streams():
         assert cloudwatch.job_streams(client, "job") == []
         assert cloudwatch.job_log_lines(client, "job") == []
         assert cloudwatch.LogTail(client, "job").poll() == []
+    assert emu.refused == []
 
 
 def test_a_tail_returns_only_new_lines_and_picks_up_new_streams(logs):

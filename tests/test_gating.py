@@ -4,7 +4,12 @@ the plan, driven through pytest like a user would."""
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -285,6 +290,36 @@ def test_the_issue_9_regression_fails_with_the_baseline_table(project):
     assert "0 of 1 runs passed" in markdown and "▼ -0.8430" in markdown
 
 
+def readme_refresh_step() -> list[str]:
+    """The arguments after `pytest experiments` of the README CI recipe's refresh step."""
+    steps = (REPO / "README.md").read_text().split("- name: ")
+    (step,) = [s for s in steps if s.startswith("refresh the baseline")]
+    command = next(line.split("run:", 1)[1] for line in step.splitlines() if "run:" in line)
+    words = shlex.split(command)
+    assert words[:2] == ["pytest", "experiments"], command
+    return words[2:]
+
+
+def test_the_readme_refresh_step_keeps_a_broken_main_out_of_the_baseline(project):
+    # README: "a broken main never becomes the baseline", for issue 9's broken main too
+    # (thresholds removed, so only the gate can see it).
+    experiment = mnist_project(project)
+    project.run("--sm-save-baseline", "main").assert_outcomes(passed=1)
+    baseline = project.root / "baselines" / "main.json"
+    before = baseline.read_text()
+
+    def cripple(doc):
+        doc["hyperparameters"]["lr"] = 1.0e-6
+        doc.pop("expect")
+
+    edit_yaml(experiment, cripple)
+    refresh = project.run(*readme_refresh_step())
+    refresh.assert_outcomes(failed=1)  # the push to main goes red
+    refresh.stdout.fnmatch_lines(["baseline 'main': left out 1 run(s)*: baseline (earlier"
+                                  " entry kept);*"])
+    assert baseline.read_text() == before
+
+
 def test_the_repository_tolerances_do_not_fire_on_seed_noise(project):
     experiment = mnist_project(project)
     # the measured extremes, best seed saved and worst compared, and back: accuracy 0.962
@@ -368,8 +403,8 @@ def test_compare_and_save_keeps_failed_runs_out_of_the_baseline(project):
     result = project.run("--sm-baseline", "main", "--sm-save-baseline", "main")
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines([
-        "baseline 'main': left out 2 run(s) whose thresholds or baseline gate failed (a"
-        " previous entry is kept): sweep[[]seed=1], sweep[[]seed=2];"
+        "baseline 'main': left out 2 run(s) whose thresholds or baseline gate failed:"
+        " sweep[[]seed=1], sweep[[]seed=2] (earlier entry kept);"
         " --sm-save-baseline-force records them anyway",
         "baseline 'main' saved to *main.json",
     ])
@@ -393,7 +428,7 @@ def test_compare_and_save_keeps_failed_runs_out_of_the_baseline(project):
                                                "\n    expect: {accuracy: '>= 0.99'}"
                                                "\n    tolerances"))
     project.run("--sm-save-baseline", "main").stdout.fnmatch_lines([
-        "baseline 'main': left out 1 run(s)*: steady;*"])
+        "baseline 'main': left out 1 run(s)*: steady (earlier entry kept);*"])
     after = json.loads(baseline.read_text())["runs"]
     assert after["steady"]["metrics"]["accuracy"]["mean"] == 0.955
 
@@ -446,3 +481,77 @@ def test_path_options_follow_the_current_folder_and_ini_values_the_rootdir(proje
     assert (project.root / "ini-b" / "main.json").is_file()
     assert (project.root / "ini-a" / "summary.csv").is_file()
     assert sorted(p.name for p in elsewhere.iterdir()) == ["a", "b"]
+
+
+def test_strict_save_records_a_new_experiment_but_not_a_failing_one(project):
+    project.experiment("gated", GATED)
+    project.run("--sm-save-baseline", "main").assert_outcomes(passed=1)
+    project.experiment("newcomer", GATED)
+    project.experiment("broken", GATED.replace("tolerances", "expect: {accuracy: '>= 0.99'}"
+                                               "\n    tolerances"))
+    args = ("--sm-baseline", "main", "--sm-baseline-strict", "--sm-save-baseline", "main")
+    first = project.run(*args)
+    # strict fails the run without an entry, and the save gives it one; a run whose
+    # threshold failed is left out, and had no entry to keep
+    first.assert_outcomes(passed=1, failed=2)
+    first.stdout.fnmatch_lines([
+        "baseline 'main': left out 1 run(s) whose thresholds or baseline gate failed:"
+        " broken (no entry recorded); --sm-save-baseline-force records them anyway",
+        "baseline 'main' saved to *main.json"])
+    runs = json.loads((project.root / "baselines" / "main.json").read_text())["runs"]
+    assert sorted(runs) == ["gated", "newcomer"]
+    project.experiment("broken", GATED)
+    project.run(*args).assert_outcomes(passed=2, failed=1)
+    project.run("--sm-baseline", "main", "--sm-baseline-strict").assert_outcomes(passed=3)
+
+
+def test_a_session_stopped_by_x_saves_nothing(project):
+    project.experiment("a_steady", GATED)
+    project.run("--sm-save-baseline", "main").assert_outcomes(passed=1)
+    baseline = project.root / "baselines" / "main.json"
+    before = baseline.read_text()
+    project.experiment("a_steady", GATED.replace("tolerances", "hyperparameters: {accuracy: 0.96}"
+                                                 "\n    tolerances"))
+    project.experiment("b_broken", "base: config/base.yaml\nexpect: {accuracy: '>= 0.99'}\n")
+    project.experiment("c_later", GATED)
+    result = project.run("-x", "--sm-save-baseline", "main")
+    result.assert_outcomes(passed=1, failed=1)  # c_later never ran
+    result.stdout.fnmatch_lines(["baseline 'main' not saved: the session stopped early"
+                                 " (stopping after 1 failures); run the whole session again"
+                                 " to refresh it"])
+    assert baseline.read_text() == before
+    markdown = (project.artifacts / "summary.md").read_text()
+    assert "baseline 'main' not saved: the session stopped early" in markdown
+
+
+def test_an_interrupted_session_saves_nothing(project):
+    # A cancelled refresh (SIGTERM from CI, Ctrl-C) must not rewrite part of the baseline
+    # with the runs that happened to finish before it.
+    project.experiment("a_quick", GATED)
+    project.experiment("long", "base: config/base.yaml\nmax_run: 600\n"
+                               "hyperparameters: {sleep: 300}\n")
+    project.run("--sm-save-baseline", "main", "-k", "a_quick").assert_outcomes(passed=1)
+    baseline = project.root / "baselines" / "main.json"
+    before = baseline.read_text()
+    project.experiment("a_quick", GATED.replace("tolerances", "hyperparameters: {accuracy: 0.96}"
+                                                "\n    tolerances"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "experiments", "-p", "no:cacheprovider",
+         "--sm-baseline", "main", "--sm-save-baseline", "main"],
+        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        log = project.artifacts / "long" / "default" / "attempt-0001" / "train.log"
+        deadline = time.monotonic() + 60
+        while not (log.exists() and "epoch=2" in log.read_text()):
+            assert time.monotonic() < deadline and process.poll() is None, "long never ran"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert ("baseline 'main' not saved: the session was interrupted; run the whole session"
+            " again to refresh it") in output, output
+    assert baseline.read_text() == before  # a_quick completed, and still kept its entry

@@ -45,6 +45,10 @@ SWEEPS = [
     {"name": "a b/c"}, {"opt": "Adam", "betas": [0.9, 0.999]}, {"λ": 0.1},
     {f"axis_{i}": i / 7 for i in range(12)},  # a long zip id
     {"path": "s3://bucket/" + "k" * 150}, {"x": ""}, {"v": None}, {"flag": True},
+    # Values whose readable forms agree: every one must still read differently.
+    {"b": [1, -1]}, {"b": [1, 1]}, {"o": "a.b"}, {"o": "a-b"}, {"o": "a_b"}, {"s": 2},
+    {"s": -2}, {"s": "minus2"}, {"r": 0.5}, {"r": "0p5"}, {"r": "0.5.1"}, {"r": "0-5-1"},
+    {"e": 1e16}, {"e": 1e-16}, {"opt": "adam"}, {"opt": "Adam"},
 ]
 TOKENS = ["3fa2c1000", "3fa2c1001", "9b0e44000", "attempt-0001", "z" * 40]
 CORPUS = [run_of(e, s, r) for e, s, r in itertools.product(EXPERIMENTS, SWEEPS, (None, 1))]
@@ -57,14 +61,25 @@ def test_experiment_names_and_their_run_groups_are_valid(experiment):
         assert valid(name, "ExperimentEntityName", SDK_LIMIT), name
         assert name == name.lower()  # the SDK lower-cases it; so must every comparison
         assert valid(names.run_group(name), "ExperimentEntityName"), name
-    assert names.experiment_name(experiment, 2) == names.experiment_name(experiment) + "-2"
+    assert names.experiment_name(experiment, 2) == names.experiment_name(experiment) + "--2"
+
+
+def test_no_experiment_is_another_files_rolled_over_experiment():
+    # `sweep` rolled over must never land in `sweep_2`'s own experiment (nor `a` in `a-2`).
+    files = EXPERIMENTS + [f"{e}{sep}{n}" for e in EXPERIMENTS + ["sweep"]
+                           for sep in ("_", "-", "--", " ", ".") for n in (2, 3, 999)]
+    own = {names.experiment_name(e) for e in files}
+    rolled = {names.experiment_name(e, n) for e in files for n in (2, 3, 999)}
+    assert own.isdisjoint(rolled)
+    assert names.experiment_name("sweep", 2) == "sweep--2"
+    assert names.experiment_name("sweep_2") == "sweep-2"
 
 
 def test_experiment_names_are_readable_and_distinct():
     assert names.experiment_name("lr_sweep") == names.experiment_name("lr-sweep") == "lr-sweep"
     assert names.experiment_name("ümlaut_expérience") == "umlaut-experience"
     long = names.experiment_name("x" * 200)
-    assert long.startswith("x" * 40) and len(long) <= 55  # room left for `-999`
+    assert long.startswith("x" * 40) and len(long) <= 54  # room left for `--999`
     assert names.experiment_name("x" * 200) != names.experiment_name("x" * 199)
     assert names.experiment_name("実験") != names.experiment_name("試験")
     assert names.experiment_name("実験").startswith("experiment-")
@@ -98,35 +113,72 @@ def test_display_names_tell_apart_the_runs_of_a_sweep():
         assert len(set(shown)) == len(shown), experiment
 
 
+def test_display_names_keep_plain_values_readable_and_hash_lossy_ones():
+    shown = {repr(swept): names.display_name(run_of("g", swept)) for swept in (
+        {"b": [1, -1]}, {"b": [1, 1]}, {"o": "a.b"}, {"o": "a-b"}, {"s": -2}, {"s": "minus2"})}
+    mark = names.short_hash("g", "b=[1, -1]", "None")
+    assert shown["{'b': [1, -1]}"] == f"g--b-1-1-{mark}"
+    assert len(set(shown.values())) == len(shown)
+    assert shown["{'s': -2}"] == "g--s-minus2"  # numbers and plain words stay as they were
+    assert names.display_name(run_of("g", {"opt": "Adam", "lr": 1e-05})) == (
+        "g--opt-Adam--lr-1e-05")
+
+
+def test_job_names_keep_the_sign_and_the_decimal_point():
+    readable = {seed: names.job_name(run_of("g", {"seed": seed}), "t0")
+                for seed in (2, -2, 0.2)}
+    assert readable == {2: "g-seed-2-t0", -2: "g-seed-minus2-t0", 0.2: "g-seed-0p2-t0"}
+
+
+def test_a_short_experiment_leaves_its_room_to_a_long_run_id():
+    run = run_of("ab", {"path": "k" * 80})
+    job = names.job_name(run, "3fa2c1004")
+    assert job.startswith("ab-path-kkk") and len(job) == 59  # nothing reserved for `ab`
+    assert job == "ab-path-" + "k" * (59 - len("ab-path--123456-3fa2c1004")) + (
+        f"-{names.short_hash('ab', run.run_id, 'None')}-3fa2c1004")
+
+
 def test_short_names_read_like_the_item():
     lr = run_of("lr_sweep", {"lr": 0.5})
-    assert names.job_name(lr, "3fa2c1004") == "lr-sweep-lr-0-5-3fa2c1004"
+    assert names.job_name(lr, "3fa2c1004") == "lr-sweep-lr-0p5-3fa2c1004"
     assert names.job_name(run_of("baseline", {}), "3fa2c1000") == "baseline-3fa2c1000"
     assert names.display_name(lr) == "lr-sweep--lr-0p5"
     assert names.display_name(run_of("grid", {"lr": 1e-3, "seed": -2}, 2)) == (
         "grid--lr-0p001--seed-minus2--repeat3")
-    assert names.trial_component_name("lr-sweep", "lr-sweep-lr-0-5-3fa2c1004") == (
-        "lr-sweep-lr-sweep-lr-0-5-3fa2c1004")
-    assert names.run_group("lr-sweep-2") == "Default-Run-Group-lr-sweep-2"
+    assert names.trial_component_name("lr-sweep", "lr-sweep-lr-0p5-3fa2c1004") == (
+        "lr-sweep-lr-sweep-lr-0p5-3fa2c1004")
+    assert names.run_group("lr-sweep--2") == "Default-Run-Group-lr-sweep--2"
 
 
 def test_long_names_keep_the_run_and_a_hash_and_cut_the_experiment():
     experiment = "learning_rate_sweep_for_the_mnist_cnn_regression_gate"
     half, full = run_of(experiment, {"lr": 0.5}), run_of(experiment, {"lr": 0.05})
     a, b = names.job_name(half, "3fa2c1004"), names.job_name(full, "3fa2c1005")
-    assert a.startswith("learning-rate-sweep") and a.endswith("-lr-0-5-" + a[-16:-10] +
+    assert a.startswith("learning-rate-sweep") and a.endswith("-lr-0p5-" + a[-16:-10] +
                                                                "-3fa2c1004")
-    assert "-lr-0-05-" in b
+    assert "-lr-0p05-" in b
     weekly = run_of(experiment + "_weekly", {"lr": 0.5})  # the README's example
     assert names.job_name(weekly, "3fa2c1004") == (
-        "learning-rate-sweep-for-the-mnist-c-lr-0-5-2b39cb-3fa2c1004")
+        "learning-rate-sweep-for-the-mnist-c-lr-0p5-2b39cb-3fa2c1004")
     # The hash is the run's, not the session's: the same run reads the same every session.
     assert names.job_name(half, "9b0e44000")[:-9] == a[:-9]
     zipped = run_of("grid", {f"axis_{i}": i / 7 for i in range(12)})
     job = names.job_name(zipped, "3fa2c1004")
-    assert job.startswith("grid-axis-0-0-0-axis-1-0-14") and job.endswith("-3fa2c1004")
+    assert job.startswith("grid-axis-0-0p0-axis-1-0p14") and job.endswith("-3fa2c1004")
     shown = names.display_name(zipped)
     assert shown.startswith("grid--axis-0-0p0--axis-1-0p142857") and len(shown) <= 120
+
+
+def test_a_name_that_breaks_the_rules_is_an_error_even_under_python_o():
+    import subprocess
+    import sys
+
+    code = ("from sm_pytest.sagemaker import names\n"
+            "try:\n    names._checked('bad--', names.JOB_NAME_PATTERN, 59)\n"
+            "except RuntimeError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parents[1]).stdout
+    assert out.startswith("sm-pytest made the name 'bad--', which breaks")
 
 
 @pytest.mark.parametrize("token", ["", "-a", "a_b", "a--b", "x" * 41])

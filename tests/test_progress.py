@@ -4,11 +4,16 @@ SageMaker."""
 
 from __future__ import annotations
 
-import importlib.util
+import os
 import re
+import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
 
+from conftest import SM, needs_emulator
 from sm_pytest.metrics import MetricDefinition
 from sm_pytest.progress import Progress
 
@@ -19,10 +24,6 @@ EXPERIMENT = """
 """
 # "(0 s)": elapsed seconds, whatever they are.
 LINE = re.compile(r"^baseline: epoch (\d+)  accuracy=([0-9.]+)  loss=([0-9.]+)  \(\d+ s\)$")
-SM = ("--sm", "--sm-emulate", "--sm-region", "us-east-1")
-needs_emulator = pytest.mark.skipif(  # looked up, not imported (see test_signals.py)
-    importlib.util.find_spec("moto") is None or importlib.util.find_spec("sagemaker") is None,
-    reason="needs the emulate extra (moto, sagemaker-core)")
 
 
 def progress_lines(output: str) -> list[re.Match]:
@@ -40,6 +41,55 @@ def test_a_local_run_shows_its_progress_without_s(project):
     assert epochs[-1] == 40
     assert lines[-1].group(2, 3) == ("0.97", "0.1")  # the thresholds' metric first
     assert "epoch=1 loss=" not in result.stdout.str()  # the log itself is not streamed
+
+
+# Prints its first epoch, then waits for the test to let it go on: a progress line seen
+# before then was printed while the run trained, not when it ended.
+WAITING_TRAIN = textwrap.dedent("""
+    import os, time
+    print("epoch=1 loss=0.3000 accuracy=0.9100", flush=True)
+    go = os.path.join(os.environ["GO_DIR"], "go")
+    while not os.path.exists(go):
+        time.sleep(0.05)
+    print("epoch=2 loss=0.1000 accuracy=0.9700", flush=True)
+""")
+
+
+def test_a_local_progress_line_appears_while_the_run_trains(project, tmp_path):
+    (project.root / "src" / "train.py").write_text(WAITING_TRAIN)
+    project.experiment("baseline", EXPERIMENT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "experiments", "-p", "no:cacheprovider"],
+        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "GO_DIR": str(tmp_path)})
+    try:
+        seen = []
+        for line in process.stdout:
+            seen.append(line.rstrip("\n"))
+            if LINE.match(seen[-1]):
+                break
+        assert LINE.match(seen[-1]).group(1, 2, 3) == ("1", "0.91", "0.3"), seen
+        assert process.poll() is None  # still training: the script waits for "go"
+        # On a line of its own, right after the file's name: no blank line before it.
+        assert seen[-2].startswith("experiments/baseline.yaml"), seen
+        (tmp_path / "go").write_text("")
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, rest
+    lines = progress_lines(rest)
+    assert [m.group(1) for m in lines] == ["2"], rest  # the last value set, at the end
+
+
+def test_xdist_workers_print_no_progress_lines(project):
+    pytest.importorskip("xdist")
+    project.experiment("baseline", EXPERIMENT)
+    result = project.run_subprocess("-n", "1")
+    result.assert_outcomes(passed=1)
+    assert progress_lines(result.stdout.str()) == []
+    assert "baseline: epoch" not in result.stdout.str()
 
 
 def test_q_silences_the_progress_lines(project):
@@ -105,3 +155,54 @@ def test_without_an_epoch_in_the_log_value_sets_are_counted():
     for value in ("0.9", "0.5"):
         progress.feed(f"loss={value}\n")
     assert progress.due().startswith("r: step 2  loss=0.5  (")
+
+
+def test_live_sagemaker_progress_outlasts_throttling_and_ends_only_when_denied(tmp_path):
+    pytest.importorskip("moto")
+    pytest.importorskip("sagemaker.core")
+    from types import SimpleNamespace
+
+    from botocore.exceptions import ClientError
+
+    from sm_pytest.backends.sagemaker import SageMakerBackend
+    from sm_pytest.sagemaker.cloudwatch import LOG_GROUP
+    from sm_pytest.sagemaker.emulator import Emulator
+
+    run = SimpleNamespace(name="baseline", expect=[SimpleNamespace(metric="accuracy")],
+                          metric_definitions=[MetricDefinition("loss", r"loss=([0-9.]+)"),
+                                              MetricDefinition("accuracy",
+                                                               r"accuracy=([0-9.]+)")])
+    failing: list[str] = []  # error codes the next DescribeLogStreams calls answer
+
+    def answer(**kwargs):
+        if failing:
+            code = failing.pop(0)
+            raise ClientError({"Error": {"Code": code, "Message": code}}, "DescribeLogStreams")
+
+    printed: list[str] = []
+    with Emulator():
+        backend = SageMakerBackend(settings_for=lambda run: None, region="us-east-1",
+                                   max_parallel=1, token="t", progress=printed.append)
+        try:
+            logs = backend.logs
+            logs.meta.events.register("before-call.cloudwatch-logs.DescribeLogStreams", answer)
+            logs.create_log_group(logGroupName=LOG_GROUP)
+            logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName="job-1/algo-1-1")
+            logs.put_log_events(logGroupName=LOG_GROUP, logStreamName="job-1/algo-1-1",
+                                logEvents=[{"timestamp": int(time.time() * 1000), "message":
+                                            "epoch=1 loss=0.3000 accuracy=0.9100"}])
+            handle = SimpleNamespace(job_name="job-1", run=run, live=None)
+            failing += ["ThrottlingException"] * 8 + ["ServiceUnavailableException"] * 2
+            for _ in range(10):  # throttled, then a passing outage: skipped, never given up
+                backend._follow(handle, ended=False)
+            backend._follow(handle, ended=False)
+            assert [line for line in printed if LINE.match(line.rstrip("\n"))], printed
+            assert not [line for line in printed if "no live progress" in line], printed
+            failing.append("AccessDeniedException")
+            backend._follow(handle, ended=False)
+            backend._follow(handle, ended=False)
+            denied = [line for line in printed if "no live progress" in line]
+            assert len(denied) == 1 and "AccessDeniedException" in denied[0], printed
+            assert handle.live == ()
+        finally:
+            backend.close()

@@ -25,7 +25,7 @@ def test_launches_share_one_upload_of_each_source_folder_and_dataset(tmp_path):
     run = SimpleNamespace(source_dir=source, inputs={"training": str(data),
                                                      "test": "s3://elsewhere/test/"})
     settings = SimpleNamespace(bucket=BUCKET, prefix="p")
-    with Emulator():
+    with Emulator() as emu:
         backend = SageMakerBackend(settings_for=lambda run: settings, region="us-east-1",
                                    max_parallel=8, token="t", progress=lambda line: None)
         try:
@@ -47,6 +47,7 @@ def test_launches_share_one_upload_of_each_source_folder_and_dataset(tmp_path):
                 thread.join()
         finally:
             backend.close()
+    assert emu.refused == []  # no request of ours that AWS would refuse
     assert len(results) == 8 and all(result == results[0] for result in results)
     source_uri, inputs = results[0]
     assert source_uri.startswith(f"s3://{BUCKET}/p/") and source_uri.endswith(".tar.gz")

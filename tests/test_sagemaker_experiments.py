@@ -60,20 +60,29 @@ def result_of(job: str, tmp_path, status=COMPLETED, reason="", **series) -> RunR
                      metric_series=series)
 
 
+# The notices of trackers made without a list of their own: none is expected (finish_run
+# turns a failed Experiments call into a notice, so a test would not see it otherwise).
+_UNEXPECTED_NOTICES: list[str] = []
+
+
 @pytest.fixture
 def emulated():
     import boto3
 
     from sm_pytest.sagemaker.emulator import Emulator
 
+    _UNEXPECTED_NOTICES.clear()
     with Emulator(region="us-east-1") as emu:
         yield emu, boto3.Session(region_name="us-east-1")
+    assert emu.refused == [], emu.refused  # no request of ours that AWS would refuse
+    assert _UNEXPECTED_NOTICES == []
 
 
 def tracker_of(session, notices: list | None = None):
     from sm_pytest.sagemaker.experiments import SageMakerExperiments
 
-    return SageMakerExperiments(session, notice=(notices if notices is not None else []).append)
+    return SageMakerExperiments(session, notice=(
+        notices if notices is not None else _UNEXPECTED_NOTICES).append)
 
 
 def earlier_runs(emu, experiment: str, count: int) -> None:
@@ -101,16 +110,16 @@ def test_long_underscored_file_name_sweep_passes_with_traceable_names_and_status
     result = project.run_subprocess(*SM)
     result.assert_outcomes(passed=2, errors=1)
     experiment = names.experiment_name(LONG_NAME)
-    # Cut, with a hash, to leave room for `-999` within the SDK's 59 characters.
-    assert experiment.startswith("learning-rate-sweep-for-the-mnist-cnn-regression-")
-    assert len(experiment) == 55
+    # Cut, with a hash, to leave room for `--999` within the SDK's 59 characters.
+    assert experiment.startswith("learning-rate-sweep-for-the-mnist-cnn-regressio-")
+    assert len(experiment) == 54
     found = json.loads((project.root / "experiments.json").read_text())
     for accuracy in ("0.91", "0.95"):
         sent = request_of(project, LONG_NAME, f"accuracy={accuracy}")
         job = sent["TrainingJobName"]
         # Traceable: the experiment's head, the whole run id, then hash and token.
         assert job.startswith("learning-rate-sweep-for-the") and len(job) <= 59
-        assert f"-accuracy-{accuracy.replace('.', '-')}-" in job
+        assert f"-accuracy-{accuracy.replace('.', 'p')}-" in job
         config = sent["ExperimentConfig"]
         assert config == {"ExperimentName": experiment,
                           "TrialName": names.run_group(experiment),
@@ -134,7 +143,7 @@ def test_long_underscored_file_name_sweep_passes_with_traceable_names_and_status
 def test_under_xdist_one_plan_puts_the_whole_sweep_in_one_experiment(project, monkeypatch):
     pytest.importorskip("xdist")
     # An earlier session left 30 runs in `sweep` (each with its job's own component): 30
-    # more do not fit in 50, so the whole sweep goes to `sweep-2`, planned once for both
+    # more do not fit in 50, so the whole sweep goes to `sweep--2`, planned once for both
     # workers, with no run landing in `sweep` and none refused.
     monkeypatch.setenv("SM_PYTEST_EMULATE_EXPERIMENT_RUNS", "sweep=30")
     seeds = ", ".join(str(seed) for seed in range(30))
@@ -148,11 +157,115 @@ def test_under_xdist_one_plan_puts_the_whole_sweep_in_one_experiment(project, mo
     result.assert_outcomes(passed=30)
     experiments = {request_of(project, "sweep", f"seed={seed}")["ExperimentConfig"][
         "ExperimentName"] for seed in range(30)}
-    assert experiments == {"sweep-2"}
+    assert experiments == {"sweep--2"}
     plans = json.loads((project.artifacts / "experiments-plan.json").read_text())
     assert len(plans) == 1  # one test run, one plan
     (plan,) = plans.values()
     assert plan["rollover"] == {"sweep": 2} and plan["planned"] == {"sweep": 30}
+
+
+def test_a_run_whose_request_cannot_be_built_leaves_no_run_in_progress(project):
+    # The request is refused before launch (a script-mode hyperparameter); a Run made first
+    # would stay InProgress for ever, counting against the quota.
+    project.experiment("clash", """
+        base: config/base.yaml
+        hyperparameters: {sagemaker_program: other.py}
+        expect: {accuracy: ">= 0.9"}
+    """)
+    project.experiment("fine", """
+        base: config/base.yaml
+        expect: {accuracy: ">= 0.9"}
+    """)
+    project.pytester.makeconftest(DUMP_EXPERIMENTS)
+    result = project.run_subprocess(*SM)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*sagemaker_program are set by sm-pytest itself*"])
+    found = json.loads((project.root / "experiments.json").read_text())
+    statuses = {name: run["status"].get("PrimaryStatus") for name, run in found.items()
+                if not run["source"]}
+    assert list(statuses.values()) == ["Completed"], statuses
+
+
+def test_two_workers_planning_at_different_times_share_one_experiment(emulated, tmp_path):
+    """pytest-xdist's race: worker B plans after worker A has launched some runs. With the
+    plan file B follows A's plan; on its own B would count A's runs and split the sweep."""
+    from sm_pytest.sagemaker.session import SageMakerSession
+
+    emu, boto = emulated
+    earlier_runs(emu, "sweep", 20)
+    runs = [run_spec("sweep", f"seed={i}", seed=i) for i in range(30)]
+
+    notices = []
+
+    def worker(plan_file):
+        worker = SageMakerSession(cli={}, ini={}, config_path=None, token="abc", emit=print,
+                                  plan_file=plan_file, plan_key="run-1")
+        worker.experiments = tracker_of(boto, notices)
+        return worker
+
+    def land(plan_file) -> set[str]:
+        a, b = worker(plan_file), worker(plan_file)
+        a._plan(runs)  # 20 + 30 fit in 50: `sweep`
+        configs = [a.experiments.start_run(run, f"sweep-seed-{run.swept['seed']}-"
+                                            f"{plan_file is None:d}a{i:03d}")
+                   for i, run in enumerate(runs[:15])]
+        b._plan(runs)  # now `sweep` holds 35 runs
+        configs += [b.experiments.start_run(run, f"sweep-seed-{run.swept['seed']}-"
+                                             f"{plan_file is None:d}b{i:03d}")
+                    for i, run in enumerate(runs[15:])]
+        return {config["ExperimentName"] for config in configs}
+
+    assert land(tmp_path / "experiments-plan.json") == {"sweep"} and notices == []
+    # The same race without the plan file, on another experiment in the same state: B finds
+    # 35 runs in `other`, no room for 30 more, and sends its share to `other--2`.
+    earlier_runs(emu, "other", 20)
+    runs = [run_spec("other", f"seed={i}", seed=i) for i in range(30)]
+    assert land(None) == {"other", "other--2"}
+    assert notices == ["SageMaker experiment 'other' holds 35 of 50 runs; this session's 30"
+                       " go to 'other--2'"]
+
+
+def test_the_readme_lists_every_action_a_tracked_run_calls(emulated, tmp_path):
+    import re
+    from pathlib import Path
+
+    emu, session = emulated
+    tracker = tracker_of(session)
+    run = run_spec("lr_sweep", "lr=0.1", lr=0.1)
+    tracker.plan([run])
+    tracker.start_run(run, "lr-sweep-lr-0p1-abc123000")
+    tracker.finish_run(run, result_of("lr-sweep-lr-0p1-abc123000", tmp_path, loss=[0.5]))
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    (row,) = [line for line in readme.splitlines() if line.startswith("| SageMaker, Experiments")]
+    every_run = {m.group(1) for m in re.finditer(r"`(?:sagemaker:)?(\w+)`( \([^)]*\))?", row)
+                 if "--sm-history" not in (m.group(2) or "") or "every run" in m.group(2)}
+    called = set(emu.calls)
+    assert "Search" in called  # the SDK's Run and load_run search, on every run
+    assert called <= every_run, called - every_run
+
+
+@pytest.mark.parametrize("variable, value, said", [
+    ("SM_PYTEST_EMULATE_EXPERIMENT_RUNS", "sweep=lots",
+     "SM_PYTEST_EMULATE_EXPERIMENT_RUNS='sweep=lots': 'lots' is not a whole number of at"
+     " least 0; the variable takes <SageMaker experiment>=<runs>[,...], e.g. lr-sweep=30"),
+    ("SM_PYTEST_EMULATE_EXPERIMENT_RUNS", "=3", "*'=3' names no experiment*"),
+    ("SM_PYTEST_EMULATE_LOG_PAGES", "two",
+     "SM_PYTEST_EMULATE_LOG_PAGES='two': 'two' is not a whole number of at least 1; the"
+     " variable takes <page size>,<empty pages>, e.g. 2,3"),
+    ("SM_PYTEST_EMULATE_THROTTLE", "-1", "*SM_PYTEST_EMULATE_THROTTLE='-1': '-1' is not*"),
+])
+def test_a_bad_emulator_knob_is_named_and_nothing_runs(project, monkeypatch, variable, value,
+                                                       said):
+    monkeypatch.setenv(variable, value)
+    project.experiment("sweep", """
+        base: config/base.yaml
+        expect: {accuracy: ">= 0.9"}
+    """)
+    result = project.run_subprocess(*SM)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: nothing was launched: {said}"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert not (project.artifacts / "sweep").exists()
 
 
 # --- the quota ---------------------------------------------------------------------------------
@@ -171,9 +284,9 @@ def test_quota_counts_runs_not_the_components_sagemaker_made_itself(emulated):
     assert fits.names == {"sweep": "sweep"} and notices == []
     over = tracker_of(session, notices)
     over.plan([run_spec("sweep", f"seed={i}", seed=i) for i in range(21)])
-    assert over.names == {"sweep": "sweep-2"}
+    assert over.names == {"sweep": "sweep--2"}
     assert notices == ["SageMaker experiment 'sweep' holds 30 of 50 runs; this session's 21 go"
-                       " to 'sweep-2'"]
+                       " to 'sweep--2'"]
 
 
 def test_emulator_refuses_a_51st_run_in_one_run_group(emulated):
@@ -209,15 +322,15 @@ def test_a_group_filled_after_planning_rolls_over_at_launch(emulated):
         client.associate_trial_component(TrialComponentName=name,
                                          TrialName=names.run_group("sweep"))
     second = tracker.start_run(runs[1], "sweep-seed-1-abc123001")
-    assert second["ExperimentName"] == "sweep-2"
+    assert second["ExperimentName"] == "sweep--2"
     assert notices == ["SageMaker experiment 'sweep' filled up after this session planned it;"
-                       " its 2 run(s) still to launch go to 'sweep-2'"]
+                       " its 2 run(s) still to launch go to 'sweep--2'"]
     # The count said there was room, but the last place went meanwhile: still no failure.
-    earlier_runs(emu, "sweep-2", 49)
+    earlier_runs(emu, "sweep--2", 49)
     real = tracker.count_components
-    tracker.count_components = lambda name: 0 if name == "sweep-2" else real(name)
+    tracker.count_components = lambda name: 0 if name == "sweep--2" else real(name)
     third = tracker.start_run(runs[2], "sweep-seed-2-abc123002")
-    assert third["ExperimentName"] == "sweep-3"
+    assert third["ExperimentName"] == "sweep--3"
 
 
 def test_more_than_fifty_runs_of_one_file_is_refused_before_launch(emulated):
@@ -299,10 +412,10 @@ def test_history_covers_the_rolled_over_experiments(emulated, tmp_path):
                                          test_accuracy=[0.9, 0.97]))
     frame = history_frame(session, "lr_sweep")
     assert list(frame.columns[:3]) == ["run", "trial_component", "experiment"]
-    assert sorted(frame["experiment"]) == ["lr-sweep", "lr-sweep", "lr-sweep-2"]
+    assert sorted(frame["experiment"]) == ["lr-sweep", "lr-sweep", "lr-sweep--2"]
     assert not frame["trial_component"].str.endswith("-aws-training-job").any()
     ours = frame.dropna(subset=["lr"]).sort_values("lr")
-    assert list(ours["experiment"]) == ["lr-sweep", "lr-sweep-2"]
+    assert list(ours["experiment"]) == ["lr-sweep", "lr-sweep--2"]
     assert list(ours["test_accuracy"]) == [0.95, 0.97]
     assert list(ours["run"]) == ["lr-sweep--lr-0p1", "lr-sweep--lr-1p0"]
 

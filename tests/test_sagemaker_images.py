@@ -78,6 +78,34 @@ def test_versions_listed_for_one_processor_only_are_not_chosen(monkeypatch):
         images.training_versions.cache_clear()
 
 
+def test_a_version_given_needs_an_image_only_for_the_instance_types_processor(monkeypatch):
+    config = {"processors": ["cpu", "gpu"], "versions": {
+        "2.9.0": {"py_versions": ["py312"]},
+        "3.0.0": {"py_versions": ["py313"], "processors": ["gpu"]}}}
+    monkeypatch.setattr(images, "_training_config", lambda: config)
+    images.training_versions.cache_clear()
+    try:
+        # A GPU-only version on a GPU instance is what the user asked for.
+        s = res({"framework_version": "3.0.0", "instance_type": "ml.g5.xlarge"})
+        assert (s.framework_version, s.py_version) == ("3.0.0", "py313")
+        with pytest.raises(SettingsError) as info:
+            res({"framework_version": "3.0.0", "instance_type": "ml.m5.xlarge"})
+        assert "'3.0.0' has no PyTorch training image for CPU" in str(info.value)
+        assert "lists 2.9.0, 3.0.0" not in str(info.value)
+        # The default still runs either way.
+        assert res({"instance_type": "ml.g5.xlarge"}).framework_version == "2.9.0"
+    finally:
+        images.training_versions.cache_clear()
+
+
+@pytest.mark.parametrize("instance_type, kind", [
+    ("ml.m5.xlarge", "cpu"), ("ml.c5.2xlarge", "cpu"), ("ml.g5.xlarge", "gpu"),
+    ("ml.p4d.24xlarge", "gpu"), ("local", "cpu"), ("local_gpu", "gpu"),
+    ("ml.trn1.2xlarge", None), (None, None)])
+def test_the_processor_is_the_sdks(instance_type, kind):
+    assert images.processor(instance_type) == kind
+
+
 def test_reading_the_image_config_imports_no_sdk():
     code = ("import sys; from sm_pytest.sagemaker import images;"
             " print(images.choose_versions(None, None));"

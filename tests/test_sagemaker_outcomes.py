@@ -74,6 +74,23 @@ def test_a_quota_of_zero_fails_at_once_naming_the_quota(project, monkeypatch):
     assert QUOTAS_PAGE in out and "without --spot" in out
 
 
+def test_a_quota_of_zero_names_where_spot_was_turned_on(project, monkeypatch):
+    monkeypatch.setenv("SM_PYTEST_EMULATE_THROTTLE", "1")
+    monkeypatch.setenv("SM_PYTEST_EMULATE_THROTTLE_CODE", "ResourceLimitExceeded")
+    monkeypatch.setenv("SM_PYTEST_EMULATE_THROTTLE_MESSAGE", ZERO_SPOT_QUOTA)
+    project.experiment("baseline", """
+        base: config/base.yaml
+        sagemaker: {spot: true}
+        expect: {accuracy: ">= 0.9"}
+    """)
+    result = project.run_subprocess(*SM)  # no --spot: the file asked for it
+    result.assert_outcomes(errors=1)
+    out = " ".join(result.stdout.str().split())
+    assert "--spot" not in out
+    where = project.root / "experiments" / "baseline.yaml"
+    assert f"or turn spot off where it is set ({where}:3; on-demand has its own quota)" in out
+
+
 def test_a_quota_in_use_is_retried(project, monkeypatch):
     monkeypatch.setenv("SM_PYTEST_EMULATE_THROTTLE", "1")
     monkeypatch.setenv("SM_PYTEST_EMULATE_THROTTLE_CODE", "ResourceLimitExceeded")

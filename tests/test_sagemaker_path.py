@@ -223,9 +223,9 @@ def test_fifty_component_limit_rolls_over_to_a_new_experiment():
                         hyperparameters={}, swept={}, inputs={}, metric_definitions=(),
                         expect=(), marks=(), max_run=60) for i in range(3)]
         tracker.plan(runs)
-    assert tracker.names == {"sweep": "sweep-2"}
+    assert tracker.names == {"sweep": "sweep--2"}
     assert notices == ["SageMaker experiment 'sweep' holds 48 of 50 runs; this session's 3 go"
-                       " to 'sweep-2'"]
+                       " to 'sweep--2'"]
 
 
 def test_job_past_max_run_is_a_timeout_error(project):

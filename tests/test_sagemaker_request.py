@@ -281,7 +281,7 @@ def test_local_modules_import_no_aws_sdk():
 
 
 def test_job_name_is_readable_and_traceable():
-    assert rq.job_name(make_run(), "3fa2c1004") == "lr-sweep-lr-0-1-3fa2c1004"
+    assert rq.job_name(make_run(), "3fa2c1004") == "lr-sweep-lr-0p1-3fa2c1004"
     assert rq.job_name(make_run("baseline", ""), "3fa2c1000") == "baseline-3fa2c1000"
     assert rq.job_name(make_run("Batch_LR", "lr=1e-3,batch-size=64"), "x1") == (
         "batch-lr-lr-1e-3-batch-size-64-x1")
@@ -320,7 +320,7 @@ def test_request_on_demand_field_by_field():
         "ExperimentName": "lr-sweep", "TrialName": "Default-Run-Group-lr-sweep",
         "RunName": "lr-sweep-lr-0-1"})
     assert warnings == []
-    assert request["TrainingJobName"] == "lr-sweep-lr-0-1-abc123000"
+    assert request["TrainingJobName"] == "lr-sweep-lr-0p1-abc123000"
     assert request["AlgorithmSpecification"] == {
         "TrainingImage": IMAGE, "TrainingInputMode": "File",
         "MetricDefinitions": [{"Name": "test_accuracy", "Regex": r"test_accuracy=([0-9.]+)"},
@@ -356,7 +356,7 @@ def test_hyperparameters_are_encoded_exactly_as_for_local_runs():
     assert hps["sagemaker_submit_directory"] == json.dumps(SOURCE)
     assert hps["sagemaker_container_log_level"] == "20"
     assert hps["sagemaker_region"] == '"us-east-1"'
-    assert hps["sagemaker_job_name"] == '"lr-sweep-lr-0-1-abc123000"'
+    assert hps["sagemaker_job_name"] == '"lr-sweep-lr-0p1-abc123000"'
     decoded = decode_hyperparameters(hps)  # what the toolkit reads back
     assert {k: v for k, v in decoded.items() if not k.startswith("sagemaker_")} == (
         run.hyperparameters)
@@ -370,7 +370,7 @@ def test_spot_request_has_max_wait_and_checkpoints_and_no_warm_pool():
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600,
                                             "MaxWaitTimeInSeconds": 7200}
     assert request["CheckpointConfig"] == {
-        "S3Uri": "s3://bkt/sm-pytest/checkpoints/lr_sweep/lr=0.1/lr-sweep-lr-0-1-abc123000",
+        "S3Uri": "s3://bkt/sm-pytest/checkpoints/lr_sweep/lr=0.1/lr-sweep-lr-0p1-abc123000",
         "LocalPath": "/opt/ml/checkpoints"}
     assert "KeepAlivePeriodInSeconds" not in request["ResourceConfig"]
     assert len(warnings) == 1 and "warm pools cannot be used with spot" in warnings[0]

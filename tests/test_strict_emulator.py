@@ -95,6 +95,24 @@ def test_a_64_character_job_name_breaks_length_and_pattern(emu):
     assert emu.requests == [] and emu.jobs == {}  # refused before moto stored anything
 
 
+def test_lengths_are_counted_in_utf16_code_units_as_aws_counts(emu):
+    from sm_pytest.sagemaker.request import _tag_text
+
+    sm = emu.client("sagemaker")
+    wide = "\N{MATHEMATICAL BOLD CAPITAL A}"  # a letter outside the BMP: 2 code units
+    too_long = [{"Key": "sm-pytest:run", "Value": wide * 129}]  # 129 characters, 258 units
+    code, _, message = refusal(lambda: sm.create_training_job(**job_request(Tags=too_long)))
+    assert code == "ValidationException"
+    assert "at 'tags.1.member.value' failed to satisfy constraint: Member must have length" \
+           " less than or equal to 256" in message
+    emu.refused.clear()
+    # What sm-pytest sends for a run id that long is cut to 256 units, never half a letter.
+    value = _tag_text(wide * 200)
+    assert value == wide * 128
+    sm.create_training_job(**job_request(Tags=[{"Key": "sm-pytest:run", "Value": value}]))
+    assert emu.refused == []
+
+
 def test_out_of_range_numbers_are_refused(emu):
     # botocore checks a minimum itself, so only a client without that check sends 0
     unchecked = emu.client("sagemaker", config=Config(parameter_validation=False))

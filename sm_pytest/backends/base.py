@@ -66,16 +66,20 @@ class RunInterrupted(KeyboardInterrupt):
     (an INTERRUPTED result over its log so far) so that the result is saved and recorded on
     the way out; being a KeyboardInterrupt, it still takes pytest's interrupted path."""
 
-    def __init__(self, result: RunResult, results: list[RunResult] | None = None):
-        super().__init__(result.failure_reason)
+    def __init__(self, result: RunResult, results: list[RunResult] | None = None, *,
+                 message: str = ""):
+        super().__init__(message or result.failure_reason)
         self.result = result
         # With `repeat`: every result of the item so far, this one last (set by the session).
         self.results = list(results) if results is not None else [result]
 
 
-def interrupted_reason(exc: BaseException) -> str:
-    """`exc` is the KeyboardInterrupt: signals.py names the signal in it, Ctrl-C does not."""
+def interrupted_reason(exc: BaseException, finished: bool = False) -> str:
+    """`exc` is the KeyboardInterrupt: signals.py names the signal in it, Ctrl-C does not.
+    finished: the signal came as the run ended, which it did as it would have."""
     cause = str(exc) or "Ctrl-C"
+    if finished:
+        return f"the session was interrupted ({cause}) as the run ended; its result is kept"
     return (f"the session was interrupted ({cause}) and the run was stopped; train.log"
             " holds its log up to then")
 

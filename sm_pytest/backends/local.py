@@ -3,21 +3,20 @@ contract (see contract.py), so the same script runs here and on SageMaker unchan
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import contract
+from .. import contract, signals
 from ..artifacts import write_json_atomic
 from ..metrics import extract, final_values
-from ..progress import Progress
+from ..processes import Group
+from ..progress import Progress, for_run
 from ..sagemaker import names
 from ..spec import RunSpec
 from .base import (
@@ -33,6 +32,9 @@ from .base import (
 
 # How long a run gets to exit after SIGTERM before the whole group is SIGKILLed.
 TERMINATE_GRACE_S = 5.0
+# How long the log reader may take to drain the pipe once the run's group is gone (a process
+# that left the group and kept the pipe open is not waited for longer).
+READER_DRAIN_S = 10.0
 __all__ = ["LocalBackend", "LocalHandle", "RunSetupError", "job_name_for", "thread_share"]
 
 
@@ -40,12 +42,11 @@ __all__ = ["LocalBackend", "LocalHandle", "RunSetupError", "job_name_for", "thre
 class LocalHandle:
     run: RunSpec
     tree: contract.ContainerTree
-    process: subprocess.Popen
+    process: Group
     reader: threading.Thread
     log_path: Path
     started_at: float
     job_name: str
-    watchdog: Watchdog | None = None
     progress: Progress | None = None
 
 
@@ -64,94 +65,6 @@ def _pump(stream, log_path: Path, echo: Callable[[str], None] | None,
             if progress is not None:
                 progress.feed(line)
     stream.close()
-
-
-# -- the run dies with pytest, even with SIGKILL ------------------------------------------
-#
-# The script runs in a process group of its own (so that a timeout or Ctrl-C can stop it and
-# everything it started), which also means no signal sent to pytest reaches it. On Linux the
-# script gets the parent-death signal; it fires when the *thread* that started it exits, so
-# only a run started from the main thread (pytest's, and an xdist worker's) gets it. Its own
-# children (DataLoader workers, a shell's commands) are not covered by it, and other systems
-# have no such signal: a watchdog process waits on a pipe only pytest holds, and kills the
-# whole group when the pipe closes, which the kernel does when pytest dies, however it dies.
-
-_PR_SET_PDEATHSIG = 1
-_WATCHDOG = 'read _ignored; kill -s KILL -- "-$1" 2>/dev/null; exit 0'
-
-
-def _death_signal_setter() -> Callable[[], None] | None:
-    """A preexec_fn giving the child SIGKILL when pytest's main thread dies (Linux only)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved now, not in the child
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def set_death_signal() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # pytest died before the signal was armed
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return set_death_signal
-
-
-class Watchdog:
-    """`sh` blocked on a pipe; when the pipe closes (pytest closed it after the run, or
-    pytest died), it kills the run's process group. In a session of its own, so that a
-    terminal's Ctrl-C does not kill it before it has done its job."""
-
-    def __init__(self, group: int):
-        read_end, self._write_end = os.pipe()  # not inheritable (PEP 446): only we hold it
-        try:
-            self.process = subprocess.Popen(
-                ["/bin/sh", "-c", _WATCHDOG, "sh", str(group)], stdin=read_end,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        except OSError:
-            os.close(self._write_end)
-            raise
-        finally:
-            os.close(read_end)
-
-    def release(self) -> None:
-        """The run is over: let the watchdog sweep the group (children the script left
-        behind) and exit."""
-        with contextlib.suppress(OSError):
-            os.close(self._write_end)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=5)
-
-
-def _watchdog(group: int) -> Watchdog | None:
-    if not os.path.exists("/bin/sh"):
-        return None
-    try:
-        return Watchdog(group)
-    except OSError:
-        return None
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    """Stop the script and everything it started (DataLoader workers, shells...)."""
-    for sig, grace in ((signal.SIGTERM, TERMINATE_GRACE_S), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            continue
-        # The leader is gone; children that ignored SIGTERM may linger in the group.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        return
 
 
 class LocalBackend:
@@ -198,11 +111,9 @@ class LocalBackend:
         log_path = attempt_dir / "train.log"
         prefix = f"[{run.name}] "
         echo = (lambda line: self.echo(prefix + line)) if self.echo else None
-        progress = None
-        if self.progress is not None:
-            progress = Progress(run.name, run.metric_definitions,
-                                show=[t.metric for t in run.expect])
-        process = subprocess.Popen(
+        progress = for_run(run) if self.progress is not None else None
+        # Its own process group, which dies with pytest (processes.py).
+        process = Group(
             tree.command,
             cwd=tree.code_dir,
             env=env,
@@ -212,59 +123,66 @@ class LocalBackend:
             text=True,
             encoding="utf-8",
             errors="replace",
-            start_new_session=True,  # its own process group, so we can stop all of it
-            preexec_fn=_death_signal_setter(),
         )
-        reader = threading.Thread(target=_pump,
-                                  args=(process.stdout, log_path, echo, progress), daemon=True)
+        reader = threading.Thread(target=_pump, args=(process.process.stdout, log_path, echo,
+                                                      progress), daemon=True)
         reader.start()
         return LocalHandle(run, tree, process, reader, log_path, time.time(), job_name,
-                           watchdog=_watchdog(process.pid), progress=progress)
+                           progress=progress)
 
     def wait(self, handle: LocalHandle) -> RunResult:
         deadline = handle.started_at + handle.run.max_run
         status, reason = None, ""
         try:
-            while status is None:
-                self._report(handle, handle.progress.due() if handle.progress else None)
-                try:
-                    handle.process.wait(timeout=max(0.0, min(1.0, deadline - time.time())))
-                except subprocess.TimeoutExpired:
-                    if time.time() >= deadline:
-                        _kill_group(handle.process)
+            # Only the waiting is cut short by a signal (signals.py); the rest of this
+            # method, which keeps what the run produced, is not.
+            with signals.interruptible():
+                while status is None:
+                    self._report(handle, handle.progress.due() if handle.progress else None)
+                    if handle.process.exited(max(0.0, min(1.0, deadline - time.time()))):
+                        status = COMPLETED  # or FAILED: known once end() has reaped it
+                    elif time.time() >= deadline:
+                        handle.process.stop(TERMINATE_GRACE_S)
                         status = TIMED_OUT
-                        reason = (f"the run exceeded max_run ({handle.run.max_run} s) and was"
-                                  " stopped")
-                    continue
-                status = COMPLETED if handle.process.returncode == 0 else FAILED
+                        reason = (f"the run exceeded max_run ({handle.run.max_run} s) and"
+                                  " was stopped")
         except KeyboardInterrupt as exc:
             # Ctrl-C, SIGTERM or SIGHUP (signals.py): stop the group, keep what it left.
-            self._end(handle, timeout=5)
-            result = self._result(handle, INTERRUPTED, interrupted_reason(exc))
+            with signals.deferred():
+                handle.process.stop(TERMINATE_GRACE_S)
+                self._end(handle)
+                result = self._result(handle, INTERRUPTED, interrupted_reason(exc))
             raise RunInterrupted(result) from None
         except BaseException:
             # A pytest timeout or the like: leave no training process behind.
-            self._end(handle, timeout=5)
+            handle.process.stop(TERMINATE_GRACE_S)
+            self._end(handle)
             raise
-        self._end(handle, timeout=30)
-        if status != TIMED_OUT:
-            # success/failure files exactly as the toolkit leaves them after the script
-            handle.tree.record_exit(handle.process.returncode)
-        if status == FAILED:
-            reason = self._failure_reason(handle)
-        return self._result(handle, status, reason)
+        with signals.deferred():
+            self._end(handle)
+            if status != TIMED_OUT:
+                status = COMPLETED if handle.process.returncode == 0 else FAILED
+                # success/failure files exactly as the toolkit leaves them after the script
+                handle.tree.record_exit(handle.process.returncode)
+            if status == FAILED:
+                reason = self._failure_reason(handle)
+            result = self._result(handle, status, reason)
+        if signals.noted():
+            # It came as the run ended: the run is kept as it is, and nothing more starts.
+            raise RunInterrupted(result, message=interrupted_reason(
+                signals.interrupt(signals.noted()), finished=True))
+        return result
 
     def stop(self, handle: LocalHandle) -> None:
-        if handle.process.poll() is None:
-            _kill_group(handle.process)
+        handle.process.stop(TERMINATE_GRACE_S)
 
-    def _end(self, handle: LocalHandle, timeout: float) -> None:
-        """After the run: nothing of it left running, its whole log read, the last
-        progress line shown."""
-        self.stop(handle)
-        handle.reader.join(timeout=timeout)
-        if handle.watchdog is not None:
-            handle.watchdog.release()
+    def _end(self, handle: LocalHandle) -> None:
+        """After the script exited: nothing of the run left running (what it started dies
+        with it, as a container's processes do), its whole log read, the last progress
+        line shown."""
+        handle.process.end()
+        # Once the group is gone nobody writes the pipe: only what is buffered is left.
+        handle.reader.join(timeout=READER_DRAIN_S)
         self._report(handle, handle.progress.last() if handle.progress else None)
 
     def _report(self, handle: LocalHandle, line: str | None) -> None:

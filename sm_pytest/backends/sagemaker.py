@@ -19,9 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import signals
 from ..artifacts import write_json_atomic
 from ..metrics import extract, final_values
-from ..progress import Progress
+from ..progress import for_run
 from ..safe_tar import UnsafeArchiveError, safe_extract
 from ..sagemaker import cloudwatch, outcomes, uploads
 from ..sagemaker import request as requests
@@ -38,6 +39,10 @@ _TERMINAL = {"Completed": COMPLETED, "Failed": FAILED, "Stopped": STOPPED}
 # for one these credentials may not read.
 _NOT_THERE = {"404", "NoSuchKey", "NotFound"}
 _DENIED = {"403", "AccessDenied", "Forbidden"}
+# CloudWatch Logs' answers that no retry will change (live progress gives up on them).
+_DENIED_LOGS = {"AccessDeniedException", "AccessDenied", "UnrecognizedClientException"}
+LIVE_PAGES_PER_POLL = 2  # GetLogEvents pages per stream and poll, for live progress only
+LIVE_GIVE_UP_AFTER = 5  # consecutive failed reads (throttling aside) that end live progress
 
 
 @dataclass
@@ -58,7 +63,8 @@ class JobHandle:
     error: str = ""
     done: threading.Event = field(default_factory=threading.Event)
     submitted_at: float = field(default_factory=time.time)
-    # (cloudwatch.LogTail, progress.Progress) while it runs; () once its log proved unreadable
+    # (cloudwatch.LogTail, progress.Progress, failed reads in a row) while it runs; () once
+    # its log proved unreadable
     live: tuple | None = None
 
 
@@ -127,8 +133,9 @@ class SageMakerBackend:
 
     def wait(self, handle: JobHandle) -> RunResult:
         try:
-            while not handle.done.wait(timeout=0.5):
-                self.tick()
+            with signals.interruptible():  # a signal stops the jobs (see below)
+                while not handle.done.wait(timeout=0.5):
+                    self.tick()
             self.tick()
         except BaseException:
             self.stop_all()
@@ -215,12 +222,20 @@ class SageMakerBackend:
         try:
             source_uri = self._source_uri(run, settings)
             inputs = self._inputs(run, settings)
-            experiment_config = None
+            image = self._image(settings)
+
+            def build(experiment_config: dict | None) -> tuple[dict, list[str]]:
+                return requests.build_request(
+                    run, settings, job_name=handle.job_name, image_uri=image,
+                    source_uri=source_uri, inputs=inputs, experiment_config=experiment_config)
+
+            # Checked in full before the Run exists: a Run whose job is never created would
+            # stay InProgress, counted against its run group's 50, for ever.
+            request, warnings = build(None)
             if self.experiments is not None:
-                experiment_config = self.experiments.start_run(run, handle.job_name)
-            request, warnings = requests.build_request(
-                run, settings, job_name=handle.job_name, image_uri=self._image(settings),
-                source_uri=source_uri, inputs=inputs, experiment_config=experiment_config)
+                config = self.experiments.start_run(run, handle.job_name)
+                handle.request = request  # from here on, _collect finishes the Run
+                request, warnings = build(config)
         except Exception as exc:
             self._fail_before_launch(handle, f"could not prepare the job: {exc}")
             return
@@ -239,8 +254,9 @@ class SageMakerBackend:
                 code = error_code(exc)
                 quota = outcomes.zero_quota(str(exc)) if code == "ResourceLimitExceeded" else None
                 if quota:  # waiting frees no instance of a quota that is 0
-                    self._fail_before_launch(
-                        handle, outcomes.zero_quota_reason(quota, spot=settings.spot))
+                    self._fail_before_launch(handle, outcomes.zero_quota_reason(
+                        quota, spot=settings.spot,
+                        spot_from=settings.sources.get("spot", "--spot")))
                     return
                 if code in _RETRYABLE and delay is not None:
                     self.progress(f"{handle.job_name}: {code}, retrying in {delay:.1f} s\n")
@@ -359,17 +375,28 @@ class SageMakerBackend:
         if not self.live_progress or handle.live == ():
             return
         if handle.live is None:
-            handle.live = (cloudwatch.LogTail(self.logs, handle.job_name),
-                           Progress(handle.run.name, handle.run.metric_definitions,
-                                    show=[t.metric for t in handle.run.expect]))
-        tail, progress = handle.live
+            # A few pages a poll: a chatty job must not hold up the polling of the others;
+            # the rest of its log comes at the next poll.
+            handle.live = (cloudwatch.LogTail(self.logs, handle.job_name,
+                                              max_pages_per_stream=LIVE_PAGES_PER_POLL),
+                           for_run(handle.run), 0)
+        tail, progress, failures = handle.live
         try:
             lines = tail.poll()
-        except Exception as exc:  # said once; the whole log is fetched after the job anyway
-            handle.live = ()
-            self.progress(f"{handle.job_name}: no live progress, its log cannot be read"
-                          f" yet: {exc}\n")
+        except Exception as exc:
+            # Throttling and the like pass (the next poll resumes where this one failed);
+            # access denied, or errors that persist, end live progress: said once, and the
+            # whole log is fetched after the job anyway.
+            code = error_code(exc)
+            failures = failures if code in _RETRYABLE else failures + 1
+            if code in _DENIED_LOGS or failures >= LIVE_GIVE_UP_AFTER:
+                handle.live = ()
+                self.progress(f"{handle.job_name}: no live progress, its log cannot be"
+                              f" read: {exc}\n")
+            else:
+                handle.live = (tail, progress, failures)
             return
+        handle.live = (tail, progress, 0)
         for line in lines:
             progress.feed(line)
         line = progress.last() if ended else progress.due()

@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import re
-import signal
 import subprocess
 import tarfile
 import threading
@@ -42,6 +41,7 @@ from ..contract import (
     decode_hyperparameters,
     prepare_container_tree,
 )
+from ..processes import Group
 from ..safe_tar import safe_extract
 from .aws import parse_s3_uri
 
@@ -410,17 +410,17 @@ class JobRunner(threading.Thread):
         attempt.log_stream = self.emulator._new_log_stream(self.account, self.job_name)
         self._queue_line(attempt, "Invoking script with the following command:")
         self._queue_line(attempt, " ".join(tree.command))
-        proc = subprocess.Popen(
+        # Its own process group (stop/kill reach its children), which dies with pytest.
+        proc = Group(
             tree.command,
             cwd=tree.code_dir,
             env=self._process_env(tree),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stop/kill reach its children
         )
         attempt.pid = proc.pid
-        reader = threading.Thread(target=self._read, args=(proc.stdout, attempt),
+        reader = threading.Thread(target=self._read, args=(proc.process.stdout, attempt),
                                   name=f"sm-emulator-log:{self.job_name}", daemon=True)
         reader.start()
         started = time.monotonic()
@@ -429,7 +429,7 @@ class JobRunner(threading.Thread):
         seen: dict[Path, tuple[int, int]] = {}
         outcome = EXITED
         try:
-            while proc.poll() is None:
+            while not proc.exited():
                 now = time.monotonic()
                 if self._stop_requested.is_set() or self.emulator._closing:
                     outcome = STOPPED
@@ -445,18 +445,15 @@ class JobRunner(threading.Thread):
                     self._set_status("Stopping", "Stopping",
                                      f"Stopping the training job: {limit} exceeded")
                 if outcome != EXITED:
-                    grace = 0.0 if outcome == INTERRUPTED else self.emulator.stop_grace_seconds
-                    self._terminate(proc, grace)
+                    proc.stop(0.0 if outcome == INTERRUPTED else self.emulator.stop_grace_seconds)
                     break
                 if now >= next_flush:
                     self._flush_logs(attempt)
                     next_flush = now + self.emulator.log_flush_seconds
                 time.sleep(POLL_SECONDS)
         finally:
-            if proc.poll() is None:  # an exception above: never leave it running
-                self._terminate(proc, 0.0)
-            proc.wait()
-            _killpg(proc.pid, signal.SIGKILL)  # the container ends: so does everything in it
+            # The container ends (an exception above too): so does everything in it.
+            proc.end()
             reader.join(timeout=5)
             attempt.seconds = time.monotonic() - started
             self._training_used += attempt.seconds
@@ -491,14 +488,6 @@ class JobRunner(threading.Thread):
         seen.clear()
         seen.update(current)
         return due
-
-    def _terminate(self, proc: subprocess.Popen, grace: float) -> None:
-        """SIGTERM to the process group, SIGKILL after ``grace`` seconds (at once when 0)."""
-        if grace > 0:
-            _killpg(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=grace)
-        _killpg(proc.pid, signal.SIGKILL)
 
     # --- logs and metrics ------------------------------------------------------------------
 
@@ -655,8 +644,3 @@ class JobRunner(threading.Thread):
             ],
             "error": self.error,
         }
-
-
-def _killpg(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)

@@ -244,18 +244,17 @@ def _strict_call_action(self: Any) -> Any:
     return _original("call_action", type(self))(self)
 
 
-def _patched_s3_bucket_response(self: S3Response, request: Any, full_url: str) -> Any:
-    error = _check_s3_request(self)
-    if error is not None:
-        return self.serialized(ActionResult(error))
-    return _original("_bucket_response", S3Response)(self, request, full_url)
+def _checked_s3(name: str) -> Any:
+    """S3Response.<name> (its bucket and its key entry points), answering a request S3
+    would refuse before moto sees it."""
+    def patched(self: S3Response, request: Any, full_url: str) -> Any:
+        error = _check_s3_request(self)
+        if error is not None:
+            return self.serialized(ActionResult(error))
+        return _original(name, S3Response)(self, request, full_url)
 
-
-def _patched_s3_key_response(self: S3Response, request: Any, full_url: str) -> Any:
-    error = _check_s3_request(self)
-    if error is not None:
-        return self.serialized(ActionResult(error))
-    return _original("_key_response", S3Response)(self, request, full_url)
+    patched.__name__ = f"_checked_s3{name}"
+    return patched
 
 
 class _RequestRefused(ServiceException):
@@ -412,8 +411,8 @@ _PATCHES = {
 _OTHER_PATCHES: dict[tuple[type, str], Any] = {
     (LogsResponse, "call_action"): _strict_call_action,
     (SageMakerMetricsResponse, "call_action"): _strict_call_action,
-    (S3Response, "_bucket_response"): _patched_s3_bucket_response,
-    (S3Response, "_key_response"): _patched_s3_key_response,
+    (S3Response, "_bucket_response"): _checked_s3("_bucket_response"),
+    (S3Response, "_key_response"): _checked_s3("_key_response"),
 }
 
 

@@ -8,7 +8,7 @@ limit 'Total number of trial components allowed in a single trial, excluding tho
 automatically created by SageMaker' is 50 Trial Components, ...`). A job started with an
 ExperimentConfig gets such a component of its own (`<job>-aws-training-job`), which
 ListTrialComponents shows with a TrialComponentSource. `plan()` counts the others before
-anything is launched and rolls an experiment over to a new name (`lr-sweep-2`) with a
+anything is launched and rolls an experiment over to a new name (`lr-sweep--2`) with a
 notice, or stops with a clear error when one file alone has more than 50 runs. Each launch
 checks again, and rolls over instead of failing when another session filled the group
 meanwhile.
@@ -87,7 +87,7 @@ class SageMakerExperiments:
         self.client = boto_session.client("sagemaker")
         self.notice = notice
         # YAML experiment -> which of its SageMaker experiments this session uses (1: the
-        # base name, 2: `<name>-2`, ...), and how many runs it plans there.
+        # base name, 2: `<name>--2`, ...), and how many runs it plans there.
         self.rollover: dict[str, int] = {}
         self.planned: dict[str, int] = {}
         self._launched: Counter[str] = Counter()
@@ -229,7 +229,7 @@ def _loggable(value):
 
 def history_frame(boto_session, experiment: str):
     """The whole history of one experiment file as a DataFrame, one row per run, over its
-    rolled-over experiments too (`lr-sweep`, `lr-sweep-2`, ...): `run`, `trial_component`,
+    rolled-over experiments too (`lr-sweep`, `lr-sweep--2`, ...): `run`, `trial_component`,
     `experiment` (which of them the run is in), each parameter, and each metric's last
     value. HistoryError when it cannot be read (AccessDenied, expired credentials, ...).
 
@@ -246,7 +246,7 @@ def history_frame(boto_session, experiment: str):
         try:
             summaries = run_components(client, name)
             if not summaries:
-                break  # rolled over in order: no `-3` without a `-2`
+                break  # rolled over in order: no `--3` without a `--2`
             session = session or sdk_session(boto_session)
             frame = _history_of(session, client, name, summaries)
         except Exception as exc:

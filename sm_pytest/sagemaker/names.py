@@ -18,7 +18,9 @@ so job names keep to the SDK's 59 characters rather than the service's 63.
 
 When a name must be shortened, the token and the run part survive and the experiment part
 gives way; a short hash of what was cut goes before the token, so that the same run keeps
-the same readable name in every session. Standard library only.
+the same readable name in every session. A rolled-over experiment is `<name>--<n>`: slug()
+never makes `--`, so no file's own experiment is another file's rolled-over one. Standard
+library only.
 """
 
 from __future__ import annotations
@@ -53,15 +55,22 @@ MAX_SDK_NAME = 59  # sagemaker.core.experiments.run: MAX_NAME_LEN_IN_BACKEND / 2
 RUN_GROUP_PREFIX = "Default-Run-Group-"  # run.py TRIAL_NAME_TEMPLATE
 JOB_COMPONENT_SUFFIX = "-aws-training-job"
 MAX_ROLLOVER = 999
-# An experiment name keeps room for its rolled-over form (`-999`) within the SDK's limit.
-_EXPERIMENT_ROOM = MAX_SDK_NAME - len(f"-{MAX_ROLLOVER}")
+ROLLOVER_SEPARATOR = "--"  # never in a slug: see experiment_name
+# An experiment name keeps room for its rolled-over form (`--999`) within the SDK's limit.
+_EXPERIMENT_ROOM = MAX_SDK_NAME - len(f"{ROLLOVER_SEPARATOR}{MAX_ROLLOVER}")
 _HASH = 6
-_MIN_EXPERIMENT = 8  # what a job name keeps of the experiment when the run id is very long
+_MIN_EXPERIMENT = 8  # what a cut name keeps of the experiment when the run id is very long
 _TOKEN = re.compile(r"[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*")
 _LOWER_UNSAFE = re.compile(r"[^a-z0-9]+")
 _UNSAFE = re.compile(r"[^A-Za-z0-9]+")
 _DECIMAL_POINT = re.compile(r"(?<=[0-9])\.(?=[0-9])")
 _LEADING_MINUS = re.compile(r"^-(?=[0-9.])")
+# Values _display keeps apart from every other value: numbers (`0p5`, `minus2`, `1e-05`) and
+# plain words that could not be mistaken for a number's form. Any other value loses
+# something (`[1, -1]` and `[1, 1]` both read `1-1`), and its name gets the run's hash.
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?(e-[0-9]+)?")
+_WORD = re.compile(r"[A-Za-z0-9]+")
+_NUMBER_FORM = re.compile(r"(minus)?[0-9]+(p[0-9]+)?(e[0-9]+)?")
 
 
 def _ascii(text: str) -> str:
@@ -87,6 +96,23 @@ def _join(*parts: str, sep: str = "-") -> str:
     return sep.join(part for part in parts if part)
 
 
+def _checked(name: str, pattern: re.Pattern, limit: int) -> str:
+    if not pattern.fullmatch(name) or len(name) > limit:  # a bug here, not the user's input
+        raise RuntimeError(f"sm-pytest made the name {name!r}, which breaks"
+                           f" {pattern.pattern} or its {limit} characters; please report it")
+    return name
+
+
+def _fit(head: str, tail: str, sep: str, suffix: str, limit: int) -> str:
+    """`<head><sep><tail>-<suffix>` in `limit` characters: `suffix` is never cut, `tail` keeps
+    all it can while `head` keeps up to _MIN_EXPERIMENT characters, then `head` takes what is
+    left."""
+    room = limit - len(suffix) - 1
+    tail = _cut(tail, room - min(len(head), _MIN_EXPERIMENT) - len(sep))
+    head = _cut(head, room - len(tail) - (len(sep) if tail else 0))
+    return _join(_join(head, tail, sep=sep), suffix)
+
+
 def _check_token(token: str) -> str:
     if not _TOKEN.fullmatch(token or "") or len(token) > 40:
         raise ValueError(f"job name token {token!r} must be 1-40 letters or digits, optionally"
@@ -99,7 +125,7 @@ def _check_token(token: str) -> str:
 
 def experiment_name(experiment: str, rollover: int = 1) -> str:
     """The SageMaker experiment of the YAML file `experiment` (`lr_sweep` -> `lr-sweep`), or
-    its rolled-over form (`lr-sweep-2`, ...) once a run group is full.
+    its rolled-over form (`lr-sweep--2`, ...) once a run group is full.
 
     Names whose slugs agree share an experiment (plugin._claim_name refuses two such files in
     one project). A name too long for the SDK keeps its head and gets a hash of the whole; a
@@ -111,7 +137,7 @@ def experiment_name(experiment: str, rollover: int = 1) -> str:
         base = f"experiment-{short_hash(experiment)}"
     elif len(base) > _EXPERIMENT_ROOM:
         base = _join(_cut(base, _EXPERIMENT_ROOM - _HASH - 1), short_hash(base))
-    return base if rollover == 1 else f"{base}-{rollover}"
+    return base if rollover == 1 else f"{base}{ROLLOVER_SEPARATOR}{rollover}"
 
 
 def run_group(experiment: str) -> str:
@@ -132,33 +158,58 @@ def job_component_name(job: str) -> str:
 # --- jobs and runs --------------------------------------------------------------------------
 
 
+def _pairs(run: RunSpec, *, swept: bool = True) -> list[tuple[str, str]]:
+    """The run's swept (name, value) pairs as text; from its run id when it has no sweep,
+    or when not `swept` (a job is named after the run id, as its folder is)."""
+    if swept and run.swept:
+        return [(str(k), str(v)) for k, v in run.swept.items()]
+    return [part.partition("=")[::2] for part in run.run_id.split(",") if part]
+
+
+def _repeat(run: RunSpec) -> str:
+    return "" if run.repeat_index is None else f"repeat{run.repeat_index + 1}"
+
+
+def _axes(run: RunSpec, pairs: list[tuple[str, str]]) -> list[str]:
+    """`name-value` of each pair as _display reads them, then the repeat if any."""
+    return [*(_join(_display(name), _display(value)) for name, value in pairs), _repeat(run)]
+
+
 def _run_part(run: RunSpec) -> str:
-    """The run id (and repeat), as a slug: `lr=0.1` -> `lr-0-1`, `...-repeat2`."""
-    repeat = "" if run.repeat_index is None else f"repeat{run.repeat_index + 1}"
-    return _join(slug(run.run_id), repeat)
+    """The run id (and repeat) as _display reads it, lower-cased, so that a sign or a decimal
+    point still shows: `lr=0.1` -> `lr-0p1`, `seed=-2` -> `seed-minus2`, `...-repeat2`."""
+    return _join(*_axes(run, _pairs(run, swept=False))).lower()
 
 
 def job_name(run: RunSpec, token: str) -> str:
-    """``<experiment>-<run id>-<token>``, e.g. ``lr-sweep-lr-0-1-3fa2c1004``; also the name of
+    """``<experiment>-<run id>-<token>``, e.g. ``lr-sweep-lr-0p1-3fa2c1004``; also the name of
     the job's Run in SageMaker Experiments.
 
     ``token`` (the session token and the launch index) makes it unique and is never cut.
     Longer than 59 characters, the experiment part is cut first, then the run part, and a
     hash of the experiment and run id goes before the token:
-    ``learning-rate-sweep-for-the-mnist-c-lr-0-5-2b39cb-3fa2c1004``. The same inputs always
-    give the same name."""
+    ``learning-rate-sweep-for-the-mnist-c-lr-0p5-2b39cb-3fa2c1004``. The hash is there too
+    when the run part could read like another run's (a value such as `[1, -1]`, or upper
+    case that the name lowers). The same inputs always give the same name."""
     token = _check_token(token)
     experiment = slug(run.experiment) or experiment_name(run.experiment)
     run_part = _run_part(run)
     name = _join(experiment, run_part, token)
-    if len(name) > MAX_SDK_NAME:
-        mark = short_hash(run.experiment, run.run_id, str(run.repeat_index))
-        room = MAX_SDK_NAME - len(token) - len(mark) - 2
-        run_part = _cut(run_part, room - _MIN_EXPERIMENT - 1)
-        experiment = _cut(experiment, room - len(run_part) - (1 if run_part else 0))
-        name = _join(experiment, run_part, mark, token)
-    assert JOB_NAME_PATTERN.fullmatch(name) and len(name) <= MAX_SDK_NAME, name
-    return name
+    if len(name) > MAX_SDK_NAME or not _readable_in_full(run, run_part):
+        name = _fit(experiment, run_part, "-", f"{_run_hash(run)}-{token}", MAX_SDK_NAME)
+    return _checked(name, JOB_NAME_PATTERN, MAX_SDK_NAME)
+
+
+def _readable_in_full(run: RunSpec, run_part: str) -> bool:
+    """Whether no other run of the experiment can read as `run_part` (lower-casing and
+    lossy values can make two read alike; the hash then tells them apart)."""
+    pairs = _pairs(run, swept=False)
+    return all(_kept_whole(value) for _, value in pairs) and run_part == _join(
+        *_axes(run, pairs))
+
+
+def _run_hash(run: RunSpec) -> str:
+    return short_hash(run.experiment, run.run_id, str(run.repeat_index))
 
 
 def _display(text: str) -> str:
@@ -168,24 +219,24 @@ def _display(text: str) -> str:
     return _UNSAFE.sub("-", text).strip("-")
 
 
+def _kept_whole(value: str) -> bool:
+    """Whether _display(value) tells `value` apart from every other value."""
+    if _NUMBER.fullmatch(value):
+        return True
+    return bool(_WORD.fullmatch(value)) and (value.isdigit()
+                                              or not _NUMBER_FORM.fullmatch(value))
+
+
 def display_name(run: RunSpec) -> str:
     """The Run's display name in Studio: the item id in the form DisplayName allows, `--`
     between the experiment and each swept value: `lr_sweep[lr=0.5]` -> `lr-sweep--lr-0p5`,
-    `grid[lr=0.1,seed=-2]` -> `grid--lr-0p1--seed-minus2`. Cut to 120 characters with a hash
-    when longer (the experiment gives way first)."""
-    pairs = ([(str(k), str(v)) for k, v in run.swept.items()] if run.swept else
-             [part.partition("=")[::2] for part in run.run_id.split(",") if part])
-    axes = [_join(_display(name), _display(value)) for name, value in pairs]
-    if run.repeat_index is not None:
-        axes.append(f"repeat{run.repeat_index + 1}")
+    `grid[lr=0.1,seed=-2]` -> `grid--lr-0p1--seed-minus2`. A value that form cannot keep
+    apart from another (`[1, -1]`, `a.b`) adds the run's hash: `g--b-1-1-<hash>`; so does a
+    name cut to 120 characters (the experiment gives way first)."""
+    pairs = _pairs(run)
     experiment = _display(run.experiment) or "experiment"
-    values = _join(*axes, sep="--")
+    values = _join(*_axes(run, pairs), sep="--")
     name = _join(experiment, values, sep="--")
-    if len(name) > MAX_ENTITY_NAME:
-        mark = short_hash(run.experiment, run.run_id, str(run.repeat_index))
-        room = MAX_ENTITY_NAME - len(mark) - 1
-        values = _cut(values, room - _MIN_EXPERIMENT - 2)
-        experiment = _cut(experiment, room - len(values) - (2 if values else 0))
-        name = _join(_join(experiment, values, sep="--"), mark)
-    assert ENTITY_NAME_PATTERN.fullmatch(name) and len(name) <= MAX_ENTITY_NAME, name
-    return name
+    if len(name) > MAX_ENTITY_NAME or not all(_kept_whole(v) for _, v in pairs):
+        name = _fit(experiment, values, "--", _run_hash(run), MAX_ENTITY_NAME)
+    return _checked(name, ENTITY_NAME_PATTERN, MAX_ENTITY_NAME)

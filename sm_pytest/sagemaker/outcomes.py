@@ -24,9 +24,16 @@ def zero_quota(message: str) -> str | None:
     return match["quota"] if match else None
 
 
-def zero_quota_reason(quota: str, *, spot: bool) -> str:
-    """Why CreateTrainingJob was refused and is not retried, and what to do."""
-    other = "run without --spot (on-demand has its own quota), or " if spot else ""
+def zero_quota_reason(quota: str, *, spot: bool, spot_from: str = "--spot") -> str:
+    """Why CreateTrainingJob was refused and is not retried, and what to do. `spot_from`
+    says where spot was turned on (SageMakerSettings.sources): the command line's --spot,
+    or a file and line, which is where the user turns it off."""
+    if not spot:
+        other = ""
+    elif spot_from == "--spot":
+        other = "run without --spot (on-demand has its own quota), or "
+    else:
+        other = f"turn spot off where it is set ({spot_from}; on-demand has its own quota), or "
     return (f"CreateTrainingJob failed and was not retried: the account's SageMaker quota"
             f" '{quota}' is 0 instances, so no such job can start until it is raised."
             f" Request an increase for '{quota}' at {QUOTAS_PAGE}, or {other}choose an"

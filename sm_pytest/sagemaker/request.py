@@ -40,6 +40,7 @@ from ..contract import (
 )
 from .aws import s3_uri
 from .names import JOB_NAME_PATTERN, MAX_JOB_NAME, job_name
+from .service_rules import utf16_cut, utf16_length
 from .settings import OWN_TAG_PREFIX, SageMakerSettings, SettingsError
 
 if TYPE_CHECKING:
@@ -68,10 +69,11 @@ class RequestError(ValueError):
 
 
 def _tag_text(text: str) -> str:
-    """A run id as a tag value: [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@] only, at most 256."""
+    """A run id as a tag value: [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@] only, at most 256 (UTF-16
+    code units, as AWS counts)."""
     text = text.replace(",", " ")
     text = "".join(c if c.isalnum() or c in " _.:/=+-@" else "_" for c in text)
-    return text[:256]
+    return utf16_cut(text, 256)
 
 
 def _hyperparameters(run: RunSpec, source_uri: str, region: str, name: str) -> dict[str, str]:
@@ -94,10 +96,10 @@ def _hyperparameters(run: RunSpec, source_uri: str, region: str, name: str) -> d
         raise RequestError(f"{len(encoded)} hyperparameters (with the {len(SCRIPT_MODE_PARAMS)}"
                            " script-mode ones); CreateTrainingJob allows 100")
     for key, value in encoded.items():
-        if len(key) > 256:
+        if utf16_length(key) > 256:
             raise RequestError(f"hyperparameter name {key[:40]!r}... is longer than 256"
                                " characters")
-        if len(value) > 2500:
+        if utf16_length(value) > 2500:
             raise RequestError(f"hyperparameter {key!r} is {len(value)} characters once"
                                " JSON-encoded; SageMaker allows 2500 (pass large values as"
                                " an input channel instead)")
@@ -259,7 +261,8 @@ def image_uri(settings: SageMakerSettings, region: str | None = None) -> str:
 
     try:
         # resolve() has chosen both already; settings built by hand may leave them out.
-        version, py_version = choose_versions(settings.framework_version, settings.py_version)
+        version, py_version = choose_versions(settings.framework_version, settings.py_version,
+                                              settings.instance_type)
         return image_uris.retrieve(
             framework="pytorch",
             region=region,

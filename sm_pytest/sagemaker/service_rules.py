@@ -191,7 +191,7 @@ def _scalar_problems(shape: Any, value: Any) -> list[str]:
     kind, meta = shape.type_name, shape.metadata
     problems: list[str] = []
     if kind == "string" and isinstance(value, str):
-        problems += _length_problems(meta, len(value))
+        problems += _length_problems(meta, utf16_length(value))
         pattern = meta.get("pattern")
         if pattern is not None:
             compiled = _checked_pattern(pattern)
@@ -211,6 +211,23 @@ def _scalar_problems(shape: Any, value: Any) -> list[str]:
         if "min" in meta and value < meta["min"]:
             problems.append(f"Member must have value greater than or equal to {meta['min']}")
     return problems
+
+
+def utf16_length(text: str) -> int:
+    """A string's length as AWS counts it (Java: UTF-16 code units), so a character outside
+    the Basic Multilingual Plane (an emoji, 𝐀) counts twice."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def utf16_cut(text: str, limit: int) -> str:
+    """The longest head of `text` of at most `limit` UTF-16 code units, never half a
+    character."""
+    size = 0
+    for index, char in enumerate(text):
+        size += 2 if ord(char) > 0xFFFF else 1
+        if size > limit:
+            return text[:index]
+    return text
 
 
 def _length_problems(meta: Mapping[str, Any], size: int) -> list[str]:

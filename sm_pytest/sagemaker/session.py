@@ -34,13 +34,17 @@ def boto_session(region: str | None):
 class SageMakerSession:
     def __init__(self, *, cli: dict, ini: dict, config_path: Path | None, token: str,
                  emit: Callable[[str], None], plan_file: Path | None = None,
-                 plan_key: str | None = None):
+                 plan_key: str | None = None, notify: Callable[[str], None] | None = None):
         self.cli, self.ini, self.config_path = cli, ini, config_path
         self.token = token
         # pytest-xdist: the processes of one test run share one Experiments plan (_plan).
         self.plan_file, self.plan_key = plan_file, plan_key
         self._plan_error: Exception | None = None
+        # emit: progress, worth seeing live only; notify: what must reach the user even
+        # from a pytest-xdist worker, whose terminal nobody sees (refusals, rollovers,
+        # stopped jobs, saved evidence).
         self.emit = emit
+        self.notify = notify or emit
         self.lines: queue.Queue[str] = queue.Queue()
         self.emulator = None
         self.backend = None
@@ -102,16 +106,18 @@ class SageMakerSession:
         if first.emulate and self.emulator is None:
             from .emulator import Emulator
 
+            knobs = _emulator_knobs(os.environ)  # a bad value stops us before the emulator
             self.emulator = Emulator(region=first.region or "us-east-1")
             self.emulator.__enter__()
-            _arm_from_environment(self.emulator)
+            for arm in knobs:
+                arm(self.emulator)
         self.backend = SageMakerBackend(
             settings_for=self.settings_for, region=first.region, token=self.token,
             max_parallel=first.max_parallel, progress=self.lines.put,
             poll_interval=0.5 if first.emulate else 15.0, tick=self.flush)
         if first.emulate:
             self.backend.s3.create_bucket(Bucket=first.bucket)  # a setting of the session
-        self.experiments = SageMakerExperiments(self.backend.session, notice=self.lines.put)
+        self.experiments = SageMakerExperiments(self.backend.session, notice=self.notice)
         self.backend.experiments = self.experiments
         self._plan(runs)
         self.flush()
@@ -139,13 +145,17 @@ class SageMakerSession:
             self._plan_error = exc
             raise
 
+    def notice(self, line: str) -> None:
+        """A notice from any thread, passed on in order with the progress lines (flush)."""
+        self.lines.put(_Notice(line))
+
     def flush(self) -> None:
         while True:
             try:
                 line = self.lines.get_nowait()
             except queue.Empty:
                 return
-            self.emit(line.rstrip("\n"))
+            (self.notify if isinstance(line, _Notice) else self.emit)(line.rstrip("\n"))
 
     def close(self) -> list[str]:
         """Stop whatever this session launched and is still running; say which."""
@@ -172,11 +182,11 @@ class SageMakerSession:
         refused = list(self.emulator.refused)
         if not refused:
             return
-        self.emit(f"{REFUSED_NOTICE} {len(refused)} request(s), as AWS would:")
+        self.notify(f"{REFUSED_NOTICE} {len(refused)} request(s), as AWS would:")
         for operation, text in refused[:10]:
-            self.emit(f"  {operation}: {text}")
+            self.notify(f"  {operation}: {text}")
         if len(refused) > 10:
-            self.emit(f"  ... and {len(refused) - 10} more")
+            self.notify(f"  ... and {len(refused) - 10} more")
 
     def _save_leftovers(self) -> None:
         from .. import runner
@@ -187,10 +197,14 @@ class SageMakerSession:
                 runner.save(result)
                 saved.append(str(result.artifact_dir))
             except OSError as exc:
-                self.lines.put(f"could not save {result.artifact_dir}: {exc}")
+                self.notice(f"could not save {result.artifact_dir}: {exc}")
         if saved:
-            self.lines.put(f"saved the results and logs of {len(saved)} job(s) this session did"
-                           f" not wait for: {', '.join(saved)}")
+            self.notice(f"saved the results and logs of {len(saved)} job(s) this session did"
+                        f" not wait for: {', '.join(saved)}")
+
+
+class _Notice(str):
+    """A queued line that is a notice, not progress (SageMakerSession.notify)."""
 
 
 def _shared_plan(path: Path, key: str, make: Callable[[], dict]) -> dict:
@@ -226,34 +240,61 @@ def _skip_final_collections() -> None:
         _FREEZE_AT_EXIT.append(atexit.register(gc.freeze))
 
 
-def _arm_from_environment(emulator) -> None:
-    """Testing knobs for --sm-emulate runs started as a whole pytest session:
+def _emulator_knobs(environ) -> list[Callable]:
+    """Testing knobs for --sm-emulate runs started as a whole pytest session, read and
+    checked before the emulator starts (a bad value is a SettingsError naming the variable):
     SM_PYTEST_EMULATE_SPOT_INTERRUPTIONS=<job-name prefix>[,...] interrupts those spot jobs
-    once; SM_PYTEST_EMULATE_THROTTLE=N makes the first N CreateTrainingJob calls throttled;
+    once; SM_PYTEST_EMULATE_THROTTLE=N makes the first N CreateTrainingJob calls throttled
+    (_CODE / _MESSAGE: another AWS error than throttling, e.g. ResourceLimitExceeded);
     SM_PYTEST_EMULATE_NO_SPOT_CAPACITY=<job-name prefix>[,...] gives those spot jobs no
-    capacity; SM_PYTEST_EMULATE_LOG_PAGES=<size>,<empty> pages GetLogEvents."""
-    for prefix in filter(None, os.environ.get("SM_PYTEST_EMULATE_SPOT_INTERRUPTIONS",
-                                              "").split(",")):
-        emulator.interrupt_spot(prefix.strip(), after_checkpoint=True)
-    throttled = os.environ.get("SM_PYTEST_EMULATE_THROTTLE", "")
-    if throttled.isdigit() and int(throttled) > 0:
-        # _CODE / _MESSAGE: another AWS error than throttling, e.g. ResourceLimitExceeded.
-        emulator.throttle("CreateTrainingJob", times=int(throttled),
-                          code=os.environ.get("SM_PYTEST_EMULATE_THROTTLE_CODE",
-                                              "ThrottlingException"),
-                          message=os.environ.get("SM_PYTEST_EMULATE_THROTTLE_MESSAGE"))
-    for prefix in filter(None, os.environ.get("SM_PYTEST_EMULATE_NO_SPOT_CAPACITY",
-                                              "").split(",")):
-        emulator.withhold_spot_capacity(prefix.strip())
-    # SM_PYTEST_EMULATE_LOG_PAGES=<page size>,<empty pages>: see Emulator.paginate_logs.
-    paging = os.environ.get("SM_PYTEST_EMULATE_LOG_PAGES", "")
-    if paging:
-        size, _, empty = paging.partition(",")
-        emulator.paginate_logs(page_size=int(size), empty_pages=int(empty or 0))
-    # SM_PYTEST_EMULATE_EXPERIMENT_RUNS=<SageMaker experiment>=<runs>[,...]: runs an earlier
-    # session left there, each with its job's own trial component.
-    for pair in filter(None, os.environ.get("SM_PYTEST_EMULATE_EXPERIMENT_RUNS", "").split(",")):
-        from ._emulator_experiments import record_earlier_runs
+    capacity; SM_PYTEST_EMULATE_LOG_PAGES=<page size>,<empty pages> pages GetLogEvents
+    (Emulator.paginate_logs); SM_PYTEST_EMULATE_EXPERIMENT_RUNS=<SageMaker
+    experiment>=<runs>[,...] records runs an earlier session left there, each with its
+    job's own trial component."""
+    def listed(name: str) -> list[str]:
+        return [part.strip() for part in environ.get(name, "").split(",") if part.strip()]
 
-        name, _, count = pair.strip().partition("=")
-        record_earlier_runs(emulator.account_id, emulator.region, name, int(count))
+    def number(name: str, text: str, shape: str, low: int = 0) -> int:
+        if not text.strip().isdecimal() or int(text) < low:
+            raise sm_settings.SettingsError(
+                f"{name}={environ.get(name)!r}: {text.strip()!r} is not a whole number of"
+                f" at least {low}; the variable takes {shape}")
+        return int(text)
+
+    knobs: list[Callable] = []
+    for prefix in listed("SM_PYTEST_EMULATE_SPOT_INTERRUPTIONS"):
+        knobs.append(lambda emu, prefix=prefix: emu.interrupt_spot(prefix,
+                                                                   after_checkpoint=True))
+    throttled = environ.get("SM_PYTEST_EMULATE_THROTTLE", "")
+    if throttled:
+        times = number("SM_PYTEST_EMULATE_THROTTLE", throttled, "N, e.g. 2")
+        code = environ.get("SM_PYTEST_EMULATE_THROTTLE_CODE", "ThrottlingException")
+        message = environ.get("SM_PYTEST_EMULATE_THROTTLE_MESSAGE")
+        if times:
+            knobs.append(lambda emu: emu.throttle("CreateTrainingJob", times=times, code=code,
+                                                  message=message))
+    for prefix in listed("SM_PYTEST_EMULATE_NO_SPOT_CAPACITY"):
+        knobs.append(lambda emu, prefix=prefix: emu.withhold_spot_capacity(prefix))
+    paging = environ.get("SM_PYTEST_EMULATE_LOG_PAGES", "")
+    if paging:
+        shape = "<page size>,<empty pages>, e.g. 2,3"
+        size, _, empty = paging.partition(",")
+        size = number("SM_PYTEST_EMULATE_LOG_PAGES", size, shape, low=1)
+        empty = number("SM_PYTEST_EMULATE_LOG_PAGES", empty or "0", shape)
+        knobs.append(lambda emu: emu.paginate_logs(page_size=size, empty_pages=empty))
+    variable = "SM_PYTEST_EMULATE_EXPERIMENT_RUNS"
+    for pair in listed(variable):
+        name, _, count = (part.strip() for part in pair.partition("="))
+        shape = "<SageMaker experiment>=<runs>[,...], e.g. lr-sweep=30"
+        if not name:
+            raise sm_settings.SettingsError(f"{variable}={environ[variable]!r}: {pair!r} names"
+                                            f" no experiment; the variable takes {shape}")
+        runs = number(variable, count, shape)
+        knobs.append(lambda emu, name=name, runs=runs: _earlier_runs(emu, name, runs))
+    return knobs
+
+
+def _earlier_runs(emulator, experiment: str, count: int) -> None:
+    from ._emulator_experiments import record_earlier_runs
+
+    record_earlier_runs(emulator.account_id, emulator.region, experiment, count)

@@ -500,7 +500,8 @@ def _image_versions(values: dict[str, Any], sources: dict[str, str]) -> None:
     given = {key: values[key] for key in ("framework_version", "py_version")
              if sources[key] != "built-in default"}
     try:
-        chosen = choose_versions(given.get("framework_version"), given.get("py_version"))
+        chosen = choose_versions(given.get("framework_version"), given.get("py_version"),
+                                 values.get("instance_type"))
     except ImageVersionError as exc:
         where = ", ".join(f"{key} from {sources[key]}" for key in given)
         raise SettingsError(f"{where or 'the built-in default'}: {exc}") from None
