@@ -21,7 +21,6 @@ from .yamlsafe import YamlError
 
 _SESSION = pytest.StashKey[SmSession]()
 PLAN_FILE = "experiments-plan.json"
-_SIGNALS = pytest.StashKey["Interruption"]()
 _LATE_RECORDS = "sm_pytest_records"  # key in an xdist worker's workeroutput
 _NOTICES = "sm_pytest_notices"  # key in an xdist worker's workeroutput
 
@@ -60,7 +59,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     gate.addoption("--sm-save-baseline", metavar="NAME", default=None,
                    help="record the final metrics of every run as baseline NAME, except runs"
                         " whose thresholds or baseline gate failed; nothing when the session"
-                        " is interrupted or stopped by -x")
+                        " is interrupted, or stopped by -x before its last item")
     gate.addoption("--sm-save-baseline-force", action="store_true", default=False,
                    help="with --sm-save-baseline: record runs whose thresholds or baseline"
                         " gate failed too (a deliberate refresh)")
@@ -142,23 +141,51 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(SageMakerHooks(session), "sm-pytest-sagemaker")
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(Recorder(session), "sm-pytest-recorder")
-    # SIGTERM and SIGHUP take Ctrl-C's path (signals.py).
-    config.stash[_SIGNALS] = signals.Interruption(forward=signals.xdist_workers(config),
-                                          worker=hasattr(config, "workerinput"))
-    config.stash[_SIGNALS].install()
+    # Ctrl-C, SIGTERM and SIGHUP stop the session where that loses nothing (signals.py).
+    signals.install(forward=signals.xdist_workers(config), worker=hasattr(config, "workerinput"))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    if isinstance(item, ExperimentItem):
+        # A run's ending, its judging and its recording (the teardown report carries its
+        # record) are never cut short by a first signal: it is acted on after them.
+        with signals.deferred():
+            outcome = yield
+    else:
+        outcome = yield
+    if signals.received() is not None or getattr(item, "interrupted", None) is not None:
+        if hasattr(item.config, "workerinput"):
+            # A KeyboardInterrupt would end the worker as crashed, and xdist would start a
+            # replacement: the worker stops instead, and xdist ends the session (exit 2).
+            item.session.shouldstop = f"interrupted ({signals.cause()})"
+        else:
+            raise getattr(item, "interrupted", None) or KeyboardInterrupt(
+                f"the session was interrupted ({signals.cause()}); every run that finished"
+                " is kept")
+    return outcome
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    interruption = session.config.stash.get(_SIGNALS, None)
-    if interruption is not None:
-        interruption.session_ending()
+def pytest_keyboard_interrupt() -> None:
+    signals.ending()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session):
+    if signals.received() is not None:
+        # A signal noted where it could not act at once (while a run was saved, or one the
+        # controller passed on to xdist workers): the session was interrupted all the same.
+        if hasattr(session.config, "workerinput"):
+            session.shouldstop = session.shouldstop or f"interrupted ({signals.cause()})"
+        else:
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
+    signals.ending()
+    return (yield)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    interruption = config.stash.get(_SIGNALS, None)
-    if interruption is not None:
-        interruption.uninstall()
+    signals.uninstall()
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
@@ -233,29 +260,20 @@ class ExperimentItem(pytest.Item):
         self.results: list[RunResult] = []
         self.result: RunResult | None = None
         self.sm_record: dict | None = None
+        self.interrupted: RunInterrupted | None = None  # raised once its record is logged
 
     def setup(self) -> None:
-        interruption = self.config.stash.get(_SIGNALS, None)
-        if interruption is None:
-            self._setup(None)
-            return
-        # Preparing, finishing, saving and recording a run are never cut short; a signal
-        # then is noted and acted on below, once the run's result is safe (signals.py).
-        with signals.deferred():
-            self._setup(interruption)
-
-    def _setup(self, interruption) -> None:
         session = self.config.stash[_SESSION]
         worker = hasattr(self.config, "workerinput")
-        if interruption is not None and interruption.received:
-            # Signalled between runs (an xdist worker), or while this run was launched.
-            self._start_nothing(interruption.received, worker)
         try:
-            if self.pending is None:
-                if session.sagemaker is not None:
-                    # pytest-xdist: planned for every item at collection; this launches
-                    session.start_sagemaker([self.run])
-                self.pending = session.start(self.run)
+            # Nothing is lost before a run starts: a signal while its runs are prepared
+            # (hashed, looked up, launched) stops the session at once.
+            with signals.interruptible():
+                if self.pending is None:
+                    if session.sagemaker is not None:
+                        # pytest-xdist: planned for every item at collection; this launches
+                        session.start_sagemaker([self.run])
+                    self.pending = session.start(self.run)
         except (pytest.UsageError, ValueError) as exc:
             # Nothing was launched. ValueError: e.g. a value the fingerprint cannot hash,
             # phrased by its raiser.
@@ -265,37 +283,28 @@ class ExperimentItem(pytest.Item):
                 backend="local" if session.sagemaker is None else "sagemaker")
             self._finish("error", [], None)
             pytest.fail(str(exc), pytrace=False)
-        if interruption is not None and interruption.received:
-            self._start_nothing(interruption.received, worker)  # (its jobs are stopped)
-        cut_short = False
+        except KeyboardInterrupt:
+            if not worker:
+                raise
+            self._not_started()
         try:
             self.results = session.finish(self.pending)
         except RunInterrupted as exc:
-            # A local run cut short, or finished just as the signal came: it has its log and
-            # result.json; give it its rows too, then let pytest end the session.
+            # A run stopped midway, or a signal after a repeat that kept the others from
+            # starting: an error with its rows, never judged on part of its runs. pytest
+            # is interrupted once its record is logged (pytest_runtest_protocol).
             # (SageMaker jobs: SageMakerHooks, once stopped.)
-            self.settle(exc.results, hand_over=not worker)
-            if not worker:
-                raise
-            cut_short = True
+            self.interrupted = exc
+            self.results, self.result = exc.results, exc.result
+            self._finish("error", [], None)
+            pytest.fail(self.result.failure_reason, pytrace=False)
         except KeyboardInterrupt:
-            if not (worker and session.sagemaker is not None and self._stop_in_worker(session)):
-                raise
-            cut_short = True
-        received = interruption.received if interruption is not None else None
-        if received and not cut_short:
-            # The signal came after the run was awaited: it ends as it would have, and
-            # the session right after it.
             if not worker:
-                self.settle(self.results)
-                raise signals.interrupt(received)
-            self.session.shouldstop = f"interrupted ({received})"
-        if cut_short:
-            # An xdist worker: the interrupt would end it as crashed, and xdist would report
-            # its item as a crash and start a replacement. Instead the item is an error that
-            # carries its record, and the worker stops after it; xdist then ends the session
-            # as interrupted (exit code 2).
-            self.session.shouldstop = f"interrupted ({received or 'Ctrl-C'})"
+                raise
+            if session.sagemaker is None:
+                self._not_started()  # a local run that starts is a RunInterrupted above
+            if not self._stop_in_worker(session):
+                raise
             if not self.result.ok:
                 pytest.fail(self.result.failure_reason, pytrace=False)
         self.result = aggregate(self.results)
@@ -303,11 +312,11 @@ class ExperimentItem(pytest.Item):
             self._finish("error", [], None)
             pytest.fail(checks.crash_report(self.run.name, self.result), pytrace=False)
 
-    def _start_nothing(self, received: str, worker: bool) -> None:
-        if not worker:
-            raise signals.interrupt(received)
-        self.session.shouldstop = f"interrupted ({received})"
-        pytest.skip(f"the session was interrupted ({received}) before this run started")
+    def _not_started(self) -> None:
+        # An xdist worker signalled before its run started: skipped, and the worker stops
+        # after it (pytest_runtest_protocol).
+        pytest.skip(f"the session was interrupted ({signals.cause()}) before this run"
+                    " started")
 
     def runtest(self) -> None:
         verdicts, gate, reports = self._judge()
@@ -505,11 +514,17 @@ class Recorder:
     def __init__(self, session: SmSession):
         self.session = session
         self.cut_short: str | None = None  # why the session ended before its last item
+        self.ran: set[str] = set()  # the items whose protocol ran to its end
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "teardown":
+            self.ran.add(report.nodeid)
         rec = getattr(report, "sm_run", None)
         if rec is not None:
-            self.session.record(rec)
+            # Under xdist this runs in the controller's loop, outside any item's protocol:
+            # a first signal must not cost the row (it stops the workers meanwhile).
+            with signals.deferred():
+                self.session.record(rec)
 
     @pytest.hookimpl(optionalhook=True)  # an xdist hook; xdist may be absent
     def pytest_testnodedown(self, node, error) -> None:
@@ -517,8 +532,9 @@ class Recorder:
         and the notices of its SageMaker session (refusals, rollovers, stopped jobs) come
         with its workeroutput. Popped: xdist may call this twice for one worker."""
         output = getattr(node, "workeroutput", None) or {}
-        for rec in output.pop(_LATE_RECORDS, []):
-            self.session.record(rec)
+        with signals.deferred():
+            for rec in output.pop(_LATE_RECORDS, []):
+                self.session.record(rec)
         notices = output.pop(_NOTICES, [])
         if notices:
             from .progress import write_terminal_line
@@ -527,13 +543,15 @@ class Recorder:
             for line in notices:
                 write_terminal_line(self.session.config, f"[{worker}] {line}")
 
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
-        # Ctrl-C, SIGTERM, SIGHUP, pytest.exit() and pytest-xdist's stop (-x included) end
-        # a session as interrupted; -x and --maxfail without xdist set shouldfail.
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # Ctrl-C, SIGTERM, SIGHUP (noted ones too: the tryfirst pytest_sessionfinish),
+        # pytest.exit() and pytest-xdist's stop (-x included) end a session as interrupted;
+        # -x, --maxfail and --stepwise without xdist set shouldfail or shouldstop, which
+        # cut it short only if an item was left: reached on the last one, every run ran.
         why = session.shouldfail or session.shouldstop
-        if exitstatus == pytest.ExitCode.INTERRUPTED:
+        if session.exitstatus == pytest.ExitCode.INTERRUPTED:
             self.cut_short = "the session was interrupted"
-        elif why:
+        elif why and any(item.nodeid not in self.ran for item in session.items):
             self.cut_short = f"the session stopped early ({why})"
 
     def pytest_terminal_summary(self, terminalreporter) -> None:

@@ -26,6 +26,9 @@ import time
 
 _WATCHDOG = 'read _ignored; kill -s KILL -- "-$1" 2>/dev/null; exit 0'
 _POLL_S = 0.05  # where neither a pidfd nor waitid exists
+# How long end() waits to reap a leader that was SIGKILLed: one stuck in the kernel (a GPU
+# driver or NFS hang) never exits, and pytest must not hang with it.
+REAP_S = 10.0
 
 
 class Watchdog:
@@ -66,11 +69,20 @@ class Group:
         with contextlib.suppress(AttributeError, OSError):
             self._pidfd = os.pidfd_open(self.pid)
         self._exited = False
+        self._ended = False
 
     @property
     def returncode(self) -> int | None:
         """Known once end() has reaped the leader."""
         return self.process.returncode
+
+    @property
+    def stuck(self) -> str:
+        """Why end() could not reap the leader, or "" if it did (or was not called)."""
+        if self.process.returncode is not None or not self._ended:
+            return ""
+        return (f"process {self.pid} did not exit within {REAP_S:.0f} s of SIGKILL (stuck in"
+                " the kernel: a GPU driver or NFS hang?) and was left behind")
 
     def exited(self, timeout: float = 0.0) -> bool:
         """Whether the leader has exited, waiting up to `timeout` seconds; never reaps it."""
@@ -79,8 +91,10 @@ class Group:
         deadline = time.monotonic() + timeout
         while True:
             if self._pidfd is not None:
-                ready, _, _ = select.select([self._pidfd], [], [], max(0.0, timeout))
-                self._exited = bool(ready)
+                # poll, not select: select refuses a descriptor numbered 1024 or more
+                poller = select.poll()
+                poller.register(self._pidfd, select.POLLIN)
+                self._exited = bool(poller.poll(max(0.0, timeout) * 1000))
                 return self._exited
             try:
                 info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
@@ -112,16 +126,21 @@ class Group:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
 
-    def end(self) -> int:
+    def end(self) -> int | None:
         """After the leader exited: kill what it left in its group, release the watchdog,
-        reap the leader. Safe to call more than once; returns the exit status."""
+        reap the leader. Safe to call more than once; returns the exit status, None when the
+        leader could not be reaped within REAP_S (see `stuck`)."""
+        self._ended = True
         self.stop(0.0)
         if self.watchdog is not None:
             self.watchdog.release()
             self.watchdog = None
-        returncode = self.process.wait()
-        if self._pidfd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._pidfd)
-            self._pidfd = None
-        return returncode
+        try:
+            return self.process.wait(timeout=REAP_S)
+        except subprocess.TimeoutExpired:
+            return None  # the watchdog is released: nothing more to do for it
+        finally:
+            if self._pidfd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._pidfd)
+                self._pidfd = None

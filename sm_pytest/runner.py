@@ -8,7 +8,7 @@ from pathlib import Path
 
 from . import signals
 from .artifacts import new_attempt_dir, write_json_atomic, write_text_atomic
-from .backends.base import Backend, RunInterrupted, RunResult, interrupted_reason
+from .backends.base import Backend, RunInterrupted, RunResult
 from .spec import RunSpec
 
 
@@ -20,8 +20,8 @@ def submit(run: RunSpec, backend: Backend, artifacts_root: Path):
 
 def finish(backend: Backend, handle) -> RunResult:
     """Wait for a submitted run and save what it produced, also when the session is
-    interrupted while it runs (its log so far, as INTERRUPTED). A signal while it is saved
-    waits for the save, then interrupts (signals.py): nothing more starts."""
+    interrupted while it runs (its log so far, as INTERRUPTED). A first signal while it is
+    saved waits for the save (signals.py)."""
     try:
         result = backend.wait(handle)
     except RunInterrupted as exc:
@@ -30,9 +30,6 @@ def finish(backend: Backend, handle) -> RunResult:
         raise
     with signals.deferred():
         save(result)
-    if signals.noted():
-        raise RunInterrupted(result, message=interrupted_reason(
-            signals.interrupt(signals.noted()), finished=True))
     return result
 
 

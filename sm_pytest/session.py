@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from . import runner
+from . import runner, signals
 from .artifacts import run_dir_of
 from .backends.base import (
     COMPLETED,
+    INTERRUPTED,
     RunInterrupted,
     RunResult,
     RunSetupError,
@@ -184,12 +185,15 @@ class SmSession:
 
     def finish(self, pendings: list[Pending]) -> list[RunResult]:
         """Every repeat's result. A repeat that cannot start is a result too (never_ran),
-        so the repeats before it keep theirs; an interrupt carries them all (RunInterrupted)."""
+        so the repeats before it keep theirs; an interrupt carries them all (RunInterrupted).
+        A signal noted as one repeat ended starts no other (signals.py)."""
         results = []
-        for pending in pendings:
+        for number, pending in enumerate(pendings, 1):
             if pending.cached is not None:
                 results.append(pending.cached)
                 continue
+            if signals.received():
+                self._stop_before(number, len(pendings), results)
             try:
                 if pending.handle is None:
                     pending.handle = runner.submit(pending.run, self.backend,
@@ -202,7 +206,23 @@ class SmSession:
             except RunInterrupted as exc:
                 exc.results = [*results, exc.result]
                 raise
+            except KeyboardInterrupt:
+                if results:  # a later repeat was being prepared: the earlier ones count
+                    self._stop_before(number, len(pendings), results)
+                raise
         return results
+
+    @staticmethod
+    def _stop_before(number: int, total: int, results: list[RunResult]) -> None:
+        """Repeat `number` of `total` will not run: the item ends with those before it."""
+        exc = signals.interrupt(signals.received())
+        if not results:
+            raise exc  # nothing ran: nothing to keep
+        cause = str(exc) or "Ctrl-C"
+        reason = (f"the session was interrupted ({cause}) after {number - 1} of {total}"
+                  " repeats; their results are kept, the others never started")
+        item = dataclasses.replace(results[-1], status=INTERRUPTED, failure_reason=reason)
+        raise RunInterrupted(item, results, message=reason)
 
     # -- recording (controller only) -------------------------------------------------------
 

@@ -1,23 +1,22 @@
-"""SIGTERM and SIGHUP end a session the way Ctrl-C does.
+"""Ctrl-C, SIGTERM and SIGHUP: the first stops the session at the next safe point, keeping
+every finished run's result.json, tracking row and summary row; a second one stops it at once.
 
 CI runners, `timeout` and Kubernetes cancel with SIGTERM, a closed terminal sends SIGHUP.
-Python's default for both is to die on the spot: no SageMaker job stopped, no local process
-group killed, no evidence saved, no summary. The handler raises KeyboardInterrupt instead,
-so pytest's own interrupted path runs (pytest_keyboard_interrupt, sessionfinish, the
-terminal summary, exit code 2) and everything that already handles Ctrl-C handles these too.
+Python's default for those two is to die on the spot: no SageMaker job stopped, no local process
+group killed, no evidence saved, no summary. Here all three raise KeyboardInterrupt where
+that loses nothing, so pytest's own interrupted path runs (pytest_keyboard_interrupt,
+sessionfinish, the terminal summary, exit code 2).
 
-Under pytest-xdist the controller runs no tests: it passes the signal on to its workers and
-lets xdist end the session. A worker interrupts the run in flight, reports its item as an
-error carrying the run's record, and stops (session.shouldstop); xdist then stops the
-session and raises its own Interrupted (exit code 2). A second signal to the controller
-stops it at once.
-
-A signal interrupts only where stopping loses nothing: while a backend waits for a run
-(`interruptible()`), or, outside pytest-xdist, between runs. While an item prepares its runs,
-finishes one, saves and records it (`deferred()`), a signal, Ctrl-C included, is only noted;
-the run then ends as it would have, keeps its result, and the session ends right after it.
-Once the session is ending (its stop, save and summary steps), a signal is ignored so that
-it cannot cut them short, but only once: a second one ends pytest at once.
+Where the first signal acts (one process-wide state, as Python's signal handlers are):
+- OPEN (the default: collection, preparing a run, a plain Python test): at once.
+- INTERRUPTIBLE (a backend awaits a run): at once; the backend stops the run and keeps
+  what it left as an interrupted result.
+- DEFERRED (a run ends, is saved, judged and recorded; the session's ending): noted only;
+  whoever leaves such a block acts on received() at the next safe point.
+Under pytest-xdist the controller runs no tests: it passes the first signal on to its
+workers, and a second one stops it at once (xdist then ends the workers). A worker raises
+only while INTERRUPTIBLE: elsewhere a KeyboardInterrupt would look like a crash to xdist, so
+the worker stops after its item instead (session.shouldstop, plugin.py).
 """
 
 from __future__ import annotations
@@ -28,17 +27,33 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 
-HANDLED = ("SIGTERM", "SIGHUP")
-
-# Process-wide, as Python's signal handlers are: where the main thread is now.
+HANDLED = ("SIGINT", "SIGTERM", "SIGHUP")
 OPEN, DEFERRED, INTERRUPTIBLE = "open", "deferred", "interruptible"
-_mode = OPEN
-_noted: str | None = None  # a signal that came while DEFERRED
 
 
-def noted() -> str | None:
-    """The signal (e.g. "SIGTERM", "SIGINT") noted while deferred, if any."""
-    return _noted
+class _State:
+    def __init__(self, forward: Callable[[int], bool] | None = None, worker: bool = False):
+        self.mode = OPEN
+        self.ending = False  # pytest stops jobs, saves and summarises: nothing may cut it short
+        self.received: list[str] = []  # the signals of this session, in order
+        self.forward = forward  # passes a signal to xdist workers; True if one took it
+        self.worker = worker
+        self.previous: dict[int, object] = {}  # the handlers install() replaced
+        self.outer: _State | None = None  # a pytester session's outer session
+
+
+_state = _State()
+
+
+def received() -> str | None:
+    """The first signal of this session (e.g. "SIGTERM", "SIGINT"), if any."""
+    return _state.received[0] if _state.received else None
+
+
+def cause() -> str:
+    """The first signal as a person names it: `SIGTERM`, `SIGHUP`, or `Ctrl-C`."""
+    name = received()
+    return "Ctrl-C" if name in (None, "SIGINT") else name
 
 
 def interrupt(name: str | None) -> KeyboardInterrupt:
@@ -48,122 +63,92 @@ def interrupt(name: str | None) -> KeyboardInterrupt:
 
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
-    """A signal during the block is noted (noted()), not raised; Ctrl-C too."""
+    """A first signal during the block is only noted (received())."""
     with _in(DEFERRED):
         yield
 
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """A signal during the block raises KeyboardInterrupt, as Ctrl-C does; one noted before
-    it raises on entry."""
+    """A signal during the block raises KeyboardInterrupt; one received before, on entry.
+    Not once the session is ending."""
     with _in(INTERRUPTIBLE):
-        if _noted is not None and _main_thread():
-            raise interrupt(_noted)
+        if _state.mode == INTERRUPTIBLE and _state.received:
+            raise interrupt(received())
         yield
+
+
+def ending() -> None:
+    """The session is ending (pytest_keyboard_interrupt, sessionfinish): from here on a
+    first signal is only noted, whatever the backends do."""
+    if _main_thread():
+        _state.mode = DEFERRED
+        _state.ending = True
 
 
 @contextlib.contextmanager
 def _in(mode: str) -> Iterator[None]:
-    global _mode
-    if not _main_thread():  # only the main thread gets signals
+    # Only the main thread gets signals; a plain assignment, so a signal at any point
+    # finds one mode or the other.
+    if not _main_thread() or _state.ending:
         yield
         return
-    previous = _mode
-    _mode = mode
-    _follow_sigint()
+    previous, _state.mode = _state.mode, mode
     try:
         yield
     finally:
-        _mode = previous
-        _follow_sigint()
+        if not _state.ending:
+            _state.mode = previous
 
 
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _note(signum: int, frame) -> None:
-    global _noted
-    if _noted is None:
-        _noted = signal.Signals(signum).name
+def _handle(signum: int, frame) -> None:
+    name = signal.Signals(signum).name
+    _state.received.append(name)
+    if len(_state.received) > 1 and not _state.worker:
+        # Somebody insists: at once, wherever the session is. (Not a worker: it gets Ctrl-C
+        # twice, from the terminal and from its controller, whose second signal ends it.)
+        raise interrupt(name)
+    if _state.forward is not None and _state.forward(signum):
+        return  # the workers stop after their runs, and xdist ends the session
+    if _state.mode == INTERRUPTIBLE or (_state.mode == OPEN and not _state.worker):
+        raise interrupt(name)
+    # noted: acted on at the next safe point (session.finish starts no other repeat;
+    # plugin.py's pytest_runtest_protocol and pytest_sessionfinish stop the session)
 
 
-def _follow_sigint() -> None:
-    """Ctrl-C is Python's own KeyboardInterrupt: while deferred, it is noted instead. Left
-    alone when somebody else set SIGINT's handler."""
-    current = signal.getsignal(signal.SIGINT)
-    if _mode == DEFERRED and current is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _note)
-    elif _mode != DEFERRED and current is _note:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+def install(forward: Callable[[int], bool] | None = None, worker: bool = False) -> None:
+    """The handlers of one pytest session, from configure to unconfigure."""
+    global _state
+    if not _main_thread():  # only the main thread may set handlers
+        return
+    outer, _state = _state, _State(forward, worker)
+    _state.outer = outer
+    for name in HANDLED:
+        signum = getattr(signal, name, None)
+        if signum is None:  # SIGHUP does not exist on Windows
+            continue
+        current = signal.getsignal(signum)
+        if signum == signal.SIGINT and current not in (signal.default_int_handler, _handle):
+            continue  # somebody else's Ctrl-C (a debugger, say): theirs
+        if current is signal.SIG_IGN:
+            continue  # e.g. SIGHUP under nohup: whoever started pytest wants it ignored
+        with contextlib.suppress(OSError, ValueError):
+            _state.previous[signum] = signal.signal(signum, _handle)
 
 
-class Interruption:
-    """The handlers of one pytest session: installed at configure, restored at unconfigure."""
-
-    def __init__(self, forward: Callable[[int], bool] | None = None, worker: bool = False):
-        # forward(signum) passes the signal on and says whether anyone took it (xdist).
-        self.forward = forward
-        # An xdist worker is interrupted only while a run is awaited; between runs the
-        # signal is noted, and the next item starts nothing and stops the worker, which
-        # xdist would otherwise take for a crash and replace.
-        self.worker = worker
-        self._ending = False
-        self._ignored = 0  # signals ignored since the session began ending
-        self._previous: dict[int, object] = {}
-
-    @property
-    def received(self) -> str | None:
-        """The first signal of this session (SIGINT: a Ctrl-C noted while deferred)."""
-        return _noted
-
-    def install(self) -> None:
-        global _noted
-        # Python runs handlers in the main thread only, and only it may set them.
-        if not _main_thread():
-            return
-        _noted = None
-        for name in HANDLED:
-            signum = getattr(signal, name, None)
-            if signum is None:  # SIGHUP does not exist on Windows
-                continue
-            if signal.getsignal(signum) is signal.SIG_IGN:
-                continue  # e.g. SIGHUP under nohup: whoever started pytest wants it ignored
-            with contextlib.suppress(OSError, ValueError):
-                self._previous[signum] = signal.signal(signum, self._handle)
-
-    def uninstall(self) -> None:
-        for signum, previous in self._previous.items():
-            with contextlib.suppress(OSError, ValueError, TypeError):
-                # None: the previous handler was not set from Python; the default is.
-                signal.signal(signum, signal.SIG_DFL if previous is None else previous)
-        self._previous.clear()
-
-    def session_ending(self) -> None:
-        """From here on pytest stops jobs, saves evidence and prints the summary: a signal
-        now would only cut that short, so the first one is ignored; a second ends pytest."""
-        self._ending = True
-
-    def _handle(self, signum: int, frame) -> None:
-        global _noted
-        name = signal.Signals(signum).name
-        if self._ending:
-            # The session is ending: the first signal must not cut short the saving of what
-            # was interrupted (CI sends one SIGTERM); somebody who insists gets their way.
-            self._ignored += 1
-            if self._ignored < 2:
-                return
-            raise KeyboardInterrupt(name)
-        first = _noted is None
-        if first:
-            _noted = name
-        if first and self.forward is not None and self.forward(signum):
-            return  # the workers end, and xdist ends the session; a second signal forces
-        if _mode == DEFERRED or (self.worker and _mode == OPEN):
-            return  # noted: acted on once the run is safe (plugin.py, the backends)
-        self._ending = True
-        raise KeyboardInterrupt(name)
+def uninstall() -> None:
+    global _state
+    if not _main_thread():
+        return
+    for signum, previous in _state.previous.items():
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            # None: the previous handler was not set from Python; the default is.
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+    _state = _state.outer or _State()
 
 
 def xdist_workers(config) -> Callable[[int], bool] | None:

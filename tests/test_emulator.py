@@ -246,12 +246,20 @@ def test_job_that_crashes_fails_with_the_scripts_reason(emu):
 def _dead(pid: int, timeout: float = 3.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().split(")")[-1].split()[0] == "Z":
-                    return True  # killed, not yet reaped by its new parent
-        except FileNotFoundError:
-            return True
+        if not os.path.isdir("/proc"):  # macOS: no /proc; signal 0 tells whether it exists
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                pass
+        else:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().split(")")[-1].split()[0] == "Z":
+                        return True  # killed, not yet reaped by its new parent
+            except FileNotFoundError:
+                return True
         time.sleep(0.05)
     return False
 

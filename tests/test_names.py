@@ -48,7 +48,8 @@ SWEEPS = [
     # Values whose readable forms agree: every one must still read differently.
     {"b": [1, -1]}, {"b": [1, 1]}, {"o": "a.b"}, {"o": "a-b"}, {"o": "a_b"}, {"s": 2},
     {"s": -2}, {"s": "minus2"}, {"r": 0.5}, {"r": "0p5"}, {"r": "0.5.1"}, {"r": "0-5-1"},
-    {"e": 1e16}, {"e": 1e-16}, {"opt": "adam"}, {"opt": "Adam"},
+    {"e": 1e16}, {"e": 1e-16}, {"e": 1e20}, {"e": 1e-20}, {"e": "1e20"}, {"opt": "adam"},
+    {"opt": "Adam"},
 ]
 TOKENS = ["3fa2c1000", "3fa2c1001", "9b0e44000", "attempt-0001", "z" * 40]
 CORPUS = [run_of(e, s, r) for e, s, r in itertools.product(EXPERIMENTS, SWEEPS, (None, 1))]
@@ -185,3 +186,12 @@ def test_a_name_that_breaks_the_rules_is_an_error_even_under_python_o():
 def test_bad_tokens_are_refused(token):
     with pytest.raises(ValueError, match="token"):
         names.job_name(run_of("lr_sweep", {"lr": 0.1}), token)
+
+
+def test_a_large_exponent_never_reads_like_a_small_one():
+    big, small = run_of("g", {"lr": 1e20}), run_of("g", {"lr": 1e-20})
+    assert "lr-1e20" in names.job_name(big, "t0") and "1e-20" not in names.job_name(big, "t0")
+    assert "lr-1e20" in names.display_name(big) and "1e-20" not in names.display_name(big)
+    assert names.job_name(small, "t0") == "g-lr-1e-20-t0"
+    # `1e20` written as a string reads the same: the hash tells the two apart.
+    assert names.job_name(big, "t0") != names.job_name(run_of("g", {"lr": "1e20"}), "t0")

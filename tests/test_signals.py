@@ -4,6 +4,7 @@ starts pytest as a real process and signals it, as a CI runner cancelling a job 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -33,6 +34,11 @@ LONG = """
 """
 
 
+# descendants() and _cmdline() read Linux's /proc; elsewhere (macOS) the tests that need
+# them are skipped rather than passing without looking.
+needs_proc = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc (Linux)")
+
+
 def descendants(pid: int) -> set[int]:
     """Every live process below `pid`, from /proc (Linux)."""
     parents: dict[int, int] = {}
@@ -53,6 +59,15 @@ def descendants(pid: int) -> set[int]:
 
 
 def alive(pid: int) -> bool:
+    """Running (a zombie is not); without /proc, whether signal 0 reaches it."""
+    if not os.path.isdir("/proc"):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
@@ -102,6 +117,7 @@ def local_project(project):
     return project.artifacts / "long" / "default" / "attempt-0001"
 
 
+@needs_proc
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_during_a_local_run_ends_like_ctrl_c(project, start, sig):
     attempt = local_project(project)
@@ -154,11 +170,13 @@ def test_sighup_ignored_by_whoever_started_pytest_stays_ignored(project):
 
 def test_the_handlers_are_restored_when_the_session_ends(project):
     project.experiment("short", "base: config/base.yaml\n")
-    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM,
+                                                     signal.SIGHUP)}
     project.run().assert_outcomes(passed=1)  # in this process
     assert {sig: signal.getsignal(sig) for sig in before} == before
 
 
+@needs_proc
 def test_sigkill_of_pytest_takes_the_training_processes_with_it(project, start):
     attempt = local_project(project)
     process = start()
@@ -175,6 +193,7 @@ def assert_gone_within_a_second_of_sigkill(process: subprocess.Popen, training: 
     assert wait_gone(training, within=max(0.0, 1.0 - (time.monotonic() - killed))) == set()
 
 
+@needs_proc
 def test_sigterm_under_xdist_interrupts_every_worker_and_keeps_their_rows(project, start):
     pytest.importorskip("xdist")
     (project.root / "src" / "train.py").write_text(LONG_TRAIN)
@@ -196,6 +215,7 @@ def test_sigterm_under_xdist_interrupts_every_worker_and_keeps_their_rows(projec
     assert set(summary["status"]) == {"interrupted"}
 
 
+@needs_proc
 @needs_emulator
 def test_sigterm_during_an_emulated_sagemaker_run_stops_the_job(project, start):
     (project.root / "src" / "train.py").write_text(LONG_TRAIN)
@@ -220,6 +240,7 @@ def test_sigterm_during_an_emulated_sagemaker_run_stops_the_job(project, start):
     assert list(runs_frame(project.artifacts / "tracking.sqlite")["status"]) == ["stopped"]
 
 
+@needs_proc
 @needs_emulator
 def test_sigkill_of_pytest_takes_an_emulated_jobs_training_with_it(project, start):
     (project.root / "src" / "train.py").write_text(LONG_TRAIN)
@@ -320,18 +341,18 @@ def test_a_repeat_that_cannot_start_keeps_the_results_of_those_before_it(project
 # -- a signal between the waiting and the keeping loses nothing --------------------------------
 
 # A project conftest that sends pytest a signal (SIGTERM unless told) from inside
-# `module.attribute` (its first call), so that it lands exactly there, as it can by chance.
+# `module.attribute` (its nth call), so that it lands exactly there, as it can by chance.
 SIGNAL_INSIDE = textwrap.dedent("""
     import importlib, os, signal
 
     target = importlib.import_module({module!r})
     owner = getattr(target, {owner!r}) if {owner!r} else target
     original = getattr(owner, {attribute!r})
-    fired = []
+    calls = []
 
     def landing(*args, **kwargs):
-        if not fired:
-            fired.append(True)
+        calls.append(True)
+        if len(calls) == {nth}:
             os.kill(os.getpid(), signal.{sig})
         return original(*args, **kwargs)
 
@@ -340,49 +361,143 @@ SIGNAL_INSIDE = textwrap.dedent("""
 
 
 def signal_inside(project, module: str, attribute: str, owner: str = "",
-                  sig: str = "SIGTERM") -> None:
-    (project.root / "conftest.py").write_text(
-        SIGNAL_INSIDE.format(module=module, owner=owner, attribute=attribute, sig=sig))
+                  sig: str = "SIGTERM", nth: int = 1, more: str = "") -> None:
+    (project.root / "conftest.py").write_text(SIGNAL_INSIDE.format(
+        module=module, owner=owner, attribute=attribute, sig=sig, nth=nth) + more)
+
+
+def runs_in_store(project) -> pd.DataFrame:
+    from sm_pytest.tracking import runs_frame
+
+    return runs_frame(project.artifacts / "tracking.sqlite")
+
+
+PASSES = "base: config/base.yaml\nexpect: {accuracy: '>= 0.9'}\n"
 
 
 @pytest.mark.parametrize("module, owner, attribute, sig", [
     ("sm_pytest.contract", "ContainerTree", "record_exit", "SIGTERM"),  # the run is kept
     ("sm_pytest.runner", "", "save", "SIGTERM"),  # its result is written
     ("sm_pytest.runner", "", "save", "SIGINT"),  # Ctrl-C
-], ids=["record_exit", "save", "save-ctrl-c"])
+    ("sm_pytest.checks", "", "judge", "SIGTERM"),  # it is judged
+    ("sm_pytest.session", "SmSession", "record", "SIGTERM"),  # it is recorded
+    ("sm_pytest.tracking", "LocalTracker", "record", "SIGTERM"),  # its tracking row too
+], ids=["record_exit", "save", "save-ctrl-c", "judge", "record", "tracker"])
 def test_a_signal_after_a_local_run_finished_keeps_the_run(project, module, owner, attribute,
                                                            sig):
     signal_inside(project, module, attribute, owner, sig)
-    project.experiment("short", "base: config/base.yaml\nexpect: {accuracy: '>= 0.9'}\n")
+    project.experiment("short", PASSES)
     result = project.run_subprocess()
     assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
     attempt = project.artifacts / "short" / "default" / "attempt-0001"
     saved = json.loads((attempt / "result.json").read_text())
     assert saved["status"] == "completed" and saved["final_metrics"]["accuracy"] == 0.97
     cause = "Ctrl-C" if sig == "SIGINT" else sig
-    result.stdout.fnmatch_lines(["*= sm-pytest runs =*",
-                                 f"*interrupted ({cause}) as the run ended; its result is kept*"])
+    # The run ended as it would have (judged, passed, recorded), then the session stopped.
+    result.stdout.fnmatch_lines([
+        "*= sm-pytest runs =*",
+        f"*KeyboardInterrupt: the session was interrupted ({cause}); every run that"
+        " finished is kept*",
+        "*= 1 passed in *"])
     summary = pd.read_csv(project.artifacts / "summary.csv")
     assert list(summary["status"]) == ["completed"] and list(summary["verdict"]) == ["pass"]
-    from sm_pytest.tracking import runs_frame
-
-    runs = runs_frame(project.artifacts / "tracking.sqlite")
+    runs = runs_in_store(project)
     assert list(runs["status"]) == ["completed"] and list(runs["accuracy"]) == [0.97]
 
 
-def test_a_signal_as_a_repeat_ends_starts_no_other_repeat(project):
+@pytest.mark.parametrize("module, owner, attribute", [
+    ("sm_pytest.checks", "", "judge"),  # in the worker, as its last item ends
+    ("sm_pytest.session", "SmSession", "record"),  # in the controller, which passes it on
+], ids=["worker", "controller"])
+def test_a_signal_noted_under_xdist_still_interrupts_the_session(project, module, owner,
+                                                                 attribute):
+    pytest.importorskip("xdist")
+    signal_inside(project, module, attribute, owner)
+    project.experiment("short", PASSES)
+    result = project.run_subprocess("-n", "1", "--sm-save-baseline", "main")
+    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
+    # Interrupted: a refresh is all or nothing, so no baseline; the run keeps its rows.
+    assert not (project.root / "baselines" / "main.json").exists(), result.stdout.str()
+    result.stdout.fnmatch_lines(["*baseline 'main' not saved: the session was interrupted*"])
+    summary = pd.read_csv(project.artifacts / "summary.csv")
+    assert list(summary["status"]) == ["completed"] and list(summary["verdict"]) == ["pass"]
+    assert list(runs_in_store(project)["status"]) == ["completed"]
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["plain", "xdist"])
+def test_a_signal_as_a_repeat_ends_starts_no_other_and_judges_none(project, xdist):
+    args = ("-n", "1") if xdist else ()
+    if xdist:
+        pytest.importorskip("xdist")
     signal_inside(project, "sm_pytest.runner", "save")
+    project.experiment("thrice", "base: config/base.yaml\nrepeat: 3\n"
+                                 "expect: {accuracy: '>= 0.9'}\n")
+    result = project.run_subprocess(*args)
+    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
+    first = project.artifacts / "thrice" / "default-repeat1" / "attempt-0001"
+    assert json.loads((first / "result.json").read_text())["status"] == "completed"
+    assert not (project.artifacts / "thrice" / "default-repeat2").exists()
+    # One repeat of three is no verdict: the item is an error, not a pass.
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*interrupted (SIGTERM) after 1 of 3 repeats*"])
+    summary = pd.read_csv(project.artifacts / "summary.csv")
+    assert list(summary["status"]) == ["interrupted"] and list(summary["verdict"]) == ["error"]
+    runs = runs_in_store(project)  # the one repeat that ran, as the item's row
+    assert list(runs["verdict"]) == ["error"] and list(runs["accuracy"]) == [0.97]
+
+
+def test_a_signal_while_a_run_is_set_up_starts_no_process(project):
+    # The container tree is being prepared (sources copied): nothing has started yet.
+    signal_inside(project, "sm_pytest.contract", "prepare_container_tree")
+    project.experiment("short", PASSES)
+    result = project.run_subprocess()
+    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
+    assert not (project.artifacts / "short" / "default" / "attempt-0001").exists()
+    assert not (project.artifacts / "summary.csv").exists(), result.stdout.str()  # no row
+
+
+def test_a_signal_while_a_later_repeat_is_set_up_keeps_the_earlier_one(project):
+    signal_inside(project, "sm_pytest.contract", "prepare_container_tree", nth=2)
     project.experiment("twice", "base: config/base.yaml\nrepeat: 2\n"
                                 "expect: {accuracy: '>= 0.9'}\n")
     result = project.run_subprocess()
     assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
-    first = project.artifacts / "twice" / "default-repeat1" / "attempt-0001"
-    assert json.loads((first / "result.json").read_text())["status"] == "completed"
-    assert not (project.artifacts / "twice" / "default-repeat2").exists()
-    from sm_pytest.tracking import runs_frame
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*interrupted (SIGTERM) after 1 of 2 repeats*"])
+    assert not (project.artifacts / "twice" / "default-repeat2" / "attempt-0001").exists()
+    runs = runs_in_store(project)
+    assert list(runs["verdict"]) == ["error"] and list(runs["accuracy"]) == [0.97]
 
-    runs = runs_frame(project.artifacts / "tracking.sqlite")
-    assert list(runs["status"]) == ["completed"]  # the one repeat that ran
+
+# A conftest that makes preparing a run slow (hashing a large data set, say).
+SLOW_PREPARATION = textwrap.dedent("""
+    import pathlib, time
+    import sm_pytest.session
+
+    original = sm_pytest.session.SmSession.fingerprint
+
+    def fingerprint(self, run):
+        (pathlib.Path(__file__).parent / "preparing").write_text("preparing")
+        time.sleep(120)
+        return original(self, run)
+
+    sm_pytest.session.SmSession.fingerprint = fingerprint
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("xdist", [False, True], ids=["plain", "xdist"])
+def test_one_signal_stops_a_slow_preparation_at_once(project, start, xdist, sig):
+    if xdist:
+        pytest.importorskip("xdist")
+    (project.root / "conftest.py").write_text(SLOW_PREPARATION)
+    project.experiment("prepared", "base: config/base.yaml\n")
+    process = start(*(("-n", "1") if xdist else ()))
+    wait_for_line(project.root / "preparing", "preparing")
+    process.send_signal(sig)
+    output, _ = process.communicate(timeout=60)  # the preparation alone would take 120 s
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert not (project.artifacts / "prepared").exists(), output  # nothing trained
 
 
 @pytest.mark.parametrize("xdist", [False, True], ids=["plain", "xdist"])
@@ -417,23 +532,111 @@ def test_the_processes_a_finished_run_left_behind_are_ended_with_it(project):
     assert wait_gone({child}, within=1.0) == set()
 
 
-def test_one_signal_cannot_cut_the_ending_short_but_a_second_one_does(project, start):
-    # The first signal during the ending (saving, stopping jobs, the summary) is ignored, so
-    # that CI's one SIGTERM never costs the evidence; a person who insists ends it at once.
-    (project.root / "conftest.py").write_text(textwrap.dedent("""
-        import pathlib, time
+# A conftest whose session ending takes two minutes (a slow upload, say).
+SLOW_ENDING = textwrap.dedent("""
+    import pathlib, time
 
-        def pytest_sessionfinish(session):
-            pathlib.Path("ending").write_text("ending")
-            time.sleep(120)
-            pathlib.Path("ended").write_text("ended")
-    """))
-    project.experiment("short", "base: config/base.yaml\n")
+    def pytest_sessionfinish(session):
+        pathlib.Path("ending").write_text("ending")
+        time.sleep(120)
+        pathlib.Path("ended").write_text("ended")
+""")
+
+
+@needs_proc
+@pytest.mark.parametrize("began", ["not", "SIGTERM", "SIGINT", "noted"])
+def test_the_second_signal_stops_the_session_at_once_however_the_first_came(project, start,
+                                                                          began):
+    # The first signal stops the session at the next safe point; the one after it stops it
+    # at once, the same whichever way the first came (CI sends SIGINT, then SIGTERM).
+    if began == "noted":  # while the run was saved: the session ends after it
+        signal_inside(project, "sm_pytest.runner", "save", more=SLOW_ENDING)
+    else:
+        (project.root / "conftest.py").write_text(SLOW_ENDING)
+    if began in ("SIGTERM", "SIGINT"):  # during the run
+        attempt = local_project(project)
+    else:
+        project.experiment("short", "base: config/base.yaml\n")
     process = start()
+    if began in ("SIGTERM", "SIGINT"):
+        wait_for_line(attempt / "train.log", "ready")
+        process.send_signal(getattr(signal, began))
     wait_for_line(project.root / "ending", "ending")
+    if began == "not":
+        # The session ended by itself: the first signal is only noted, the ending goes on.
+        process.send_signal(signal.SIGTERM)
+        with pytest.raises(subprocess.TimeoutExpired):
+            process.wait(timeout=1.0)
     process.send_signal(signal.SIGTERM)
-    with pytest.raises(subprocess.TimeoutExpired):
-        process.wait(timeout=1.0)  # ignored: the ending goes on
-    process.send_signal(signal.SIGTERM)
-    process.communicate(timeout=30)  # well before the 120 s the ending would take
-    assert not (project.root / "ended").exists()
+    output, _ = process.communicate(timeout=30)  # well before the 120 s the ending takes
+    assert not (project.root / "ended").exists(), output
+
+
+def test_a_process_that_cannot_be_reaped_does_not_hang_the_session(project):
+    # A process stuck in the kernel (a GPU driver or NFS hang) outlives SIGKILL; simulated
+    # here by signals that do nothing. The run is reported, and the session goes on.
+    (project.root / "conftest.py").write_text(textwrap.dedent("""
+        import os
+        import sm_pytest.backends.local
+        import sm_pytest.processes as processes
+
+        def unkillable(*args):
+            pass
+
+        def no_watchdog(group):
+            raise OSError("no watchdog")
+
+        processes.REAP_S = 1.0
+        processes.Watchdog = no_watchdog
+        os.killpg = unkillable
+        sm_pytest.backends.local.TERMINATE_GRACE_S = 0.2
+    """))
+    (project.root / "src" / "train.py").write_text(textwrap.dedent("""
+        import os, time
+        open("train.pid", "w").write(str(os.getpid()))
+        print("epoch=1 loss=0.5000 accuracy=0.9100", flush=True)
+        time.sleep(300)
+    """))
+    project.experiment("stuck", "base: config/base.yaml\nmax_run: 2\n")
+    try:
+        result = project.run_subprocess()
+        result.assert_outcomes(errors=1)
+        result.stdout.fnmatch_lines(["*did not exit within 1 s of SIGKILL*left behind*"])
+        summary = pd.read_csv(project.artifacts / "summary.csv")
+        assert list(summary["status"]) == ["timed_out"], result.stdout.str()
+    finally:
+        pid_files = list(project.root.rglob("train.pid"))
+        for pid_file in pid_files:
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    assert pid_files  # the script did run, and was left for this test to end
+
+
+def test_a_session_with_many_open_files_waits_for_its_runs(project):
+    # Descriptors numbered past 1024 (a big DataLoader, many sockets): select() refuses
+    # them, poll() does not.
+    (project.root / "conftest.py").write_text(textwrap.dedent("""
+        import os, resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < 1400 and (hard == resource.RLIM_INFINITY or hard >= 1400):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (1400, hard))
+        held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    """))
+    resource = pytest.importorskip("resource")
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 1400:
+        pytest.skip("cannot open 1100 files here")
+    project.experiment("short", PASSES)
+    project.run_subprocess().assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("stop", ["-x", "--maxfail=1"])
+def test_a_stop_on_the_last_item_still_saves_the_baseline(project, stop):
+    # -x reached on the last item left nothing unrun: the refresh is whole.
+    project.experiment("a_passes", PASSES)
+    project.experiment("b_fails", "base: config/base.yaml\nexpect: {accuracy: '>= 0.99'}\n")
+    result = project.run_subprocess(stop, "--sm-save-baseline", "main")
+    result.assert_outcomes(passed=1, failed=1)
+    saved = json.loads((project.root / "baselines" / "main.json").read_text())
+    assert "a_passes" in json.dumps(saved) and "b_fails" not in json.dumps(saved), saved

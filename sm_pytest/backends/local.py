@@ -4,6 +4,7 @@ contract (see contract.py), so the same script runs here and on SageMaker unchan
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -84,6 +85,36 @@ class LocalBackend:
                 f"{run.path}: input {', '.join(remote)} is on S3; a local run needs local"
                 " folders. Use a local path, or run with --sm."
             )
+        try:
+            # Until the program starts, a signal loses nothing: it starts nothing.
+            with signals.interruptible():
+                job_name, tree, env = self._prepare(run, attempt_dir)
+        except KeyboardInterrupt:
+            shutil.rmtree(attempt_dir, ignore_errors=True)  # it holds no run
+            raise
+        log_path = attempt_dir / "train.log"
+        prefix = f"[{run.name}] "
+        echo = (lambda line: self.echo(prefix + line)) if self.echo else None
+        progress = for_run(run) if self.progress is not None else None
+        # Its own process group, which dies with pytest (processes.py).
+        process = Group(
+            tree.command,
+            cwd=tree.code_dir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+        )
+        reader = threading.Thread(target=_pump, args=(process.process.stdout, log_path, echo,
+                                                      progress), daemon=True)
+        reader.start()
+        return LocalHandle(run, tree, process, reader, log_path, time.time(), job_name,
+                           progress=progress)
+
+    def _prepare(self, run: RunSpec, attempt_dir: Path):
         job_name = job_name_for(run, attempt_dir)
         job = contract.ContainerJob(
             job_name=job_name,
@@ -108,27 +139,7 @@ class LocalBackend:
             {"argv": tree.command, "cwd": str(tree.code_dir), "env": tree.env,
              "max_run": run.max_run},
         )
-        log_path = attempt_dir / "train.log"
-        prefix = f"[{run.name}] "
-        echo = (lambda line: self.echo(prefix + line)) if self.echo else None
-        progress = for_run(run) if self.progress is not None else None
-        # Its own process group, which dies with pytest (processes.py).
-        process = Group(
-            tree.command,
-            cwd=tree.code_dir,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-        )
-        reader = threading.Thread(target=_pump, args=(process.process.stdout, log_path, echo,
-                                                      progress), daemon=True)
-        reader.start()
-        return LocalHandle(run, tree, process, reader, log_path, time.time(), job_name,
-                           progress=progress)
+        return job_name, tree, env
 
     def wait(self, handle: LocalHandle) -> RunResult:
         deadline = handle.started_at + handle.run.max_run
@@ -151,7 +162,10 @@ class LocalBackend:
             with signals.deferred():
                 handle.process.stop(TERMINATE_GRACE_S)
                 self._end(handle)
-                result = self._result(handle, INTERRUPTED, interrupted_reason(exc))
+                reason = interrupted_reason(exc)
+                if handle.process.stuck:
+                    reason += f"; {handle.process.stuck}"
+                result = self._result(handle, INTERRUPTED, reason)
             raise RunInterrupted(result) from None
         except BaseException:
             # A pytest timeout or the like: leave no training process behind.
@@ -166,12 +180,9 @@ class LocalBackend:
                 handle.tree.record_exit(handle.process.returncode)
             if status == FAILED:
                 reason = self._failure_reason(handle)
-            result = self._result(handle, status, reason)
-        if signals.noted():
-            # It came as the run ended: the run is kept as it is, and nothing more starts.
-            raise RunInterrupted(result, message=interrupted_reason(
-                signals.interrupt(signals.noted()), finished=True))
-        return result
+            if handle.process.stuck:  # (after a stop: a leader that exited is reaped)
+                reason = f"{reason}; {handle.process.stuck}"
+            return self._result(handle, status, reason)
 
     def stop(self, handle: LocalHandle) -> None:
         handle.process.stop(TERMINATE_GRACE_S)
@@ -181,8 +192,9 @@ class LocalBackend:
         with it, as a container's processes do), its whole log read, the last progress
         line shown."""
         handle.process.end()
-        # Once the group is gone nobody writes the pipe: only what is buffered is left.
-        handle.reader.join(timeout=READER_DRAIN_S)
+        # Once the group is gone nobody writes the pipe: only what is buffered is left. (A
+        # leader that could not be reaped still holds it: what the log has is kept.)
+        handle.reader.join(timeout=0.5 if handle.process.stuck else READER_DRAIN_S)
         self._report(handle, handle.progress.last() if handle.progress else None)
 
     def _report(self, handle: LocalHandle, line: str | None) -> None:

@@ -65,6 +65,7 @@ _LOWER_UNSAFE = re.compile(r"[^a-z0-9]+")
 _UNSAFE = re.compile(r"[^A-Za-z0-9]+")
 _DECIMAL_POINT = re.compile(r"(?<=[0-9])\.(?=[0-9])")
 _LEADING_MINUS = re.compile(r"^-(?=[0-9.])")
+_EXPONENT_PLUS = re.compile(r"(?<=[0-9][eE])\+(?=[0-9])")  # `1e+20`: not to read `1e-20`
 # Values _display keeps apart from every other value: numbers (`0p5`, `minus2`, `1e-05`) and
 # plain words that could not be mistaken for a number's form. Any other value loses
 # something (`[1, -1]` and `[1, 1]` both read `1-1`), and its name gets the run's hash.
@@ -214,8 +215,10 @@ def _run_hash(run: RunSpec) -> str:
 
 def _display(text: str) -> str:
     """Letters and digits with their case, other runs of characters one '-'; a decimal point
-    becomes `p` and a leading minus `minus` (`0.5` -> `0p5`, `-2` -> `minus2`, `1e-3` stays)."""
-    text = _LEADING_MINUS.sub("minus", _DECIMAL_POINT.sub("p", _ascii(text)))
+    becomes `p`, a leading minus `minus`, an exponent's plus goes (`0.5` -> `0p5`, `-2` ->
+    `minus2`, `1e+20` -> `1e20`, `1e-3` stays)."""
+    text = _EXPONENT_PLUS.sub("", _ascii(text))
+    text = _LEADING_MINUS.sub("minus", _DECIMAL_POINT.sub("p", text))
     return _UNSAFE.sub("-", text).strip("-")
 
 
