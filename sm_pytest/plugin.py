@@ -297,7 +297,6 @@ class ExperimentItem(pytest.Item):
             self.interrupted = exc
             self.results, self.result = exc.results, exc.result
             self._finish("error", [], None)
-            pytest.fail(self.result.failure_reason, pytrace=False)
         except KeyboardInterrupt:
             if not worker:
                 raise
@@ -307,6 +306,10 @@ class ExperimentItem(pytest.Item):
                 raise
             if not self.result.ok:
                 pytest.fail(self.result.failure_reason, pytrace=False)
+        if self.interrupted is not None:
+            # Failed outside the except block, so the report is the reason alone, not the
+            # reason twice with "During handling of the above exception".
+            pytest.fail(self.result.failure_reason, pytrace=False)
         self.result = aggregate(self.results)
         if not self.result.ok:
             self._finish("error", [], None)
