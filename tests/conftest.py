@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import textwrap
 
 import pytest
@@ -103,6 +104,23 @@ def _no_refusals(result: pytest.RunResult, allowed: bool) -> pytest.RunResult:
         refused = [line for line in result.outlines if REFUSED_NOTICE in line]
         assert not refused, "\n".join(result.outlines)
     return result
+
+
+def process_alive(pid: int) -> bool:
+    """Running (a zombie is not); without /proc (macOS), whether signal 0 reaches it."""
+    if not os.path.isdir("/proc"):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
 
 
 @pytest.fixture

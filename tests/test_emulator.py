@@ -17,6 +17,7 @@ pytest.importorskip("boto3")
 
 from botocore.exceptions import ClientError  # noqa: E402
 
+from conftest import process_alive  # noqa: E402
 from sm_pytest.sagemaker.emulator import LOG_GROUP, Emulator, EmulatorError  # noqa: E402
 
 BUCKET = "sm-emulator-tests"
@@ -246,20 +247,8 @@ def test_job_that_crashes_fails_with_the_scripts_reason(emu):
 def _dead(pid: int, timeout: float = 3.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not os.path.isdir("/proc"):  # macOS: no /proc; signal 0 tells whether it exists
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return True
-            except PermissionError:
-                pass
-        else:
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    if f.read().split(")")[-1].split()[0] == "Z":
-                        return True  # killed, not yet reaped by its new parent
-            except FileNotFoundError:
-                return True
+        if not process_alive(pid):  # a zombie, killed but not yet reaped, counts as dead
+            return True
         time.sleep(0.05)
     return False
 

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 import pandas as pd
 import pytest
 
-from conftest import INI
+from conftest import INI, process_alive
 
 PASSING = """
     base: config/base.yaml
@@ -29,26 +29,10 @@ def assert_gone(pid: int) -> None:
     tells; elsewhere, as on macOS, os.kill(pid, 0) does)."""
     deadline = time.time() + 10
     while time.time() < deadline:
-        if not _running(pid):
+        if not process_alive(pid):
             return
         time.sleep(0.2)
     raise AssertionError(f"process {pid} is still running")
-
-
-def _running(pid: int) -> bool:
-    if not os.path.isdir("/proc"):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
 
 
 def test_passing_run_leaves_artifacts_and_summary(project):

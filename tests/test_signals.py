@@ -16,7 +16,7 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import SM, needs_emulator
+from conftest import SM, needs_emulator, process_alive
 
 # Prints a metric line, starts a child of its own (a DataLoader worker, say), then trains
 # "forever". Both are in the run's process group.
@@ -58,29 +58,12 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    """Running (a zombie is not); without /proc, whether signal 0 reaches it."""
-    if not os.path.isdir("/proc"):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
 def wait_gone(pids: set[int], within: float = 10.0) -> set[int]:
     """The pids still alive after `within` seconds (a generous bound, not a measurement)."""
     deadline = time.time() + within
-    while time.time() < deadline and any(alive(pid) for pid in pids):
+    while time.time() < deadline and any(process_alive(pid) for pid in pids):
         time.sleep(0.05)
-    return {pid for pid in pids if alive(pid)}
+    return {pid for pid in pids if process_alive(pid)}
 
 
 @pytest.fixture
