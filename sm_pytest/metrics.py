@@ -36,19 +36,29 @@ def extract(
     lines: Iterable[str], definitions: Iterable[MetricDefinition]
 ) -> dict[str, list[float]]:
     """Every value each definition matches, in log order."""
-    patterns = [(d.name, d.compiled()) for d in definitions]
+    patterns = compile_definitions(definitions)
     series: dict[str, list[float]] = {name: [] for name, _ in patterns}
     for line in lines:
-        for name, pattern in patterns:
-            for match in pattern.finditer(line):
-                try:
-                    value = float(match.group(1))
-                except (TypeError, ValueError):
-                    continue
-                # NaN is kept: a diverged loss must fail its threshold, not fall back to
-                # an earlier value.
-                series[name].append(value)
+        for name, value in line_values(line, patterns):
+            series[name].append(value)
     return series
+
+
+def compile_definitions(definitions: Iterable[MetricDefinition]) -> list[tuple[str, re.Pattern]]:
+    return [(d.name, d.compiled()) for d in definitions]
+
+
+def line_values(line: str, patterns: list[tuple[str, re.Pattern]]) -> list[tuple[str, float]]:
+    """(metric, value) of every match in one log line, in definition order. NaN is kept: a
+    diverged loss must fail its threshold, not fall back to an earlier value."""
+    values = []
+    for name, pattern in patterns:
+        for match in pattern.finditer(line):
+            try:
+                values.append((name, float(match.group(1))))
+            except (TypeError, ValueError):
+                continue
+    return values
 
 
 def final_values(series: dict[str, list[float]]) -> dict[str, float]:

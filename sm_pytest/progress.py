@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from .metrics import MetricDefinition
+from .metrics import MetricDefinition, compile_definitions, line_values
 
 if TYPE_CHECKING:
     from .spec import RunSpec
@@ -32,7 +32,7 @@ class Progress:
                  show: Iterable[str] = (), interval: float = INTERVAL_S,
                  clock: Callable[[], float] = time.monotonic):
         self.name = name
-        self.patterns = [(d.name, d.compiled()) for d in definitions]
+        self.patterns = compile_definitions(definitions)
         # The metrics the run is judged on come first; the rest follow in definition order.
         wanted = [m for m in show if any(m == n for n, _ in self.patterns)]
         self.order = wanted + [n for n, _ in self.patterns if n not in wanted]
@@ -48,13 +48,7 @@ class Progress:
 
     def feed(self, line: str) -> None:
         # Matched first, then stored under one lock: a line's value set is seen whole.
-        values = []
-        for name, pattern in self.patterns:
-            for match in pattern.finditer(line):
-                try:
-                    values.append((name, float(match.group(1))))
-                except (TypeError, ValueError):
-                    continue
+        values = line_values(line, self.patterns)
         if not values:
             return
         epoch = _EPOCH.search(line)

@@ -74,14 +74,10 @@ class RunInterrupted(KeyboardInterrupt):
         self.results = list(results) if results is not None else [result]
 
 
-def interrupted_reason(exc: BaseException, finished: bool = False) -> str:
-    """`exc` is the KeyboardInterrupt: signals.py names the signal in it, Ctrl-C does not.
-    finished: the signal came as the run ended, which it did as it would have."""
-    cause = str(exc) or "Ctrl-C"
-    if finished:
-        return f"the session was interrupted ({cause}) as the run ended; its result is kept"
-    return (f"the session was interrupted ({cause}) and the run was stopped; train.log"
-            " holds its log up to then")
+def interrupted_reason(exc: BaseException) -> str:
+    """`exc` is the KeyboardInterrupt: signals.py names the signal in it, Ctrl-C does not."""
+    return (f"the session was interrupted ({str(exc) or 'Ctrl-C'}) and the run was stopped;"
+            " train.log holds its log up to then")
 
 
 def never_ran(reason: str, folder: Path, backend: str) -> RunResult:

@@ -162,10 +162,7 @@ class LocalBackend:
             with signals.deferred():
                 handle.process.stop(TERMINATE_GRACE_S)
                 self._end(handle)
-                reason = interrupted_reason(exc)
-                if handle.process.stuck:
-                    reason += f"; {handle.process.stuck}"
-                result = self._result(handle, INTERRUPTED, reason)
+                result = self._result(handle, INTERRUPTED, interrupted_reason(exc))
             raise RunInterrupted(result) from None
         except BaseException:
             # A pytest timeout or the like: leave no training process behind.
@@ -180,8 +177,6 @@ class LocalBackend:
                 handle.tree.record_exit(handle.process.returncode)
             if status == FAILED:
                 reason = self._failure_reason(handle)
-            if handle.process.stuck:  # (after a stop: a leader that exited is reaped)
-                reason = f"{reason}; {handle.process.stuck}"
             return self._result(handle, status, reason)
 
     def stop(self, handle: LocalHandle) -> None:
@@ -215,6 +210,8 @@ class LocalBackend:
         return f"{written}\n({exit_text})" if written else exit_text
 
     def _result(self, handle: LocalHandle, status: str, reason: str) -> RunResult:
+        if handle.process.stuck:  # a leader that could not be reaped: said with any outcome
+            reason = f"{reason}; {handle.process.stuck}" if reason else handle.process.stuck
         with open(handle.log_path, encoding="utf-8", errors="replace") as log:
             series = extract(log, handle.run.metric_definitions)
         return RunResult(
