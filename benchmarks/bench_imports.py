@@ -37,7 +37,7 @@ def measure(module: str, repeats: int = 5) -> tuple[float, list[str]]:
 
 
 def main() -> None:
-    for module in ("pytest", "sm_pytest.plugin", "sm_pytest.summary", "pandas"):
+    for module in ("pytest", "sm_pytest.plugin", "sm_pytest.report.summary", "pandas"):
         seconds, heavy = measure(module)
         print(f"import {module:<20} {seconds * 1000:7.1f} ms   heavy modules: "
               f"{', '.join(heavy) or 'none'}")

@@ -65,7 +65,7 @@ def _upload_dataset(args) -> int:
         print(f"sm-pytest upload-dataset: {args.folder} does not exist", file=sys.stderr)
         return 2
     try:
-        from .sagemaker.uploads import upload_dataset_command
+        from sm_pytest.sagemaker.uploads import upload_dataset_command
     except ImportError:
         print("upload-dataset needs the SageMaker extra: pip install 'sm-pytest[sagemaker]'",
               file=sys.stderr)

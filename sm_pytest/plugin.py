@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from . import checks, records, signals
-from .artifacts import run_dir_of
-from .backends.base import RunInterrupted, RunResult, finals_per_metric, never_ran
-from .sagemaker.names import experiment_name
-from .session import SmSession, aggregate, configured_path
-from .spec import RunSpec, load_experiment
-from .yamlsafe import YamlError
+from sm_pytest import model
+from sm_pytest.gating import checks
+from sm_pytest.model import RunInterrupted, RunResult, finals_per_metric, never_ran
+from sm_pytest.run import signals
+from sm_pytest.run.artifacts import run_dir_of
+from sm_pytest.sagemaker.names import experiment_name
+from sm_pytest.session import SmSession, aggregate, configured_path
+from sm_pytest.spec.experiment import RunSpec, load_experiment
+from sm_pytest.spec.yamlsafe import YamlError
 
 _SESSION = pytest.StashKey[SmSession]()
 PLAN_FILE = "experiments-plan.json"
@@ -100,7 +102,7 @@ _SM_VALUE_OPTIONS = [
 
 
 def _sagemaker_session(config: pytest.Config, token: str):
-    from .sagemaker.session import SageMakerSession
+    from sm_pytest.backends.sagemaker_session import SageMakerSession
 
     def value(name):
         return config.getoption(f"sm_{name}")
@@ -113,7 +115,7 @@ def _sagemaker_session(config: pytest.Config, token: str):
 
     def emit(line: str) -> None:
         # Progress comes while a test's output is captured: step around the capture.
-        from .progress import write_terminal_line
+        from sm_pytest.run.progress import write_terminal_line
 
         write_terminal_line(config, line)
 
@@ -371,9 +373,9 @@ class ExperimentItem(pytest.Item):
             self.config.stash[_SESSION].record(self.sm_record)
 
     def _finish(self, verdict: str, verdicts, gate) -> None:
-        self.sm_record = records.build(self.run, self.order, self.result, verdict, verdicts,
+        self.sm_record = model.build(self.run, self.order, self.result, verdict, verdicts,
                                        pending=self.pending, results=self.results, gate=gate)
-        self.user_properties.extend(records.junit_properties(self.sm_record))
+        self.user_properties.extend(model.junit_properties(self.sm_record))
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, ThresholdsNotMet):
@@ -497,8 +499,8 @@ def pytest_cmdline_main(config: pytest.Config):
     name = config.getoption("sm_history")
     if not name:
         return None
-    from .sagemaker.experiments import HistoryError, history_frame
-    from .sagemaker.session import boto_session
+    from sm_pytest.backends.sagemaker_session import boto_session
+    from sm_pytest.sagemaker.experiments import HistoryError, history_frame
 
     try:
         # `lr_sweep` and `lr-sweep` both name the file's experiment (names.experiment_name)
@@ -540,7 +542,7 @@ class Recorder:
                 self.session.record(rec)
         notices = output.pop(_NOTICES, [])
         if notices:
-            from .progress import write_terminal_line
+            from sm_pytest.run.progress import write_terminal_line
 
             worker = getattr(getattr(node, "gateway", None), "id", "worker")
             for line in notices:
@@ -561,7 +563,7 @@ class Recorder:
         session = self.session
         if not session.records:
             return
-        from . import summary
+        from sm_pytest.report import summary
 
         write = terminalreporter.write_line
         df = summary.frame(session.records)
@@ -588,7 +590,7 @@ class Recorder:
         gate = self.session.gate
         if gate is None:
             return []
-        from .gating import ungated_notice
+        from sm_pytest.gating.gate import ungated_notice
 
         notice = ungated_notice(gate.name, self.session.records, gate.strict)
         return [notice] if notice else []
@@ -604,8 +606,8 @@ class Recorder:
                     " again to refresh it")
             write(note)
             return [note]
-        from .baselines import BaselineError
-        from .gating import save
+        from sm_pytest.gating.baselines import BaselineError
+        from sm_pytest.gating.gate import save
 
         try:
             saved = save(self.session.baselines_dir, name, self.session.records,
@@ -623,7 +625,7 @@ class Recorder:
         wanted = config.getoption("sm_plots") or config.getini("sm_plots")
         if not wanted:
             return []
-        from . import pictures, plots
+        from sm_pytest.report import pictures, plots
 
         if not plots.available():
             write("plots skipped: matplotlib is not installed (pip install 'sm-pytest[plots]')")
@@ -652,13 +654,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
     if not config.getoption("sm_plan") or hasattr(config, "workerinput"):
         return
-    from .sagemaker.settings import SettingsError
+    from sm_pytest.sagemaker.settings import SettingsError
 
     try:
         rows = _plan_rows(config, session.items)
     except (SettingsError, YamlError) as exc:
         raise pytest.UsageError(f"cannot make the plan: {exc}") from None
-    from . import plan
+    from sm_pytest.report import plan
 
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     reporter.write_sep("=", "sm-pytest plan")
@@ -667,7 +669,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def _plan_rows(config: pytest.Config, items) -> list:
-    from . import plan
+    from sm_pytest.report import plan
 
     sm = config.stash[_SESSION]
     prices = sm.sagemaker.prices() if sm.sagemaker is not None else {}

@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from . import runner, signals
-from .artifacts import run_dir_of
-from .backends.base import (
+from sm_pytest.backends import runner
+from sm_pytest.model import (
     COMPLETED,
     INTERRUPTED,
     RunInterrupted,
@@ -23,7 +22,9 @@ from .backends.base import (
     finals_per_metric,
     never_ran,
 )
-from .spec import RunSpec
+from sm_pytest.run import signals
+from sm_pytest.run.artifacts import run_dir_of
+from sm_pytest.spec.experiment import RunSpec
 
 _SUFFIXES = {".yaml", ".yml"}
 
@@ -89,8 +90,8 @@ class SmSession:
         if config.getoption("sm_baseline_strict") and not compare_with:
             raise pytest.UsageError("--sm-baseline-strict goes with --sm-baseline NAME")
         if compare_with or self.save_baseline:
-            from . import baselines
-            from .gating import Gate
+            from sm_pytest.gating import baselines
+            from sm_pytest.gating.gate import Gate
 
             # Both files are read before anything runs: a bad name or a broken file is one
             # clear error now, not a lost save after an hour of training.
@@ -108,8 +109,8 @@ class SmSession:
     @property
     def backend(self):
         if self._backend is None:
-            from .backends.local import LocalBackend, thread_share
-            from .progress import terminal_emitter
+            from sm_pytest.backends.local import LocalBackend, thread_share
+            from sm_pytest.run.progress import terminal_emitter
 
             streaming = self.config.getoption("capture", "fd") == "no"
             self._backend = LocalBackend(echo=sys.stdout.write if streaming else None,
@@ -119,14 +120,14 @@ class SmSession:
 
     def start_sagemaker(self, runs: list[RunSpec]) -> None:
         """--sm: check every setting and the Experiments limit before anything launches."""
-        from .sagemaker.experiments import ExperimentLimitError
-        from .sagemaker.settings import SettingsError
+        from sm_pytest.sagemaker.experiments import ExperimentLimitError
+        from sm_pytest.sagemaker.settings import SettingsError
 
         repeats = [repeat for run in runs for repeat in run.repeats()]
         try:
             self.sagemaker.check(repeats)
             self._backend = self.sagemaker.start(repeats)
-            from .progress import terminal_emitter
+            from sm_pytest.run.progress import terminal_emitter
 
             # -q, or an xdist worker whose terminal nobody sees: no live metric lines.
             self._backend.live_progress = terminal_emitter(self.config) is not None
@@ -142,7 +143,7 @@ class SmSession:
     def backend_settings(self, run: RunSpec) -> tuple[str, dict]:
         if self.sagemaker is None:
             return "local", {}
-        from .fingerprint import sagemaker_backend_settings
+        from sm_pytest.run.fingerprint import sagemaker_backend_settings
 
         return "sagemaker", sagemaker_backend_settings(self.sagemaker.settings_for(run))
 
@@ -151,14 +152,14 @@ class SmSession:
     @property
     def cache(self):
         if self._cache is None:
-            from .run_cache import RunCache
+            from sm_pytest.store.run_cache import RunCache
 
             self._cache = RunCache(self.tracking_db)
         return self._cache
 
     def fingerprint(self, run: RunSpec) -> tuple[str, dict[str, str]]:
         """The run cache key of one repeat, and its parts (to say why a lookup missed)."""
-        from .fingerprint import digest_parts, fingerprint_parts
+        from sm_pytest.run.fingerprint import digest_parts, fingerprint_parts
 
         backend_name, settings = self.backend_settings(run)
         parts = fingerprint_parts(run, backend=backend_name, backend_settings=settings)
@@ -229,7 +230,7 @@ class SmSession:
     def record(self, rec: dict) -> None:
         self.records.append(rec)
         if self._tracker is None:
-            from .tracking import LocalTracker
+            from sm_pytest.store.tracking import LocalTracker
 
             self._tracker = LocalTracker(self.tracking_db, self.session_id)
         self._tracker.record(rec)

@@ -8,7 +8,8 @@ import textwrap
 
 import pytest
 
-# Kept literal: importing sm_pytest.sagemaker.session here would cost every test its imports.
+# Kept literal: importing sm_pytest.backends.sagemaker_session here would cost every test
+# its imports.
 REFUSED_NOTICE = "the emulator refused"
 
 # An emulated SageMaker session, and the mark of tests that need one. Looked up, not

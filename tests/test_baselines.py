@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from sm_pytest import baselines
-from sm_pytest.baselines import (
+from sm_pytest.gating import baselines
+from sm_pytest.gating.baselines import (
     BaselineError,
     Comparison,
     MetricStats,
@@ -18,7 +18,7 @@ from sm_pytest.baselines import (
     failed,
     format_table,
 )
-from sm_pytest.tolerances import Tolerance
+from sm_pytest.spec.tolerances import Tolerance
 
 ACC = Tolerance("test_accuracy", "higher", 0.01, False)
 LOSS_REL = Tolerance("test_loss", "lower", 0.05, True)

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("moto")
 
 from sm_pytest.sagemaker import cloudwatch  # noqa: E402
-from sm_pytest.sagemaker.emulator import Emulator  # noqa: E402
+from sm_pytest.sagemaker.emulator.service import Emulator  # noqa: E402
 
 
 @pytest.fixture

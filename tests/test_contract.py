@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from sm_pytest import contract
-from sm_pytest.contract import (
+from sm_pytest.run import contract
+from sm_pytest.run.contract import (
     LOCAL_EXTENSIONS,
     ContainerJob,
     hyperparameters_to_argv,

@@ -18,7 +18,7 @@ pytest.importorskip("boto3")
 from botocore.exceptions import ClientError  # noqa: E402
 
 from conftest import process_alive  # noqa: E402
-from sm_pytest.sagemaker.emulator import LOG_GROUP, Emulator, EmulatorError  # noqa: E402
+from sm_pytest.sagemaker.emulator.service import LOG_GROUP, Emulator, EmulatorError  # noqa: E402
 
 BUCKET = "sm-emulator-tests"
 ROLE = "arn:aws:iam::123456789012:role/sm-emulator-tests"
@@ -412,7 +412,7 @@ def test_failures_before_the_program_runs(emu):
     desc = wait_for(sm, "evil-1")
     assert desc["TrainingJobStatus"] == "Failed"
     assert "could not download and extract sagemaker_submit_directory" in desc["FailureReason"]
-    assert "../escaped.py" in desc["FailureReason"]  # sm_pytest.safe_tar names the member
+    assert "../escaped.py" in desc["FailureReason"]  # sm_pytest.run.safe_tar names the member
     assert not list(emu.workdir.rglob("escaped.py"))
 
 
@@ -429,7 +429,7 @@ def test_leaving_the_emulator_stops_running_jobs(tmp_path):
 
 
 def test_other_moto_versions_are_refused(monkeypatch):
-    from sm_pytest.sagemaker import emulator
+    from sm_pytest.sagemaker.emulator import service as emulator
 
     monkeypatch.setattr(emulator, "_dist_version", lambda name: "5.3.0")
     with pytest.raises(ImportError, match="written against moto 5.2.5; moto 5.3.0 is installed"):
@@ -549,13 +549,13 @@ def test_sagemaker_core_sdk_and_experiments(emu):
     ("", "x.csv", "x.csv"),
 ])
 def test_channel_object_names(prefix, key, expected):
-    from sm_pytest.sagemaker._emulator_job import relative_key
+    from sm_pytest.sagemaker.emulator.jobs import relative_key
 
     assert relative_key(prefix, key).as_posix() == expected
 
 
 def test_channel_object_names_stay_inside():
-    from sm_pytest.sagemaker._emulator_job import relative_key
+    from sm_pytest.sagemaker.emulator.jobs import relative_key
 
     with pytest.raises(ValueError, match="unsafe object name"):
         relative_key("data/", "data/../../etc/passwd")

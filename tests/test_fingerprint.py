@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from sm_pytest import fingerprint as fp
-from sm_pytest import thresholds
-from sm_pytest.metrics import MetricDefinition
+from sm_pytest.run import fingerprint as fp
 from sm_pytest.sagemaker import uploads
 from sm_pytest.sagemaker.settings import SageMakerSettings
-from sm_pytest.spec import RunSpec, load_experiment
+from sm_pytest.spec import thresholds
+from sm_pytest.spec.experiment import RunSpec, load_experiment
+from sm_pytest.spec.metrics import MetricDefinition
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT / "data" / "mnist-sample"
@@ -262,8 +262,9 @@ def test_fingerprint_module_imports_no_aws_or_heavy_modules():
     import subprocess
     import sys
 
-    code = ("import sys, json, sm_pytest.fingerprint, sm_pytest.run_cache, sm_pytest.plan, "
-            "sm_pytest.plots; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+    code = ("import sys, json, sm_pytest.run.fingerprint, sm_pytest.store.run_cache,"
+            " sm_pytest.report.plan, sm_pytest.report.plots;"
+            " print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
     loaded = set(json.loads(subprocess.check_output([sys.executable, "-c", code], text=True)))
     assert not loaded & {"boto3", "botocore", "sagemaker", "matplotlib", "pandas", "numpy",
                          "torch", "moto"}

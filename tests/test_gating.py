@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from sm_pytest.tolerances import parse_tolerances
+from sm_pytest.spec.tolerances import parse_tolerances
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,7 +133,7 @@ def test_repeats_use_the_mean_and_a_sigma_band(project):
     result.stdout.fnmatch_lines(["*accuracy*(n=3)*REGRESSED*"])
     assert len(list((project.artifacts / "noisy").iterdir())) == 3  # one folder per repeat
     # The tracking store holds every repeat as a run of its own, with its seed and series.
-    from sm_pytest.tracking import metrics_frame, runs_frame
+    from sm_pytest.store.tracking import metrics_frame, runs_frame
 
     runs = runs_frame(project.artifacts / "tracking.sqlite")
     first_session = runs[runs.session == runs.session.iloc[0]]

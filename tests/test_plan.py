@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from sm_pytest import plan
-from sm_pytest.plan import PlanRow, cost_bound, format_plan, load_prices, plan_row
+from sm_pytest.report import plan
+from sm_pytest.report.plan import PlanRow, cost_bound, format_plan, load_prices, plan_row
 from sm_pytest.sagemaker.settings import SettingsError
-from sm_pytest.yamlsafe import load as load_yaml
+from sm_pytest.spec.yamlsafe import load as load_yaml
 
 PRICES = {"ml.m5.xlarge": 0.23, "ml.g5.xlarge": 1.408}
 GRACE = plan.STOP_GRACE_S

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sm_pytest import plots
+from sm_pytest.report import plots
 
 pytest.importorskip("matplotlib")
 
@@ -134,7 +134,7 @@ import matplotlib
 def rc():
     return {k: repr(matplotlib.rcParams._get(k)) for k in matplotlib.rcParams}
 before = rc()
-from sm_pytest import plots
+from sm_pytest.report import plots
 d = pathlib.Path(tempfile.mkdtemp())
 plots.learning_curve({"loss": [1, 0.5]}, d / "a.png", "a")
 plots.sweep_plot([{"lr": 0.1, "acc": 1}, {"lr": 1.0, "acc": 2}], "lr", "acc", d / "b.png", "b")

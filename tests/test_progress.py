@@ -14,8 +14,8 @@ import time
 import pytest
 
 from conftest import SM, needs_emulator
-from sm_pytest.metrics import MetricDefinition
-from sm_pytest.progress import Progress
+from sm_pytest.run.progress import Progress
+from sm_pytest.spec.metrics import MetricDefinition
 
 EXPERIMENT = """
     base: config/base.yaml
@@ -166,7 +166,7 @@ def test_live_sagemaker_progress_outlasts_throttling_and_ends_only_when_denied(t
 
     from sm_pytest.backends.sagemaker import SageMakerBackend
     from sm_pytest.sagemaker.cloudwatch import LOG_GROUP
-    from sm_pytest.sagemaker.emulator import Emulator
+    from sm_pytest.sagemaker.emulator.service import Emulator
 
     run = SimpleNamespace(name="baseline", expect=[SimpleNamespace(metric="accuracy")],
                           metric_definitions=[MetricDefinition("loss", r"loss=([0-9.]+)"),

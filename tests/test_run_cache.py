@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from sm_pytest import fingerprint as fp
-from sm_pytest import thresholds
-from sm_pytest.backends.base import COMPLETED, RunResult
-from sm_pytest.metrics import MetricDefinition
-from sm_pytest.run_cache import CachedRun, RunCache, result_from_json
-from sm_pytest.runner import save
-from sm_pytest.spec import RunSpec
-from sm_pytest.tracking import LocalTracker
+from sm_pytest.backends.runner import save
+from sm_pytest.model import COMPLETED, RunResult
+from sm_pytest.run import fingerprint as fp
+from sm_pytest.spec import thresholds
+from sm_pytest.spec.experiment import RunSpec
+from sm_pytest.spec.metrics import MetricDefinition
+from sm_pytest.store.run_cache import CachedRun, RunCache, result_from_json
+from sm_pytest.store.tracking import LocalTracker
 
 SM = {"instance_type": "ml.m5.xlarge", "instance_count": 1, "spot": False}
 # The cache knows a run by its artifacts folder; the tracking store by its item's name.

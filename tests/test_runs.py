@@ -167,7 +167,7 @@ def test_junit_properties_carry_metrics_and_verdicts(project):
 
 
 def test_tracking_store_keeps_runs_across_sessions(project):
-    from sm_pytest.tracking import metrics_frame, runs_frame
+    from sm_pytest.store.tracking import metrics_frame, runs_frame
 
     project.experiment("baseline", PASSING)
     project.run().assert_outcomes(passed=1)
@@ -190,7 +190,7 @@ def test_xdist_summary_covers_every_worker(project):
     result.assert_outcomes(passed=4)
     summary = pd.read_csv(project.artifacts / "summary.csv")
     assert sorted(summary["accuracy"]) == [0.91, 0.92, 0.93, 0.94]
-    from sm_pytest.tracking import runs_frame
+    from sm_pytest.store.tracking import runs_frame
 
     assert len(runs_frame(project.artifacts / "tracking.sqlite")) == 4
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sm_pytest.safe_tar import UnsafeArchiveError, safe_extract
+from sm_pytest.run.safe_tar import UnsafeArchiveError, safe_extract
 
 
 def member(name: str, kind=tarfile.REGTYPE, data: bytes = b"", linkname: str = "",

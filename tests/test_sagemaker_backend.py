@@ -11,7 +11,7 @@ pytest.importorskip("moto")
 pytest.importorskip("sagemaker.core")
 
 from sm_pytest.backends.sagemaker import SageMakerBackend  # noqa: E402
-from sm_pytest.sagemaker.emulator import Emulator  # noqa: E402
+from sm_pytest.sagemaker.emulator.service import Emulator  # noqa: E402
 
 BUCKET = "bkt"
 

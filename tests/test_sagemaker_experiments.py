@@ -13,9 +13,9 @@ import pytest
 pytest.importorskip("moto")
 pytest.importorskip("sagemaker.core")
 
-from sm_pytest.backends.base import COMPLETED, FAILED, RunResult  # noqa: E402
+from sm_pytest.model import COMPLETED, FAILED, RunResult  # noqa: E402
 from sm_pytest.sagemaker import names  # noqa: E402
-from sm_pytest.spec import RunSpec  # noqa: E402
+from sm_pytest.spec.experiment import RunSpec  # noqa: E402
 
 SM = ("--sm", "--sm-emulate", "--sm-region", "us-east-1")
 LONG_NAME = "learning_rate_sweep_for_the_mnist_cnn_regression_gate_weekly"
@@ -69,7 +69,7 @@ _UNEXPECTED_NOTICES: list[str] = []
 def emulated():
     import boto3
 
-    from sm_pytest.sagemaker.emulator import Emulator
+    from sm_pytest.sagemaker.emulator.service import Emulator
 
     _UNEXPECTED_NOTICES.clear()
     with Emulator(region="us-east-1") as emu:
@@ -86,7 +86,7 @@ def tracker_of(session, notices: list | None = None):
 
 
 def earlier_runs(emu, experiment: str, count: int) -> None:
-    from sm_pytest.sagemaker._emulator_experiments import record_earlier_runs
+    from sm_pytest.sagemaker.emulator.experiments import record_earlier_runs
 
     record_earlier_runs(emu.account_id, emu.region, experiment, count)
 
@@ -189,7 +189,7 @@ def test_a_run_whose_request_cannot_be_built_leaves_no_run_in_progress(project):
 def test_two_workers_planning_at_different_times_share_one_experiment(emulated, tmp_path):
     """pytest-xdist's race: worker B plans after worker A has launched some runs. With the
     plan file B follows A's plan; on its own B would count A's runs and split the sweep."""
-    from sm_pytest.sagemaker.session import SageMakerSession
+    from sm_pytest.backends.sagemaker_session import SageMakerSession
 
     emu, boto = emulated
     earlier_runs(emu, "sweep", 20)
@@ -342,7 +342,7 @@ def test_more_than_fifty_runs_of_one_file_is_refused_before_launch(emulated):
 
 
 def test_a_shared_plan_is_followed_not_made_again(emulated, tmp_path):
-    from sm_pytest.sagemaker.session import _shared_plan
+    from sm_pytest.backends.sagemaker_session import _shared_plan
 
     _, session = emulated
     plan_file = tmp_path / "experiments-plan.json"
@@ -455,7 +455,7 @@ def test_history_without_credentials_is_a_usage_error(project, monkeypatch, tmp_
 def test_history_of_an_unknown_experiment_says_so(project):
     project.pytester.makeconftest(textwrap.dedent('''
         import pytest
-        from sm_pytest.sagemaker.emulator import Emulator
+        from sm_pytest.sagemaker.emulator.service import Emulator
 
         @pytest.hookimpl(wrapper=True)
         def pytest_cmdline_main(config):

@@ -13,7 +13,7 @@ pytest.importorskip("moto")
 pytest.importorskip("sagemaker.core")
 
 from sm_pytest.backends.sagemaker import SageMakerBackend  # noqa: E402
-from sm_pytest.sagemaker.emulator import Emulator  # noqa: E402
+from sm_pytest.sagemaker.emulator.service import Emulator  # noqa: E402
 from sm_pytest.sagemaker.outcomes import QUOTAS_PAGE  # noqa: E402
 
 SM = ("--sm", "--sm-emulate", "--sm-region", "us-east-1")
@@ -150,7 +150,7 @@ def test_an_archive_these_credentials_may_not_read_is_reported(project, monkeypa
 
 
 def test_only_a_quota_of_zero_counts_as_one_no_retry_can_mend():
-    from sm_pytest.sagemaker.emulator import DEFAULT_ERROR_MESSAGES
+    from sm_pytest.sagemaker.emulator.service import DEFAULT_ERROR_MESSAGES
     from sm_pytest.sagemaker.outcomes import zero_quota
 
     assert zero_quota(ZERO_SPOT_QUOTA) == "ml.m5.xlarge for spot training job usage"

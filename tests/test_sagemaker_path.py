@@ -203,9 +203,9 @@ def test_exit_first_saves_the_jobs_it_did_not_wait_for(project):
 def test_fifty_component_limit_rolls_over_to_a_new_experiment():
     import boto3
 
-    from sm_pytest.sagemaker.emulator import Emulator
+    from sm_pytest.sagemaker.emulator.service import Emulator
     from sm_pytest.sagemaker.experiments import SageMakerExperiments, run_group
-    from sm_pytest.spec import RunSpec
+    from sm_pytest.spec.experiment import RunSpec
 
     notices = []
     with Emulator(region="us-east-1"):
@@ -258,10 +258,10 @@ def test_xdist_workers_launch_their_own_jobs(project):
 def test_experiment_history_lists_every_run_with_metrics(tmp_path):
     import boto3
 
-    from sm_pytest.backends.base import COMPLETED, RunResult
-    from sm_pytest.sagemaker.emulator import Emulator
+    from sm_pytest.model import COMPLETED, RunResult
+    from sm_pytest.sagemaker.emulator.service import Emulator
     from sm_pytest.sagemaker.experiments import SageMakerExperiments, history_frame
-    from sm_pytest.spec import RunSpec
+    from sm_pytest.spec.experiment import RunSpec
 
     with Emulator(region="us-east-1"):
         session = boto3.Session(region_name="us-east-1")

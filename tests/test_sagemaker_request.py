@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sm_pytest.contract import decode_hyperparameters, encode_hyperparameters
-from sm_pytest.metrics import MetricDefinition
+from sm_pytest.run.contract import decode_hyperparameters, encode_hyperparameters
 from sm_pytest.sagemaker import request as rq
 from sm_pytest.sagemaker.settings import (
     SageMakerSettings,
@@ -20,7 +19,8 @@ from sm_pytest.sagemaker.settings import (
     require_launch_settings,
     resolve,
 )
-from sm_pytest.spec import RunSpec
+from sm_pytest.spec.experiment import RunSpec
+from sm_pytest.spec.metrics import MetricDefinition
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.10.0-cpu-py313"
@@ -271,7 +271,7 @@ def test_require_launch_settings_lists_everything_missing_at_once():
 
 def test_local_modules_import_no_aws_sdk():
     code = ("import sys, json; import sm_pytest.sagemaker.settings, sm_pytest.sagemaker.request,"
-            " sm_pytest.sagemaker.uploads, sm_pytest.safe_tar; "
+            " sm_pytest.sagemaker.uploads, sm_pytest.run.safe_tar; "
             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
     loaded = set(json.loads(subprocess.check_output([sys.executable, "-c", code], text=True)))
     assert not loaded & {"sagemaker", "boto3", "botocore", "moto", "s3transfer", "pandas"}

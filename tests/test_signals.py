@@ -123,11 +123,11 @@ def test_sigterm_during_a_local_run_ends_like_ctrl_c(project, start, sig):
     assert result["final_metrics"] == {"loss": 0.5, "accuracy": 0.91}
     assert "= sm-pytest runs =" in output and "interrupted" in output, output
     # pytest's own interrupted path, which names the signal
-    assert (f"! sm_pytest.backends.base.RunInterrupted: the session was interrupted"
+    assert (f"! sm_pytest.model.RunInterrupted: the session was interrupted"
             f" ({sig.name})") in output
     summary = pd.read_csv(project.artifacts / "summary.csv")
     assert list(summary["status"]) == ["interrupted"] and list(summary["verdict"]) == ["error"]
-    from sm_pytest.tracking import runs_frame
+    from sm_pytest.store.tracking import runs_frame
 
     runs = runs_frame(project.artifacts / "tracking.sqlite")
     assert list(runs["status"]) == ["interrupted"] and list(runs["accuracy"]) == [0.91]
@@ -218,7 +218,7 @@ def test_sigterm_during_an_emulated_sagemaker_run_stops_the_job(project, start):
     summary = pd.read_csv(project.artifacts / "summary.csv")
     assert list(summary["status"]) == ["stopped"], output
     assert summary.loc[0, "job"].startswith("slow-")
-    from sm_pytest.tracking import runs_frame
+    from sm_pytest.store.tracking import runs_frame
 
     assert list(runs_frame(project.artifacts / "tracking.sqlite")["status"]) == ["stopped"]
 
@@ -311,7 +311,7 @@ def test_a_repeat_that_cannot_start_keeps_the_results_of_those_before_it(project
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*consuming: the run failed and produced no verdict",
                                  "*channel 'training'*does not exist*"])
-    from sm_pytest.tracking import runs_frame
+    from sm_pytest.store.tracking import runs_frame
 
     runs = runs_frame(project.artifacts / "tracking.sqlite")
     assert list(runs["repeat_index"]) == [1, 2]
@@ -350,7 +350,7 @@ def signal_inside(project, module: str, attribute: str, owner: str = "",
 
 
 def runs_in_store(project) -> pd.DataFrame:
-    from sm_pytest.tracking import runs_frame
+    from sm_pytest.store.tracking import runs_frame
 
     return runs_frame(project.artifacts / "tracking.sqlite")
 
@@ -359,12 +359,12 @@ PASSES = "base: config/base.yaml\nexpect: {accuracy: '>= 0.9'}\n"
 
 
 @pytest.mark.parametrize("module, owner, attribute, sig", [
-    ("sm_pytest.contract", "ContainerTree", "record_exit", "SIGTERM"),  # the run is kept
-    ("sm_pytest.runner", "", "save", "SIGTERM"),  # its result is written
-    ("sm_pytest.runner", "", "save", "SIGINT"),  # Ctrl-C
-    ("sm_pytest.checks", "", "judge", "SIGTERM"),  # it is judged
+    ("sm_pytest.run.contract", "ContainerTree", "record_exit", "SIGTERM"),  # the run is kept
+    ("sm_pytest.backends.runner", "", "save", "SIGTERM"),  # its result is written
+    ("sm_pytest.backends.runner", "", "save", "SIGINT"),  # Ctrl-C
+    ("sm_pytest.gating.checks", "", "judge", "SIGTERM"),  # it is judged
     ("sm_pytest.session", "SmSession", "record", "SIGTERM"),  # it is recorded
-    ("sm_pytest.tracking", "LocalTracker", "record", "SIGTERM"),  # its tracking row too
+    ("sm_pytest.store.tracking", "LocalTracker", "record", "SIGTERM"),  # its tracking row too
 ], ids=["record_exit", "save", "save-ctrl-c", "judge", "record", "tracker"])
 def test_a_signal_after_a_local_run_finished_keeps_the_run(project, module, owner, attribute,
                                                            sig):
@@ -389,7 +389,7 @@ def test_a_signal_after_a_local_run_finished_keeps_the_run(project, module, owne
 
 
 @pytest.mark.parametrize("module, owner, attribute", [
-    ("sm_pytest.checks", "", "judge"),  # in the worker, as its last item ends
+    ("sm_pytest.gating.checks", "", "judge"),  # in the worker, as its last item ends
     ("sm_pytest.session", "SmSession", "record"),  # in the controller, which passes it on
 ], ids=["worker", "controller"])
 def test_a_signal_noted_under_xdist_still_interrupts_the_session(project, module, owner,
@@ -412,7 +412,7 @@ def test_a_signal_as_a_repeat_ends_starts_no_other_and_judges_none(project, xdis
     args = ("-n", "1") if xdist else ()
     if xdist:
         pytest.importorskip("xdist")
-    signal_inside(project, "sm_pytest.runner", "save")
+    signal_inside(project, "sm_pytest.backends.runner", "save")
     project.experiment("thrice", "base: config/base.yaml\nrepeat: 3\n"
                                  "expect: {accuracy: '>= 0.9'}\n")
     result = project.run_subprocess(*args)
@@ -431,7 +431,7 @@ def test_a_signal_as_a_repeat_ends_starts_no_other_and_judges_none(project, xdis
 
 def test_a_signal_while_a_run_is_set_up_starts_no_process(project):
     # The container tree is being prepared (sources copied): nothing has started yet.
-    signal_inside(project, "sm_pytest.contract", "prepare_container_tree")
+    signal_inside(project, "sm_pytest.run.contract", "prepare_container_tree")
     project.experiment("short", PASSES)
     result = project.run_subprocess()
     assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
@@ -440,7 +440,7 @@ def test_a_signal_while_a_run_is_set_up_starts_no_process(project):
 
 
 def test_a_signal_while_a_later_repeat_is_set_up_keeps_the_earlier_one(project):
-    signal_inside(project, "sm_pytest.contract", "prepare_container_tree", nth=2)
+    signal_inside(project, "sm_pytest.run.contract", "prepare_container_tree", nth=2)
     project.experiment("twice", "base: config/base.yaml\nrepeat: 2\n"
                                 "expect: {accuracy: '>= 0.9'}\n")
     result = project.run_subprocess()
@@ -533,7 +533,7 @@ def test_the_second_signal_stops_the_session_at_once_however_the_first_came(proj
     # The first signal stops the session at the next safe point; the one after it stops it
     # at once, the same whichever way the first came (CI sends SIGINT, then SIGTERM).
     if began == "noted":  # while the run was saved: the session ends after it
-        signal_inside(project, "sm_pytest.runner", "save", more=SLOW_ENDING)
+        signal_inside(project, "sm_pytest.backends.runner", "save", more=SLOW_ENDING)
     else:
         (project.root / "conftest.py").write_text(SLOW_ENDING)
     if began in ("SIGTERM", "SIGINT"):  # during the run
@@ -561,7 +561,7 @@ def test_a_process_that_cannot_be_reaped_does_not_hang_the_session(project):
     (project.root / "conftest.py").write_text(textwrap.dedent("""
         import os
         import sm_pytest.backends.local
-        import sm_pytest.processes as processes
+        import sm_pytest.run.processes as processes
 
         def unkillable(*args):
             pass

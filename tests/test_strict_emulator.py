@@ -16,8 +16,8 @@ import botocore.model  # noqa: E402
 from botocore.config import Config  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 
-from sm_pytest.sagemaker import service_rules  # noqa: E402
-from sm_pytest.sagemaker.emulator import Emulator  # noqa: E402
+from sm_pytest.sagemaker.emulator import service_rules  # noqa: E402
+from sm_pytest.sagemaker.emulator.service import Emulator  # noqa: E402
 
 BUCKET = "sm-strict-tests"
 ROLE = "arn:aws:iam::123456789012:role/sm-strict-tests"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sm_pytest import yamlsafe
-from sm_pytest.tolerances import (
+from sm_pytest.spec import yamlsafe
+from sm_pytest.spec.tolerances import (
     DEFAULT_K,
     Repeat,
     Tolerance,

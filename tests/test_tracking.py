@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from sm_pytest.tracking import LocalTracker, runs_frame
+from sm_pytest.store.tracking import LocalTracker, runs_frame
 
 
 def record(**changes) -> dict:

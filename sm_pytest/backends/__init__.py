@@ -1,5 +1,3 @@
-"""Backends run a RunSpec somewhere and give back a RunResult (see base.py)."""
-
-from .base import COMPLETED, FAILED, STOPPED, TIMED_OUT, Backend, RunResult
-
-__all__ = ["COMPLETED", "FAILED", "STOPPED", "TIMED_OUT", "Backend", "RunResult"]
+"""Backends run a RunSpec somewhere and give back a RunResult: the Backend protocol
+(base.py), this machine (local.py), SageMaker (sagemaker.py, wired by sagemaker_session.py),
+and the runner that drives any of them (runner.py)."""

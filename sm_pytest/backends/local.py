@@ -13,14 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import contract, signals
-from ..artifacts import write_json_atomic
-from ..metrics import extract, final_values
-from ..processes import Group
-from ..progress import Progress, for_run
-from ..sagemaker import names
-from ..spec import RunSpec
-from .base import (
+from sm_pytest.model import (
     COMPLETED,
     FAILED,
     INTERRUPTED,
@@ -30,6 +23,13 @@ from .base import (
     RunSetupError,
     interrupted_reason,
 )
+from sm_pytest.run import contract, signals
+from sm_pytest.run.artifacts import write_json_atomic
+from sm_pytest.run.processes import Group
+from sm_pytest.run.progress import Progress, for_run
+from sm_pytest.sagemaker import names
+from sm_pytest.spec.experiment import RunSpec
+from sm_pytest.spec.metrics import extract, final_values
 
 # How long a run gets to exit after SIGTERM before the whole group is SIGKILLed.
 TERMINATE_GRACE_S = 5.0

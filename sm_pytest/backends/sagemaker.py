@@ -19,17 +19,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import signals
-from ..artifacts import write_json_atomic
-from ..metrics import extract, final_values
-from ..progress import for_run
-from ..safe_tar import UnsafeArchiveError, safe_extract
-from ..sagemaker import cloudwatch, outcomes, uploads
-from ..sagemaker import request as requests
-from ..sagemaker.aws import error_code, parse_s3_uri
-from ..sagemaker.settings import SageMakerSettings
-from ..spec import RunSpec
-from .base import COMPLETED, FAILED, STOPPED, TIMED_OUT, RunResult
+from sm_pytest.model import COMPLETED, FAILED, STOPPED, TIMED_OUT, RunResult
+from sm_pytest.run import signals
+from sm_pytest.run.artifacts import write_json_atomic
+from sm_pytest.run.progress import for_run
+from sm_pytest.run.safe_tar import UnsafeArchiveError, safe_extract
+from sm_pytest.sagemaker import cloudwatch, outcomes, uploads
+from sm_pytest.sagemaker import request as requests
+from sm_pytest.sagemaker.aws import error_code, parse_s3_uri
+from sm_pytest.sagemaker.settings import SageMakerSettings
+from sm_pytest.spec.experiment import RunSpec
+from sm_pytest.spec.metrics import extract, final_values
 
 POLL_INTERVAL_S = 15.0
 _RETRYABLE = {"ThrottlingException", "ResourceLimitExceeded", "Throttling",

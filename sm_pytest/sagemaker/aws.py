@@ -1,5 +1,6 @@
-"""Standard-library helpers for AWS names and errors: s3:// URIs and keys, and the error
-code of a botocore ClientError. Used by the backend, the uploads and the emulator alike."""
+"""Standard-library helpers for AWS names and errors: s3:// URIs and keys, the error code
+of a botocore ClientError, and string lengths as AWS counts them. Used by the backend, the
+uploads and the emulator alike."""
 
 from __future__ import annotations
 
@@ -28,3 +29,20 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 def error_code(exc: BaseException) -> str:
     """The AWS error code of a botocore ClientError ('ThrottlingException', '404'), else ''."""
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def utf16_length(text: str) -> int:
+    """A string's length as AWS counts it (Java: UTF-16 code units), so a character outside
+    the Basic Multilingual Plane (an emoji, 𝐀) counts twice."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def utf16_cut(text: str, limit: int) -> str:
+    """The longest head of `text` of at most `limit` UTF-16 code units, never half a
+    character."""
+    size = 0
+    for index, char in enumerate(text):
+        size += 2 if ord(char) > 0xFFFF else 1
+        if size > limit:
+            return text[:index]
+    return text

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .aws import error_code
+from sm_pytest.sagemaker.aws import error_code
 
 __all__ = ["LOG_GROUP", "LogTail", "job_log_lines", "job_streams", "read_job_log",
            "read_stream"]

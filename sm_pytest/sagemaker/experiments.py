@@ -20,16 +20,16 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from ..backends.base import COMPLETED, FAILED, STOPPED, TIMED_OUT, RunResult
-from ..spec import RunSpec
-from .aws import error_code
-from .names import (
+from sm_pytest.model import COMPLETED, FAILED, STOPPED, TIMED_OUT, RunResult
+from sm_pytest.sagemaker.aws import error_code
+from sm_pytest.sagemaker.names import (
     MAX_ROLLOVER,
     display_name,
     experiment_name,
     run_group,
     trial_component_name,
 )
+from sm_pytest.spec.experiment import RunSpec
 
 RUN_GROUP_LIMIT = 50
 TELEMETRY_OPT_OUT = {"SchemaVersion": "1.0",
@@ -54,7 +54,7 @@ def sdk_session(boto_session):
     it), with the SDK's config schema checked once rather than on every call (sdk_config)."""
     from sagemaker.core.helper.session_helper import Session
 
-    from . import sdk_config
+    from sm_pytest.sagemaker import sdk_config
 
     sdk_config.install()
     return Session(boto_session=boto_session, sagemaker_config=TELEMETRY_OPT_OUT)

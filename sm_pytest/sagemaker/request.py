@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..artifacts import folder_name
-from ..contract import (
+from sm_pytest.run.artifacts import folder_name
+from sm_pytest.run.contract import (
     CHANNEL_NAME,
     JOB_NAME_PARAM,
     LOG_LEVEL_PARAM,
@@ -38,13 +38,12 @@ from ..contract import (
     SUBMIT_DIR_PARAM,
     encode_hyperparameters,
 )
-from .aws import s3_uri
-from .names import JOB_NAME_PATTERN, MAX_JOB_NAME, job_name
-from .service_rules import utf16_cut, utf16_length
-from .settings import OWN_TAG_PREFIX, SageMakerSettings, SettingsError
+from sm_pytest.sagemaker.aws import s3_uri, utf16_cut, utf16_length
+from sm_pytest.sagemaker.names import JOB_NAME_PATTERN, MAX_JOB_NAME, job_name
+from sm_pytest.sagemaker.settings import OWN_TAG_PREFIX, SageMakerSettings, SettingsError
 
 if TYPE_CHECKING:
-    from ..spec import RunSpec
+    from sm_pytest.spec.experiment import RunSpec
 
 __all__ = [
     "CHECKPOINT_LOCAL_PATH",
@@ -257,7 +256,7 @@ def image_uri(settings: SageMakerSettings, region: str | None = None) -> str:
                             " AWS_REGION")
     from sagemaker.core import image_uris
 
-    from .images import choose_versions
+    from sm_pytest.sagemaker.images import choose_versions
 
     try:
         # resolve() has chosen both already; settings built by hand may leave them out.

@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..messages import suggest
-from ..yamlsafe import YamlError
-from ..yamlsafe import load as load_yaml
+from sm_pytest.messages import suggest
+from sm_pytest.spec.yamlsafe import YamlError
+from sm_pytest.spec.yamlsafe import load as load_yaml
 
 __all__ = [
     "CONFIG_KEYS",
@@ -246,7 +246,7 @@ def _tags(value: Any, textual: bool) -> dict[str, str]:
     return tags
 
 
-# Variables the container contract owns (sm_pytest.contract); setting them would change
+# Variables the container contract owns (sm_pytest.run.contract); setting them would change
 # what the toolkit does rather than what the script reads.
 _OWNED_ENVIRONMENT = re.compile(r"SM_.*|SAGEMAKER_(PROGRAM|SUBMIT_DIRECTORY|REGION|JOB_NAME|"
                                 r"CONTAINER_LOG_LEVEL|TRAINING_MODULE|BASE_DIR)|TRAINING_JOB_NAME"
@@ -495,7 +495,7 @@ def resolve(
 def _image_versions(values: dict[str, Any], sources: dict[str, str]) -> None:
     """Fill in framework_version and py_version from the SDK's image config where nobody
     set them, and refuse a combination that has no image, naming what exists."""
-    from .images import ImageVersionError, choose_versions
+    from sm_pytest.sagemaker.images import ImageVersionError, choose_versions
 
     given = {key: values[key] for key in ("framework_version", "py_version")
              if sources[key] != "built-in default"}

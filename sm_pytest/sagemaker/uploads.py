@@ -28,8 +28,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..contract import SNAPSHOT_IGNORE
-from .aws import error_code, s3_key, s3_uri
+from sm_pytest.run.contract import SNAPSHOT_IGNORE
+from sm_pytest.sagemaker.aws import error_code, s3_key, s3_uri
 
 __all__ = [
     "MANIFEST_SUFFIX",

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import thresholds, tolerances, yamlsafe
-from .messages import suggest as _suggest
-from .messages import type_name as _type_name
-from .metrics import MetricDefinition, regex_problem
-from .yamlsafe import Located, YamlError
+from sm_pytest.messages import suggest as _suggest
+from sm_pytest.messages import type_name as _type_name
+from sm_pytest.spec import thresholds, tolerances, yamlsafe
+from sm_pytest.spec.metrics import MetricDefinition, regex_problem
+from sm_pytest.spec.yamlsafe import Located, YamlError
 
 DEFAULT_ENTRY_POINT = "train.py"
 DEFAULT_SOURCE_DIR = "src"

@@ -27,9 +27,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .artifacts import write_text_atomic
-from .messages import aligned_table
-from .tolerances import Tolerance, guess_direction
+from sm_pytest.messages import aligned_table
+from sm_pytest.run.artifacts import write_text_atomic
+from sm_pytest.spec.tolerances import Tolerance, guess_direction
 
 FORMAT = "sm-pytest-baseline"
 VERSION = 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .settings import SettingsError
+from sm_pytest.sagemaker.settings import SettingsError
 
 
 def from_environment(environ) -> list[Callable]:
@@ -63,6 +63,6 @@ def from_environment(environ) -> list[Callable]:
 
 
 def _earlier_runs(emulator, experiment: str, count: int) -> None:
-    from ._emulator_experiments import record_earlier_runs
+    from sm_pytest.sagemaker.emulator.experiments import record_earlier_runs
 
     record_earlier_runs(emulator.account_id, emulator.region, experiment, count)

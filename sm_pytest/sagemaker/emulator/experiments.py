@@ -25,7 +25,7 @@ from moto.sagemaker.models import FakeTrainingJob, FakeTrialComponent, sagemaker
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemaker.utils import arn_formatter
 
-from .names import job_component_name, run_group
+from sm_pytest.sagemaker.names import job_component_name, run_group
 
 TRIAL_COMPONENT_LIMIT = 50
 LIMIT_MESSAGE = (

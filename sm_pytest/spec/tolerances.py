@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .messages import suggest
-from .messages import type_name as _type_name
+from sm_pytest.messages import suggest
+from sm_pytest.messages import type_name as _type_name
 
 DIRECTIONS = ("higher", "lower")
 DEFAULT_K = 2.0

@@ -1,8 +1,8 @@
 """One emulated training job, run the way a SageMaker training container runs it.
 
-Private to :mod:`sm_pytest.sagemaker.emulator`: the Emulator creates one :class:`JobRunner`
+Private to :mod:`sm_pytest.sagemaker.emulator.service`: the Emulator creates one :class:`JobRunner`
 (a thread) per accepted CreateTrainingJob request. The thread downloads the source and the
-channels from emulated S3, lays out the container tree with :mod:`sm_pytest.contract`, runs
+channels from emulated S3, lays out the container tree with :mod:`sm_pytest.run.contract`, runs
 the program as a subprocess in its own process group, streams its output to emulated
 CloudWatch Logs, uploads model.tar.gz / output.tar.gz and the checkpoints, and keeps the job
 stored by moto (a ``FakeTrainingJob``) up to date, so DescribeTrainingJob shows what a real
@@ -34,19 +34,19 @@ from typing import TYPE_CHECKING, Any
 
 from moto.core.utils import utcnow
 
-from ..contract import (
+from sm_pytest.run.contract import (
     SCRIPT_MODE_PARAMS,
     ContainerJob,
     ContainerTree,
     decode_hyperparameters,
     prepare_container_tree,
 )
-from ..processes import Group
-from ..safe_tar import safe_extract
-from .aws import parse_s3_uri
+from sm_pytest.run.processes import Group
+from sm_pytest.run.safe_tar import safe_extract
+from sm_pytest.sagemaker.aws import parse_s3_uri
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .emulator import Emulator
+    from sm_pytest.sagemaker.emulator.service import Emulator
 
 POLL_SECONDS = 0.05
 MAX_EVENT_BYTES = 256 * 1024 - 26  # CloudWatch: message + 26 bytes per event

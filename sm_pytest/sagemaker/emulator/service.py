@@ -1,6 +1,6 @@
 """An in-process SageMaker + S3 + CloudWatch Logs emulator that really runs training jobs.
 
-    from sm_pytest.sagemaker.emulator import Emulator
+    from sm_pytest.sagemaker.emulator.service import Emulator
 
     with Emulator(region="us-east-1") as emu:
         ...  # boto3 / sagemaker.core code that creates training jobs, in any thread
@@ -12,7 +12,7 @@ It starts moto's ``mock_aws()`` in this process and patches moto's SageMaker *re
 layer, so that CreateTrainingJob runs the job the way a SageMaker script-mode container
 would (see ``_emulator_job.py``): sourcedir.tar.gz and the channels come from emulated S3,
 the container tree and the program's arguments and ``SM_*`` variables come from
-:mod:`sm_pytest.contract`, the program runs as a subprocess in its own process group, its
+:mod:`sm_pytest.run.contract`, the program runs as a subprocess in its own process group, its
 output becomes CloudWatch log events in ``/aws/sagemaker/TrainingJobs`` (stream
 ``<job>/algo-1-<epoch seconds>``, one per attempt), and model.tar.gz, output.tar.gz and the
 checkpoints go back to S3. DescribeTrainingJob then shows what a real job shows: InProgress
@@ -40,7 +40,7 @@ because these are moto internals):
   ``SageMakerMetricsResponse`` (BatchPutMetrics, which sagemaker-core's ``Run.log_metric``
   sends), and ``S3Response._bucket_response`` / ``_key_response``, check every request
   against the botocore service model before moto handles it
-  (:mod:`sm_pytest.sagemaker.service_rules`: required members, lengths and sizes,
+  (:mod:`sm_pytest.sagemaker.emulator.service_rules`: required members, lengths and sizes,
   whole-value patterns, enums, numeric ranges). A violation is answered as AWS answers it, a
   ValidationException (HTTP 400) worded as AWS words it and serialised by moto in the
   service's protocol, and recorded in ``Emulator.refused``; moto never sees the request.
@@ -113,7 +113,7 @@ def _check_moto_version() -> None:
     installed = _dist_version("moto")
     if installed.split(".")[:2] != PATCHED_MOTO_VERSION.split(".")[:2]:
         raise ImportError(
-            f"sm_pytest.sagemaker.emulator patches moto internals and was written against "
+            f"sm_pytest.sagemaker.emulator.service patches moto internals and was written against "
             f"moto {PATCHED_MOTO_VERSION}; moto {installed} is installed. Install "
             f"moto[s3,sagemaker,logs]=={PATCHED_MOTO_VERSION} (or re-check the patches in "
             "sm_pytest/sagemaker/emulator.py against the new moto and move the pin)."
@@ -140,10 +140,12 @@ from moto.sagemaker.responses import SageMakerResponse  # noqa: E402
 from moto.sagemakermetrics.responses import SageMakerMetricsResponse  # noqa: E402
 from werkzeug.exceptions import NotFound  # noqa: E402
 
-from . import _emulator_experiments, _emulator_logs, service_rules  # noqa: E402
-from ._emulator_job import JobRunner, SpotArm, relative_key  # noqa: E402
-from .aws import parse_s3_uri  # noqa: E402
-from .cloudwatch import LOG_GROUP, read_stream  # noqa: E402
+from sm_pytest.sagemaker.aws import parse_s3_uri  # noqa: E402
+from sm_pytest.sagemaker.cloudwatch import LOG_GROUP, read_stream  # noqa: E402
+from sm_pytest.sagemaker.emulator import experiments as _emulator_experiments  # noqa: E402
+from sm_pytest.sagemaker.emulator import logs as _emulator_logs  # noqa: E402
+from sm_pytest.sagemaker.emulator import service_rules  # noqa: E402
+from sm_pytest.sagemaker.emulator.jobs import JobRunner, SpotArm, relative_key  # noqa: E402
 
 __all__ = ["LOG_GROUP", "PATCHED_MOTO_VERSION", "Emulator", "EmulatorError"]
 
@@ -743,7 +745,7 @@ class Emulator:
     def upload_source(self, source_dir: str | os.PathLike[str], s3_uri: str) -> str:
         """Pack ``source_dir`` as sourcedir.tar.gz at ``s3_uri`` (the bucket must exist), the
         way ``--sm`` packs it (sm_pytest.sagemaker.uploads); returns ``s3_uri``."""
-        from .uploads import pack_source_dir
+        from sm_pytest.sagemaker.uploads import pack_source_dir
 
         bucket, key = parse_s3_uri(s3_uri)
         archive, _ = pack_source_dir(Path(source_dir))

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .sagemaker.settings import SettingsError
+from sm_pytest.sagemaker.settings import SettingsError
 
 __all__ = ["PlanRow", "cost_bound", "format_plan", "load_prices", "plan_row"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .artifacts import write_text_atomic
+from sm_pytest.run.artifacts import write_text_atomic
 
 _LEADING = ["experiment", "run", "status", "verdict"]
 _TRAILING = ["duration_s", "artifacts"]

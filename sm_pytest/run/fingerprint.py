@@ -48,9 +48,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .contract import SNAPSHOT_IGNORE
-from .sagemaker import uploads
-from .spec import RunSpec
+from sm_pytest.run.contract import SNAPSHOT_IGNORE
+from sm_pytest.sagemaker import uploads
+from sm_pytest.spec.experiment import RunSpec
 
 __all__ = [
     "FINGERPRINT_VERSION",

@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from .metrics import MetricDefinition, compile_definitions, line_values
+from sm_pytest.spec.metrics import MetricDefinition, compile_definitions, line_values
 
 if TYPE_CHECKING:
-    from .spec import RunSpec
+    from sm_pytest.spec.experiment import RunSpec
 
 INTERVAL_S = 5.0
 _EPOCH = re.compile(r"\bepoch\b\s*[=:]?\s*(\d+)", re.IGNORECASE)

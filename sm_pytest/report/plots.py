@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .artifacts import write_bytes_atomic
+from sm_pytest.run.artifacts import write_bytes_atomic
 
 __all__ = ["PlotsUnavailable", "available", "learning_curve", "sweep_plot"]
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .backends.base import RunResult
-from .fingerprint import INPUT_PREFIX
-from .sqlite_store import connect
+from sm_pytest.model import RunResult
+from sm_pytest.run.fingerprint import INPUT_PREFIX
+from sm_pytest.store.sqlite import connect
 
 __all__ = ["CachedRun", "RunCache", "result_from_json"]
 

@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from .sqlite_store import connect
+from sm_pytest.store.sqlite import connect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (

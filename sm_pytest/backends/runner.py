@@ -6,10 +6,11 @@ import csv
 import io
 from pathlib import Path
 
-from . import signals
-from .artifacts import new_attempt_dir, write_json_atomic, write_text_atomic
-from .backends.base import Backend, RunInterrupted, RunResult
-from .spec import RunSpec
+from sm_pytest.backends.base import Backend
+from sm_pytest.model import RunInterrupted, RunResult
+from sm_pytest.run import signals
+from sm_pytest.run.artifacts import new_attempt_dir, write_json_atomic, write_text_atomic
+from sm_pytest.spec.experiment import RunSpec
 
 
 def submit(run: RunSpec, backend: Backend, artifacts_root: Path):

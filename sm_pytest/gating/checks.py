@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .artifacts import tail
-from .backends.base import RunResult
-from .messages import aligned_table
-from .thresholds import Verdict, evaluate
+from sm_pytest.messages import aligned_table
+from sm_pytest.model import RunResult
+from sm_pytest.run.artifacts import tail
+from sm_pytest.spec.thresholds import Verdict, evaluate
 
 LOG_TAIL_LINES = 30
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import plots
-from .artifacts import folder_name
+from sm_pytest.report import plots
+from sm_pytest.run.artifacts import folder_name
 
 
 def draw(records: list[dict[str, Any]], root: Path) -> list[Path]:

@@ -52,6 +52,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sm_pytest.sagemaker.aws import utf16_length
+
 __all__ = [
     "UNCHECKED_PATTERNS",
     "UncompilablePattern",
@@ -211,23 +213,6 @@ def _scalar_problems(shape: Any, value: Any) -> list[str]:
         if "min" in meta and value < meta["min"]:
             problems.append(f"Member must have value greater than or equal to {meta['min']}")
     return problems
-
-
-def utf16_length(text: str) -> int:
-    """A string's length as AWS counts it (Java: UTF-16 code units), so a character outside
-    the Basic Multilingual Plane (an emoji, 𝐀) counts twice."""
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
-
-
-def utf16_cut(text: str, limit: int) -> str:
-    """The longest head of `text` of at most `limit` UTF-16 code units, never half a
-    character."""
-    size = 0
-    for index, char in enumerate(text):
-        size += 2 if ord(char) > 0xFFFF else 1
-        if size > limit:
-            return text[:index]
-    return text
 
 
 def _length_problems(meta: Mapping[str, Any], size: int) -> list[str]:

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..spec import RunSpec
-from . import settings as sm_settings
+from sm_pytest.sagemaker import settings as sm_settings
+from sm_pytest.spec.experiment import RunSpec
 
 EMULATED_ROLE = "arn:aws:iam::123456789012:role/sm-pytest-emulated"
 EMULATED_BUCKET = "sm-pytest-emulated"
@@ -73,8 +73,8 @@ class SageMakerSession:
 
     def prices(self) -> dict[str, float]:
         """USD per instance-hour from the config file's `prices:` (for --sm-plan)."""
-        from ..plan import load_prices
-        from ..yamlsafe import load
+        from sm_pytest.report.plan import load_prices
+        from sm_pytest.spec.yamlsafe import load
 
         if self.config_path is None:
             return {}
@@ -98,14 +98,14 @@ class SageMakerSession:
             self._plan(runs)
             self.flush()
             return self.backend
-        from ..backends.sagemaker import SageMakerBackend
-        from .experiments import SageMakerExperiments
+        from sm_pytest.backends.sagemaker import SageMakerBackend
+        from sm_pytest.sagemaker.experiments import SageMakerExperiments
 
         _skip_final_collections()
         first = self.settings_for(runs[0])
         if first.emulate and self.emulator is None:
-            from ._emulator_knobs import from_environment
-            from .emulator import Emulator
+            from sm_pytest.sagemaker.emulator.knobs import from_environment
+            from sm_pytest.sagemaker.emulator.service import Emulator
 
             knobs = from_environment(os.environ)  # a bad value stops us before it starts
             self.emulator = Emulator(region=first.region or "us-east-1")
@@ -132,7 +132,7 @@ class SageMakerSession:
         so that no item launches on a plan made for itself alone."""
         if self._plan_error is not None:
             raise self._plan_error
-        from .experiments import ExperimentLimitError
+        from sm_pytest.sagemaker.experiments import ExperimentLimitError
 
         try:
             if self.plan_file is None or self.plan_key is None or self.experiments.rollover:
@@ -190,7 +190,7 @@ class SageMakerSession:
             self.notify(f"  ... and {len(refused) - 10} more")
 
     def _save_leftovers(self) -> None:
-        from .. import runner
+        from sm_pytest.backends import runner
 
         saved = []
         for result in self.backend.leftovers():

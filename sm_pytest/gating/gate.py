@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import baselines
-from .backends.base import COMPLETED
-from .spec import RunSpec
-from .tolerances import guess_direction
+from sm_pytest.gating import baselines
+from sm_pytest.model import COMPLETED
+from sm_pytest.spec.experiment import RunSpec
+from sm_pytest.spec.tolerances import guess_direction
 
 # What a compared run's gate amounted to, carried on its record to the controller.
 NO_ENTRY = "no-entry"  # the baseline has no entry for the run

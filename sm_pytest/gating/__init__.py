@@ -1,0 +1,1 @@
+"""Judging a run: threshold checks, stored baselines and the regression gate."""

@@ -1,0 +1,2 @@
+"""What one run needs on this machine: the artifacts tree, the training-container contract,
+safe tar extraction, process groups, signals, live progress and the fingerprint."""
