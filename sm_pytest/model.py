@@ -1,11 +1,13 @@
 """The records that pass between the layers: what a run gave back (RunResult and its
-statuses), and the per-run record that the tracker, the summary and the gate read."""
+statuses), and the per-run record (RunRecord) that the tracker, the summary, the plots and
+the gate read."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sm_pytest.spec.experiment import RunSpec
 from sm_pytest.spec.thresholds import Verdict
@@ -99,71 +101,171 @@ def finals_per_metric(results: list[RunResult]) -> dict[str, list[float]]:
     return finals
 
 
-def build(run: RunSpec, order: int, result: RunResult, verdict: str,
-          verdicts: list[Verdict], *, pending=None, results=None, gate=None) -> dict[str, Any]:
-    pending = pending or []
-    results = results or []  # none when the run never started: its repeats have no result
-    repeats = [{"fingerprint": p.fingerprint, "parts": p.parts, "cache_name": p.cache_name,
-                "cached": p.cached is not None, "miss": p.miss,
-                "result_path": str(r.artifact_dir / "result.json"),
-                "hyperparameters": p.run.hyperparameters, **_run_fields(r)}
-               for p, r in zip(pending, results, strict=False)]
-    cached = bool(repeats) and all(r["cached"] for r in repeats)
-    return {
-        "experiment": run.experiment,
-        "description": run.description,
-        "path": str(run.path),
-        "run_id": run.run_id,
-        "name": run.name,
-        "order": order,
-        "hyperparameters": run.hyperparameters,
-        "swept": run.swept,
-        "cached": cached,
-        "repeats": repeats,
-        "repeat_finals": finals_per_metric(results or [result]),
-        "fingerprint": repeats[0]["fingerprint"] if repeats else "",
-        "gate": gate.as_records() if gate is not None else [],
-        "gate_message": gate.message if gate is not None else "",
-        "gate_state": gate.state if gate is not None else "",
-        "verdict": verdict,
-        "checks": [{"metric": v.threshold.metric, "threshold": v.threshold.text,
-                    "actual": v.actual, "passed": v.passed} for v in verdicts],
-        **_run_fields(result),
-        "status": "cached" if cached else result.status,
-    }
+# -- the per-run record ------------------------------------------------------------------
+# What the tracker, the summary, the plots, the gate and junit read about one item. Built in
+# the process that ran the item; turned into JSON only to cross from a pytest-xdist worker
+# to the controller (RunRecord.to_json / from_json). Paths are kept as text, the form the
+# tracking store, the summary and junit show.
+
+CACHED = "cached"  # the status shown for an item whose every repeat came from the run cache
 
 
-def _run_fields(result: RunResult) -> dict[str, Any]:
+@dataclass
+class CheckRecord:
+    """One threshold of the experiment, judged."""
+
+    metric: str
+    threshold: str  # as written in the YAML, e.g. ">= 0.9"
+    actual: float | None  # None: the log had no value for the metric
+    passed: bool
+
+
+@dataclass
+class GateRow:
+    """One metric compared with its baseline entry (built by gating.gate)."""
+
+    metric: str
+    verdict: str  # one of gating.baselines.VERDICTS
+    gated: bool  # whether a tolerance made the comparison count
+    baseline: float | None
+    now: float | None
+    delta: float | None
+    allowed: float | None
+    arrow: str  # the delta as the summary shows it
+
+
+class GateSummary(Protocol):
+    """What the record keeps of an item's baseline comparison (gating.gate.GateOutcome)."""
+
+    message: str
+    state: str
+
+    def rows(self) -> list[GateRow]: ...
+
+
+class RepeatSource(Protocol):
+    """What the record keeps of how one repeat was prepared (session.Pending)."""
+
+    run: RunSpec
+    fingerprint: str
+    parts: dict[str, str]
+    cached: RunResult | None
+    miss: str
+
+    @property
+    def cache_name(self) -> str: ...
+
+
+@dataclass(kw_only=True)
+class TrainingFields:
     """What one training run gave: the item's (aggregated) result, or one repeat's."""
-    return {
-        "status": result.status,
-        "final_metrics": result.final_metrics,
-        "metric_series": result.metric_series,
-        "failure_reason": result.failure_reason,
-        "backend": result.backend,
-        "instance_type": result.instance_type,
-        "job_name": result.job_name,
-        "billable_seconds": result.billable_seconds,
-        "spot_saving": result.spot_saving,
-        "started_at": result.started_at,
-        "ended_at": result.ended_at,
-        "duration_s": result.duration_s,
-        "artifact_dir": str(result.artifact_dir),
-        "log_path": str(result.log_path),
-        "model_dir": str(result.model_dir),
-    }
+
+    status: str  # the real status, one of COMPLETED, FAILED, ...; never CACHED
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    metric_series: dict[str, list[float]] = field(default_factory=dict)
+    failure_reason: str = ""
+    backend: str = "local"
+    instance_type: str = "local"
+    job_name: str = ""
+    billable_seconds: float | None = None
+    spot_saving: float | None = None
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    duration_s: float = 0.0
+    artifact_dir: str = ""
+    log_path: str = ""
+    model_dir: str = ""
 
 
-def junit_properties(rec: dict[str, Any]) -> list[tuple[str, str]]:
-    props = [("sm.status", rec["status"]), ("sm.verdict", rec["verdict"]),
-             ("sm.artifacts", rec["artifact_dir"]), ("sm.duration_s", f"{rec['duration_s']:.2f}")]
-    props += [(f"sm.metric.{name}", repr(value)) for name, value in rec["final_metrics"].items()]
-    for row in rec["gate"]:
-        if row["gated"]:
-            props.append((f"sm.baseline.{row['metric']}", f"{row['baseline']!r}"))
-            props.append((f"sm.delta.{row['metric']}", f"{row['delta']!r}"))
-            props.append((f"sm.gate.{row['metric']}", row["verdict"]))
-    for check in rec["checks"]:
-        outcome = "pass" if check["passed"] else "fail"
-        props.append((f"sm.check.{check['metric']}", f"{check['threshold']} -> {outcome}"))
-    return props
+def _training(result: RunResult) -> dict[str, Any]:
+    """The TrainingFields of `result`, as keyword arguments."""
+    return {"status": result.status, "final_metrics": result.final_metrics,
+            "metric_series": result.metric_series, "failure_reason": result.failure_reason,
+            "backend": result.backend, "instance_type": result.instance_type,
+            "job_name": result.job_name, "billable_seconds": result.billable_seconds,
+            "spot_saving": result.spot_saving, "started_at": result.started_at,
+            "ended_at": result.ended_at, "duration_s": result.duration_s,
+            "artifact_dir": str(result.artifact_dir), "log_path": str(result.log_path),
+            "model_dir": str(result.model_dir)}
+
+
+@dataclass(kw_only=True)
+class RepeatRecord(TrainingFields):
+    """One repeat of an item (an item without `repeat` has one)."""
+
+    fingerprint: str = ""
+    parts: dict[str, str] = field(default_factory=dict)
+    cache_name: str = ""
+    cached: bool = False  # taken from the run cache, not trained in this session
+    miss: str = ""  # with --sm-reuse: why the run cache had no entry for it
+    result_path: str = ""
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class RunRecord(TrainingFields):
+    """One item of the session: its run, its result, its verdict and how it was judged."""
+
+    experiment: str
+    name: str
+    description: str = ""
+    path: str = ""
+    run_id: str = ""
+    order: int = 0
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    swept: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False  # every repeat came from the run cache
+    repeats: list[RepeatRecord] = field(default_factory=list)
+    repeat_finals: dict[str, list[float]] = field(default_factory=dict)
+    fingerprint: str = ""  # the first repeat's
+    gate: list[GateRow] = field(default_factory=list)
+    gate_message: str = ""
+    gate_state: str = ""  # gating.gate's NO_ENTRY, UNGATED or GATED; empty: not compared
+    verdict: str = ""  # pass, fail or error
+    checks: list[CheckRecord] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, run: RunSpec, order: int, result: RunResult, verdict: str,
+           verdicts: list[Verdict], *, pending: Sequence[RepeatSource] | None = None,
+           results: Sequence[RunResult] | None = None, gate: GateSummary | None = None
+           ) -> RunRecord:
+        """The record of an item: `result` is its (aggregated) result, `results` one per
+        repeat, none when the run never started (its repeats have no result)."""
+        pending, results = pending or [], results or []
+        repeats = [RepeatRecord(fingerprint=p.fingerprint, parts=p.parts,
+                                cache_name=p.cache_name, cached=p.cached is not None,
+                                miss=p.miss, result_path=str(r.artifact_dir / "result.json"),
+                                hyperparameters=p.run.hyperparameters,
+                                **_training(r))
+                   for p, r in zip(pending, results, strict=False)]
+        return cls(
+            experiment=run.experiment, description=run.description, path=str(run.path),
+            run_id=run.run_id, name=run.name, order=order,
+            hyperparameters=run.hyperparameters, swept=run.swept,
+            cached=bool(repeats) and all(r.cached for r in repeats), repeats=repeats,
+            repeat_finals=finals_per_metric(list(results) or [result]),
+            fingerprint=repeats[0].fingerprint if repeats else "",
+            gate=gate.rows() if gate is not None else [],
+            gate_message=gate.message if gate is not None else "",
+            gate_state=gate.state if gate is not None else "",
+            verdict=verdict,
+            checks=[CheckRecord(v.threshold.metric, v.threshold.text, v.actual, v.passed)
+                    for v in verdicts],
+            **_training(result))
+
+    @property
+    def shown_status(self) -> str:
+        """The status a person reads (summary table, junit): CACHED for a reused item."""
+        return CACHED if self.cached else self.status
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values, for pytest-xdist's report serialisation."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
+        values = dict(data)
+        values["repeats"] = [RepeatRecord(**r) for r in values.get("repeats", [])]
+        values["gate"] = [GateRow(**g) for g in values.get("gate", [])]
+        values["checks"] = [CheckRecord(**c) for c in values.get("checks", [])]
+        return cls(**values)

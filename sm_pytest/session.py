@@ -17,6 +17,7 @@ from sm_pytest.model import (
     COMPLETED,
     INTERRUPTED,
     RunInterrupted,
+    RunRecord,
     RunResult,
     RunSetupError,
     finals_per_metric,
@@ -67,7 +68,7 @@ class SmSession:
         self.experiment_dirs = [(config.rootpath / p).resolve()
                                 for p in config.getini("sm_experiment_paths")]
         self.session_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        self.records: list[dict] = []
+        self.records: list[RunRecord] = []
         self.experiment_files: dict[str, Path] = {}  # name -> the file that claimed it
         # The tracking store and the run cache share one SQLite file (sqlite_store).
         self.tracking_db = self.artifacts_root / "tracking.sqlite"
@@ -75,6 +76,9 @@ class SmSession:
         self._tracker = None
         self._cache = None
         self.reuse = bool(config.getoption("sm_reuse")) and not config.getoption("sm_rerun")
+        # --sm-plan: the plan is printed at collection and nothing is launched (an xdist
+        # worker never plans: the controller refuses --sm-plan with -n).
+        self.plan_only = bool(config.getoption("sm_plan")) and not hasattr(config, "workerinput")
         self.sagemaker = None
         if config.getoption("sm"):
             self.sagemaker = sagemaker_factory(config, self.session_id)
@@ -108,15 +112,24 @@ class SmSession:
 
     @property
     def backend(self):
+        """Where this session's runs go. With --sm, start_sagemaker() makes it once the runs'
+        settings are checked: asked for before that, it is an error, never a local backend."""
         if self._backend is None:
-            from sm_pytest.backends.local import LocalBackend, thread_share
-            from sm_pytest.run.progress import terminal_emitter
-
-            streaming = self.config.getoption("capture", "fd") == "no"
-            self._backend = LocalBackend(echo=sys.stdout.write if streaming else None,
-                                         extra_env=thread_share(),
-                                         progress=terminal_emitter(self.config))
+            if self.sagemaker is not None:
+                raise RuntimeError("the SageMaker backend was asked for before"
+                                   " start_sagemaker() started it")
+            self._backend = self._choose_backend([])
         return self._backend
+
+    def _choose_backend(self, repeats: list[RunSpec]):
+        from sm_pytest.backends.choose import choose_backend
+        from sm_pytest.run.progress import terminal_emitter
+
+        streaming = self.config.getoption("capture", "fd") == "no"
+        # -q, or an xdist worker whose terminal nobody sees: no live metric lines.
+        return choose_backend(self.sagemaker, repeats,
+                              echo=sys.stdout.write if streaming else None,
+                              progress=terminal_emitter(self.config))
 
     def start_sagemaker(self, runs: list[RunSpec]) -> None:
         """--sm: check every setting and the Experiments limit before anything launches."""
@@ -126,11 +139,7 @@ class SmSession:
         repeats = [repeat for run in runs for repeat in run.repeats()]
         try:
             self.sagemaker.check(repeats)
-            self._backend = self.sagemaker.start(repeats)
-            from sm_pytest.run.progress import terminal_emitter
-
-            # -q, or an xdist worker whose terminal nobody sees: no live metric lines.
-            self._backend.live_progress = terminal_emitter(self.config) is not None
+            self._backend = self._choose_backend(repeats)
         except (SettingsError, ExperimentLimitError) as exc:
             raise pytest.UsageError(f"nothing was launched: {exc}") from None
         except ImportError as exc:
@@ -141,11 +150,9 @@ class SmSession:
                                     ) from None
 
     def backend_settings(self, run: RunSpec) -> tuple[str, dict]:
-        if self.sagemaker is None:
-            return "local", {}
-        from sm_pytest.run.fingerprint import sagemaker_backend_settings
+        from sm_pytest.backends.choose import backend_settings
 
-        return "sagemaker", sagemaker_backend_settings(self.sagemaker.settings_for(run))
+        return backend_settings(self.sagemaker, run)
 
     # -- one item's runs -------------------------------------------------------------------
 
@@ -227,19 +234,19 @@ class SmSession:
 
     # -- recording (controller only) -------------------------------------------------------
 
-    def record(self, rec: dict) -> None:
+    def record(self, rec: RunRecord) -> None:
         self.records.append(rec)
         if self._tracker is None:
             from sm_pytest.store.tracking import LocalTracker
 
             self._tracker = LocalTracker(self.tracking_db, self.session_id)
         self._tracker.record(rec)
-        if rec["verdict"] == "pass":
+        if rec.verdict == "pass":
             # Only runs that passed may be reused later (--sm-reuse).
-            for repeat in rec["repeats"]:
-                if not repeat["cached"] and repeat["status"] == COMPLETED:
-                    self.cache.remember(repeat["fingerprint"], repeat["parts"],
-                                        repeat["cache_name"], Path(repeat["result_path"]))
+            for repeat in rec.repeats:
+                if not repeat.cached and repeat.status == COMPLETED:
+                    self.cache.remember(repeat.fingerprint, repeat.parts, repeat.cache_name,
+                                        Path(repeat.result_path))
 
     def is_experiment_file(self, path: Path) -> bool:
         """YAML under an experiment folder; `_name.yaml` files are left for shared `base:`

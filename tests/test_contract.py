@@ -1,4 +1,4 @@
-"""The training-container contract (sm_pytest/contract.py), checked against the real thing.
+"""The training-container contract (sm_pytest/run/contract/), checked against the real thing.
 
 The conformance tests run the SageMaker training toolkit (sagemaker-training 5.1.4, the code
 that starts user scripts inside the SageMaker framework containers) on a copy of the config
@@ -33,6 +33,7 @@ from sm_pytest.run.contract import (
     hyperparameters_to_argv,
     prepare_container_tree,
 )
+from sm_pytest.run.contract import environment as host
 
 ORACLE_DIR = Path(__file__).parent / "oracle"
 TOOLKIT = "sagemaker-training"
@@ -79,7 +80,7 @@ def _require_toolkit() -> None:
         pytest.fail(
             f"{TOOLKIT} {version} is installed, but the contract is pinned to and verified "
             f"against {TOOLKIT_VERSION}: install that, or move the pin after re-checking "
-            "contract.py against the new toolkit source.",
+            "sm_pytest/run/contract/ against the new toolkit source.",
             pytrace=False,
         )
 
@@ -552,7 +553,7 @@ def test_env_essentials(small_job, tmp_path):
 
 
 def test_num_gpus_honours_cuda_visible_devices(monkeypatch):
-    monkeypatch.setattr(contract, "_gpus_on_host", lambda: 4)
+    monkeypatch.setattr(host, "_gpus_on_host", lambda: 4)
     assert contract.detect_num_gpus({}) == 4
     assert contract.detect_num_gpus({"CUDA_VISIBLE_DEVICES": "0,1"}) == 2
     assert contract.detect_num_gpus({"CUDA_VISIBLE_DEVICES": ""}) == 0
@@ -561,8 +562,8 @@ def test_num_gpus_honours_cuda_visible_devices(monkeypatch):
 
 
 def test_gpu_probe_is_quick_and_safe():
-    contract._gpus_on_host.cache_clear()
-    assert contract._gpus_on_host() >= 0
+    host._gpus_on_host.cache_clear()
+    assert host._gpus_on_host() >= 0
 
 
 def test_never_overwrites(small_job, tmp_path):
@@ -633,11 +634,68 @@ def test_record_exit(small_job, tmp_path):
 
 
 def test_contract_is_pure_standard_library():
-    source = Path(contract.__file__).read_text()
+    # Every module of the package, and the one walker it shares, imports only the standard
+    # library and each other.
+    package = Path(contract.__file__).parent
     imported = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            imported |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            imported.add(node.module.split(".")[0])
-    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+    for module in [*sorted(package.glob("*.py")), package.parent / "hashing.py"]:
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module)
+    ours = {m for m in imported if m.split(".")[0] == "sm_pytest"}
+    assert ours <= {f"sm_pytest.run.contract.{p.stem}" for p in package.glob("*.py")} | {
+        "sm_pytest.run.hashing"}, ours
+    others = {m.split(".")[0] for m in imported - ours}
+    assert others <= set(sys.stdlib_module_names) | {"__future__"}, others
+
+
+def test_toolkit_env_and_the_tree_read_one_layout(small_job, tmp_path):
+    tree = prepare_container_tree(small_job, root=tmp_path / "run")
+    layout = contract.ContainerLayout(tree.root)
+    assert isinstance(tree, contract.ContainerLayout)
+    env = tree.env
+    assert env["SM_MODEL_DIR"] == str(layout.model_dir) == str(tree.model_dir)
+    assert env["SM_INPUT_CONFIG_DIR"] == str(layout.input_config_dir)
+    assert env["SM_OUTPUT_INTERMEDIATE_DIR"] == str(layout.output_intermediate_dir)
+    assert env["SM_CHANNEL_TRAINING"] == str(layout.channel_dir("training"))
+    assert layout.hyperparameters_file.is_file() and layout.resource_config_file.is_file()
+    assert [p.name for p in layout.top_level] == ["input", "model", "output", "code",
+                                                  "checkpoints"]
+    # A plain base dir gives the same variables as the layout itself.
+    stored = json.loads(layout.hyperparameters_file.read_text())
+    args = (json.loads(layout.resource_config_file.read_text()),
+            json.loads(layout.input_data_config_file.read_text()))
+    assert (contract.toolkit_env(tree.root, stored, *args, num_cpus=1, num_gpus=0)
+            == contract.toolkit_env(layout, stored, *args, num_cpus=1, num_gpus=0))
+
+
+# One list of what the contract owns; sagemaker.settings refuses the same names
+# (tests/test_sagemaker_request.py).
+OWNED_AND_NOT = [
+    ("SM_MODEL_DIR", True), ("SM_ANYTHING", True), ("PYTHONPATH", True),
+    ("SAGEMAKER_PROGRAM", True), ("SAGEMAKER_BASE_DIR", True), ("TRAINING_JOB_NAME", True),
+    ("CURRENT_HOST", True), ("SAGEMAKER_CONTAINER_LOG_LEVEL", True),
+    ("SAGEMAKER_TRAINING_MODULE", True), ("SM", False), ("sm_model_dir", False),
+    ("SAGEMAKER_OTHER", False), ("MY_SM_DIR", False), ("LOG_LEVEL", False),
+]
+
+
+@pytest.mark.parametrize("name, owned", OWNED_AND_NOT)
+def test_owned_variables_never_leak_into_a_run(small_job, tmp_path, name, owned):
+    assert contract.is_owned_variable(name) is owned
+    tree = prepare_container_tree(small_job, root=tmp_path / "run")
+    env = tree.process_env({name: "inherited"})
+    assert (env.get(name) == "inherited") is not owned
+
+
+def test_the_package_keeps_the_old_import_paths():
+    from sm_pytest.run.contract import hyperparameters, layout, tree
+
+    for name in contract.__all__:
+        assert getattr(contract, name) is not None
+    assert contract.ContainerTree is tree.ContainerTree
+    assert contract.encode_hyperparameters is hyperparameters.encode_hyperparameters
+    assert contract.toolkit_env is host.toolkit_env
+    assert contract.ContainerLayout is layout.ContainerLayout

@@ -429,11 +429,11 @@ def test_leaving_the_emulator_stops_running_jobs(tmp_path):
 
 
 def test_other_moto_versions_are_refused(monkeypatch):
-    from sm_pytest.sagemaker.emulator import service as emulator
+    from sm_pytest.sagemaker.emulator import patches
 
-    monkeypatch.setattr(emulator, "_dist_version", lambda name: "5.3.0")
+    monkeypatch.setattr(patches, "_dist_version", lambda name: "5.3.0")
     with pytest.raises(ImportError, match="written against moto 5.2.5; moto 5.3.0 is installed"):
-        emulator._check_moto_version()
+        patches._check_moto_version()
 
 
 def test_environment_and_patches_are_restored(monkeypatch):
@@ -549,13 +549,13 @@ def test_sagemaker_core_sdk_and_experiments(emu):
     ("", "x.csv", "x.csv"),
 ])
 def test_channel_object_names(prefix, key, expected):
-    from sm_pytest.sagemaker.emulator.jobs import relative_key
+    from sm_pytest.sagemaker.emulator.staging import relative_key
 
     assert relative_key(prefix, key).as_posix() == expected
 
 
 def test_channel_object_names_stay_inside():
-    from sm_pytest.sagemaker.emulator.jobs import relative_key
+    from sm_pytest.sagemaker.emulator.staging import relative_key
 
     with pytest.raises(ValueError, match="unsafe object name"):
         relative_key("data/", "data/../../etc/passwd")

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from sm_pytest.run import fingerprint as fp
+from sm_pytest.run import hashing
 from sm_pytest.sagemaker import uploads
-from sm_pytest.sagemaker.settings import SageMakerSettings
+from sm_pytest.sagemaker.settings import SageMakerSettings, fingerprint_settings
 from sm_pytest.spec import thresholds
 from sm_pytest.spec.experiment import RunSpec, load_experiment
 from sm_pytest.spec.metrics import MetricDefinition
@@ -221,12 +222,12 @@ def test_sagemaker_backend_settings_keep_what_changes_the_job():
                                  keep_alive_s=600, bucket="b", role="r",
                                  environment={"A": "1"}, framework_version="2.8.0",
                                  py_version="py312")
-    chosen = fp.sagemaker_backend_settings(settings)
+    chosen = fingerprint_settings(settings)
     assert chosen == {"instance_type": "ml.g5.xlarge", "instance_count": 1,
                       "framework_version": "2.8.0", "py_version": "py312", "spot": True,
                       "volume_size_gb": 30, "environment": {"A": "1"}}
     relaxed = dataclasses.replace(settings, max_run=7200, keep_alive_s=0, bucket="other")
-    assert fp.sagemaker_backend_settings(relaxed) == chosen
+    assert fingerprint_settings(relaxed) == chosen
 
 
 def test_mnist_sample_hashes_fast_and_once(monkeypatch, project):
@@ -241,7 +242,7 @@ def test_mnist_sample_hashes_fast_and_once(monkeypatch, project):
             reads.append(str(file))
         return real_open(file, mode, *args, **kwargs)
 
-    uploads._hash_cache.clear()
+    hashing._memo.clear()
     monkeypatch.setattr("builtins.open", counting_open)
     base = make_run(project[0], MNIST)
     started = time.perf_counter()

@@ -555,3 +555,72 @@ def test_an_interrupted_session_saves_nothing(project):
     assert ("baseline 'main' not saved: the session was interrupted; run the whole session"
             " again to refresh it") in output, output
     assert baseline.read_text() == before  # a_quick completed, and still kept its entry
+
+
+# --- the end-of-session notes and save, from the run records ------------------------------
+
+
+def _rec(name: str, *, verdict: str = "pass", cached: bool = False, gate_message: str = "",
+         gate_state: str = "", accuracy: float = 0.95):
+    from sm_pytest.model import CheckRecord, RepeatRecord, RunRecord
+
+    return RunRecord(experiment="exp", name=name, status="completed", verdict=verdict,
+                     cached=cached, gate_message=gate_message, gate_state=gate_state,
+                     repeat_finals={"accuracy": [accuracy]}, fingerprint=f"fp-{name}",
+                     checks=[CheckRecord("accuracy", ">= 0.9", accuracy, accuracy >= 0.9)],
+                     repeats=[RepeatRecord(status="completed", cached=cached,
+                                           miss="" if cached else "source changed")])
+
+
+def test_the_gate_notes_passing_runs_and_names_ungated_ones_once():
+    from sm_pytest.gating import gate
+
+    records = [_rec("b", gate_message="b: accuracy improved"),
+               _rec("a", verdict="fail", gate_message="a: worse"),
+               _rec("c", gate_state=gate.UNGATED)]
+    assert gate.passed_notices(records) == ["b: accuracy improved"]
+    assert gate.ungated_notes(None, records) == []
+
+    class Compared:
+        name, strict = "main", False
+
+    (notice,) = gate.ungated_notes(Compared(), records)
+    assert notice.splitlines()[0].startswith("baseline 'main': no metric is gated for 1"
+                                             " compared run, so a regression there passes")
+
+
+def test_a_reused_run_is_saved_to_the_baseline_and_a_cut_short_session_saves_nothing(
+        tmp_path):
+    from sm_pytest.gating import baselines, gate
+
+    said: list[str] = []
+    records = [_rec("fresh"), _rec("reused", cached=True), _rec("low", accuracy=0.5)]
+    notes = gate.save_session_baseline(tmp_path, "main", records, force=False, cut_short=None,
+                                       write=said.append)
+    assert notes == said and notes[-1].startswith("baseline 'main' saved to ")
+    assert "left out 1 run(s)" in notes[0] and "low (no entry recorded)" in notes[0]
+    saved = baselines.load(tmp_path, "main")
+    assert saved.entry("reused") is not None and saved.entry("low") is None
+    said.clear()
+    notes = gate.save_session_baseline(tmp_path / "other", "main", records, force=True,
+                                       cut_short="the session was interrupted",
+                                       write=said.append)
+    assert notes == said == ["baseline 'main' not saved: the session was interrupted; run the"
+                             " whole session again to refresh it"]
+    assert not (tmp_path / "other").exists()
+
+
+def test_the_summary_shows_cached_for_a_reused_run(tmp_path):
+    from sm_pytest.report import summary
+    from sm_pytest.store.run_cache import cache_notes
+
+    records = [_rec("fresh"), _rec("reused", cached=True)]
+    df = summary.frame(records)
+    assert list(df["status"]) == ["completed", "cached"]
+    said: list[str] = []
+    summary.publish(df, tmp_path, said.append)
+    assert said == [f"artifacts: {tmp_path}",
+                    f"summary: {tmp_path / 'summary.csv'} and summary.md"]
+    assert "1 reused from the run cache" in (tmp_path / "summary.md").read_text()
+    assert cache_notes(records) == ["run cache: 1 reused, 1 trained",
+                                    "retrained fresh: source changed"]

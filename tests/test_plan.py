@@ -1,15 +1,14 @@
-"""The plan view: cost bounds, prices from config, the table and its total line."""
+"""The plan view: cost bounds, one row per selected run, the table and its total line."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from sm_pytest.report import plan
-from sm_pytest.report.plan import PlanRow, cost_bound, format_plan, load_prices, plan_row
-from sm_pytest.sagemaker.settings import SettingsError
-from sm_pytest.spec.yamlsafe import load as load_yaml
+from sm_pytest.report.plan import PlanRow, cost_bound, format_plan, plan_row
+from sm_pytest.sagemaker.settings import SageMakerSettings
 
 PRICES = {"ml.m5.xlarge": 0.23, "ml.g5.xlarge": 1.408}
 GRACE = plan.STOP_GRACE_S
@@ -41,37 +40,6 @@ def test_cost_bound_unknown_price_and_bad_values():
         cost_bound(-1, 0.23)
     with pytest.raises(ValueError, match="price_per_hour"):
         cost_bound(60, float("nan"))
-
-
-def test_load_prices():
-    assert load_prices({}) == {}
-    assert load_prices(None) == {}
-    assert load_prices({"prices": {"ml.m5.xlarge": 0.23, "ml.p3.2xlarge": 4}}) == {
-        "ml.m5.xlarge": 0.23, "ml.p3.2xlarge": 4.0}
-
-
-@pytest.mark.parametrize("prices, message", [
-    ([0.23], "'prices' must be a mapping of instance type to USD per instance-hour"),
-    ({"m5.xlarge": 0.23}, "key 'm5.xlarge' is not a SageMaker instance type"),
-    ({"ml.m5.xlarge": "0.23"}, r"prices.ml.m5.xlarge must be a number .* not '0.23'"),
-    ({"ml.m5.xlarge": None}, r"prices.ml.m5.xlarge must be a number"),
-    ({"ml.m5.xlarge": True}, r"prices.ml.m5.xlarge must be a number"),
-    ({"ml.m5.xlarge": 0}, r"prices.ml.m5.xlarge must be a price above 0"),
-    ({"ml.m5.xlarge": -1.5}, r"must be a price above 0 .* not -1.5"),
-    ({"ml.m5.xlarge": float("inf")}, r"must be a price above 0"),
-])
-def test_load_prices_errors(prices, message):
-    with pytest.raises(SettingsError, match=message) as info:
-        load_prices({"prices": prices}, source="cfg.yaml")
-    assert str(info.value).startswith("cfg.yaml: ")
-
-
-def test_load_prices_from_yaml(tmp_path: Path):
-    config = tmp_path / "sagemaker.yaml"
-    config.write_text("instance_type: ml.m5.xlarge\nprices:\n  ml.m5.xlarge: 0.23\n"
-                      "  ml.g4dn.xlarge: 0.736\n")
-    assert load_prices(load_yaml(config).value) == {"ml.m5.xlarge": 0.23,
-                                                    "ml.g4dn.xlarge": 0.736}
 
 
 def test_plan_rows():
@@ -172,3 +140,24 @@ def test_all_reused():
                      prices=PRICES, reuse="yes")]
     assert format_plan(rows).splitlines()[-1] == ("at most $0.00 for 1 run; 1 would be reused"
                                                   " from the cache")
+
+
+def test_plan_rows_of_repeats():
+    repeats = [SimpleNamespace(name="a", max_run=60), SimpleNamespace(name="b", max_run=90)]
+    local = plan.plan_rows(repeats)
+    assert local == [plan_row("a", backend="local", max_run_s=60),
+                     plan_row("b", backend="local", max_run_s=90)]
+    settings = {"a": SageMakerSettings(max_run=3600, keep_alive_s=1800),
+                "b": SageMakerSettings(max_run=3600, keep_alive_s=1800, spot=True,
+                                       instance_type="ml.g5.xlarge", instance_count=2)}
+    rows = plan.plan_rows(repeats, reused=lambda repeat: repeat.name == "b",
+                          settings_for=lambda repeat: settings[repeat.name], prices=PRICES)
+    assert rows == [
+        plan_row("a", backend="sagemaker", max_run_s=3600, instance_type="ml.m5.xlarge",
+                 reuse="no", prices=PRICES, keep_alive_s=1800),
+        plan_row("b", backend="sagemaker", max_run_s=3600, instance_type="ml.g5.xlarge",
+                 spot=True, reuse="yes", prices=PRICES, instance_count=2, keep_alive_s=0),
+    ]
+    emulated = plan.plan_rows(repeats[:1], settings_for=lambda repeat: SageMakerSettings(
+        emulate=True))
+    assert emulated[0].backend == "sagemaker (emulated)" and emulated[0].cost_bound == 0.0

@@ -166,3 +166,44 @@ def test_threads_draw_independently(tmp_path):
     assert len(sizes) == 1  # same layout, no figure leaked into another
     for i in range(4):
         reasonable(tmp_path / f"s{i}.png")
+
+
+# --- the session's plots, from the run records -----------------------------------------
+
+
+def _record(tmp_path: Path, lr: float, accuracy: float, *, cached: bool = False):
+    from sm_pytest.model import CheckRecord, GateRow, RunRecord
+
+    return RunRecord(
+        experiment="lr_sweep", name=f"lr_sweep[lr={lr}]", run_id=f"lr={lr}", status="completed",
+        verdict="pass", swept={"lr": lr}, final_metrics={"accuracy": accuracy, "loss": 0.1},
+        metric_series={"accuracy": [0.5, accuracy]}, artifact_dir=str(tmp_path / f"lr={lr}"),
+        cached=cached, checks=[CheckRecord("accuracy", ">= 0.9", accuracy, True)],
+        gate=[GateRow(metric="loss", verdict="ok", gated=True, baseline=0.1, now=0.1,
+                      delta=0.0, allowed=0.01, arrow="=")])
+
+
+def test_session_plots_a_curve_per_trained_run_and_each_checked_or_gated_metric(tmp_path):
+    records = [_record(tmp_path, 0.1, 0.95), _record(tmp_path, 1.0, 0.91, cached=True)]
+    drawn = plots.draw(records, tmp_path)
+    # A reused run drew its curve when it was trained.
+    assert drawn == [tmp_path / "lr=0.1" / "learning_curve.png",
+                     tmp_path / "plots" / "lr_sweep-accuracy-vs-lr.png",
+                     tmp_path / "plots" / "lr_sweep-loss-vs-lr.png"]
+    for path in drawn:
+        reasonable(path)
+
+
+def test_session_plots_say_why_they_were_skipped(tmp_path, monkeypatch):
+    said: list[str] = []
+    monkeypatch.setattr(plots, "available", lambda: False)
+    assert plots.draw_session([_record(tmp_path, 0.1, 0.95)], tmp_path, said.append) == []
+    assert said == ["plots skipped: matplotlib is not installed (pip install"
+                    " 'sm-pytest[plots]')"]
+    monkeypatch.undo()
+    said.clear()
+    broken = _record(tmp_path, 0.1, 0.95)
+    broken.artifact_dir = str(tmp_path / "file")
+    (tmp_path / "file").write_text("not a folder")
+    assert plots.draw_session([broken], tmp_path, said.append) == []
+    assert len(said) == 1 and said[0].startswith("plots skipped: ")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sm_pytest.backends.runner import save
-from sm_pytest.model import COMPLETED, RunResult
+from sm_pytest.model import COMPLETED, RunRecord, RunResult
 from sm_pytest.run import fingerprint as fp
 from sm_pytest.spec import thresholds
 from sm_pytest.spec.experiment import RunSpec
@@ -181,14 +181,14 @@ def test_explain_compares_with_latest_entry_of_that_run(project):
 
 
 def test_never_passed_when_tracking_knows_the_run(project):
-    LocalTracker(project.cache.db_path, "s1").record({
-        "experiment": "exp", "description": "", "path": "exp.yaml", "run_id": "lr=0.1",
-        "name": ITEM, "status": "failed", "verdict": "error", "backend": "local",
-        "instance_type": "local", "job_name": "", "started_at": 0, "ended_at": 1,
-        "duration_s": 1, "artifact_dir": "", "log_path": "", "model_dir": "",
-        "failure_reason": "boom", "swept": {}, "hyperparameters": {}, "metric_series": {},
-        "cached": False, "repeats": [],
-    })
+    LocalTracker(project.cache.db_path, "s1").record(RunRecord(
+        experiment="exp", description="", path="exp.yaml", run_id="lr=0.1",
+        name=ITEM, status="failed", verdict="error", backend="local",
+        instance_type="local", job_name="", started_at=0, ended_at=1,
+        duration_s=1, artifact_dir="", log_path="", model_dir="",
+        failure_reason="boom", swept={}, hyperparameters={}, metric_series={},
+        cached=False, repeats=[],
+    ))
     assert project.why() == "never passed"
     project.remember()  # and the tracking tables are still there beside ours
     with sqlite3.connect(project.cache.db_path) as db:

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from sm_pytest.run.contract import decode_hyperparameters, encode_hyperparameters
+from sm_pytest.run.contract import (
+    decode_hyperparameters,
+    encode_hyperparameters,
+    is_owned_variable,
+)
 from sm_pytest.sagemaker import request as rq
 from sm_pytest.sagemaker.settings import (
     SageMakerSettings,
@@ -248,6 +252,25 @@ def test_bad_config_values_are_named(tmp_path, key, value, message):
     with pytest.raises(SettingsError, match=message) as info:
         res(config=config)
     assert str(info.value).startswith(f"{config}:1: {key} (")
+
+
+@pytest.mark.parametrize("name, owned", [
+    ("SM_MODEL_DIR", True), ("SM_ANYTHING", True), ("PYTHONPATH", True),
+    ("SAGEMAKER_PROGRAM", True), ("SAGEMAKER_SUBMIT_DIRECTORY", True),
+    ("SAGEMAKER_REGION", True), ("SAGEMAKER_JOB_NAME", True),
+    ("SAGEMAKER_CONTAINER_LOG_LEVEL", True), ("SAGEMAKER_TRAINING_MODULE", True),
+    ("SAGEMAKER_BASE_DIR", True), ("TRAINING_JOB_NAME", True), ("CURRENT_HOST", True),
+    ("SM", False), ("sm_model_dir", False), ("SAGEMAKER_OTHER", False), ("MY_SM_DIR", False),
+    ("PYTHONPATHS", False), ("LOG_LEVEL", False),
+])
+def test_environment_refuses_what_the_container_contract_owns(name, owned):
+    # The very names the contract drops from an inherited environment (one definition).
+    assert is_owned_variable(name) is owned
+    if owned:
+        with pytest.raises(SettingsError, match="belongs to the SageMaker training container"):
+            res(block={"environment": {name: "x"}})
+    else:
+        assert res(block={"environment": {name: "x"}}).environment == {name: "x"}
 
 
 def test_bad_cli_value_names_the_option():

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import sqlite3
 
+from sm_pytest.model import RepeatRecord, RunRecord
 from sm_pytest.store.tracking import LocalTracker, runs_frame
 
 
-def record(**changes) -> dict:
+def record(**changes) -> RunRecord:
     rec = {"experiment": "exp", "description": "", "path": "exp.yaml", "run_id": "",
            "name": "exp", "status": "completed", "verdict": "pass", "backend": "local",
            "instance_type": "local", "job_name": "", "started_at": 0, "ended_at": 1,
            "duration_s": 1, "artifact_dir": "a", "log_path": "", "model_dir": "",
            "failure_reason": "", "swept": {}, "hyperparameters": {"seed": 1},
            "metric_series": {"accuracy": [0.5, 0.9]}, "cached": False, "repeats": []}
-    return {**rec, **changes}
+    return RunRecord(**{**rec, **changes})
 
 
 def test_a_store_from_before_repeat_rows_is_upgraded_in_place(tmp_path):
@@ -40,9 +41,10 @@ def test_a_store_from_before_repeat_rows_is_upgraded_in_place(tmp_path):
 
 
 def test_repeats_are_rows_of_their_own_and_cached_ones_are_not_recorded_again(tmp_path):
-    repeats = [{"cached": index == 1, "status": "completed", "artifact_dir": f"r{index}",
-                "hyperparameters": {"seed": index + 1},
-                "metric_series": {"accuracy": [0.9 + index / 100]}} for index in range(3)]
+    repeats = [RepeatRecord(cached=index == 1, status="completed", artifact_dir=f"r{index}",
+                            hyperparameters={"seed": index + 1},
+                            metric_series={"accuracy": [0.9 + index / 100]})
+               for index in range(3)]
     LocalTracker(tmp_path / "t.sqlite", "s1").record(record(repeats=repeats))
     runs = runs_frame(tmp_path / "t.sqlite")
     assert list(runs.repeat_index) == [1, 3]

@@ -1,3 +1,4 @@
 """Backends run a RunSpec somewhere and give back a RunResult: the Backend protocol
 (base.py), this machine (local.py), SageMaker (sagemaker.py, wired by sagemaker_session.py),
-and the runner that drives any of them (runner.py)."""
+which of them a session uses (choose.py, the one place that decides), and the runner that
+drives any of them (runner.py)."""

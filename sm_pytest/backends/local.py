@@ -1,5 +1,5 @@
 """Run the training script as a local subprocess inside a replica of the SageMaker container
-contract (see contract.py), so the same script runs here and on SageMaker unchanged."""
+contract (see run/contract/), so the same script runs here and on SageMaker unchanged."""
 
 from __future__ import annotations
 

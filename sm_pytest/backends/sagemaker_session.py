@@ -73,12 +73,9 @@ class SageMakerSession:
 
     def prices(self) -> dict[str, float]:
         """USD per instance-hour from the config file's `prices:` (for --sm-plan)."""
-        from sm_pytest.report.plan import load_prices
-        from sm_pytest.spec.yamlsafe import load
+        from sm_pytest.sagemaker.prices import prices_in_file
 
-        if self.config_path is None:
-            return {}
-        return load_prices(load(self.config_path).value, str(self.config_path))
+        return prices_in_file(self.config_path)
 
     def check(self, runs: list[RunSpec]) -> None:
         """Every setting problem of every selected run, raised once, before any launch."""

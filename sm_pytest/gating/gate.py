@@ -4,12 +4,12 @@ comparison means for its item and for the saved baseline, and phrases it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sm_pytest.gating import baselines
-from sm_pytest.model import COMPLETED
+from sm_pytest.model import COMPLETED, GateRow, RunRecord
 from sm_pytest.spec.experiment import RunSpec
 from sm_pytest.spec.tolerances import guess_direction
 
@@ -26,15 +26,13 @@ class GateOutcome:
     message: str  # the report for a failing item, or a notice for a passing one
     state: str = GATED
 
-    def as_records(self) -> list[dict[str, Any]]:
-        rows = []
-        for c in self.comparisons:
-            rows.append({
-                "metric": c.metric, "verdict": c.verdict, "gated": c.gated,
-                "baseline": None if c.baseline is None else c.baseline.mean,
-                "now": None if c.now is None else c.now.mean,
-                "delta": c.delta, "allowed": c.allowed, "arrow": baselines.delta_arrow(c)})
-        return rows
+    def rows(self) -> list[GateRow]:
+        """The comparisons as the run's record keeps them."""
+        return [GateRow(metric=c.metric, verdict=c.verdict, gated=c.gated,
+                        baseline=None if c.baseline is None else c.baseline.mean,
+                        now=None if c.now is None else c.now.mean, delta=c.delta,
+                        allowed=c.allowed, arrow=baselines.delta_arrow(c))
+                for c in self.comparisons]
 
 
 class Gate:
@@ -88,21 +86,35 @@ def _worth_gating(metrics: list[str]) -> list[str]:
     return [m for m in metrics if not any(word in m.lower() for word in _SPEED)] or metrics[:1]
 
 
-def ungated_notice(name: str, records: list[dict[str, Any]], strict: bool) -> str:
+def passed_notices(records: list[RunRecord]) -> list[str]:
+    """What the gate said about runs that passed (an improvement to record). They travel on
+    the records, so pytest-xdist workers' reach the summary too."""
+    return [rec.gate_message for rec in records if rec.verdict == "pass" and rec.gate_message]
+
+
+def ungated_notes(gate: Gate | None, records: list[RunRecord]) -> list[str]:
+    """The session-end notice of --sm-baseline about runs with nothing gated, if any."""
+    if gate is None:
+        return []
+    notice = ungated_notice(gate.name, records, gate.strict)
+    return [notice] if notice else []
+
+
+def ungated_notice(name: str, records: list[RunRecord], strict: bool) -> str:
     """One notice for every compared run that had no gated metric, with the YAML that gates
     them; empty when there is none. Its first line stands alone (summary.md shows only it)."""
-    runs = sorted((rec for rec in records if rec.get("gate_state") == UNGATED),
-                  key=lambda rec: rec["name"])  # pytest-xdist delivers them in any order
+    runs = sorted((rec for rec in records if rec.gate_state == UNGATED),
+                  key=lambda rec: rec.name)  # pytest-xdist delivers them in any order
     if not runs:
         return ""
-    metrics = sorted({row["metric"] for rec in runs for row in rec["gate"]
-                      if row["baseline"] is not None})
+    metrics = sorted({row.metric for rec in runs for row in rec.gate
+                      if row.baseline is not None})
     several = len(runs) > 1
     count = f"{len(runs)} compared run{'s' if several else ''}"
     outcome = (f"so {'they' if several else 'it'} failed (--sm-baseline-strict)" if strict
                else "so a regression there passes unnoticed")
     lines = [f"baseline {name!r}: no metric is gated for {count}, {outcome}:"
-             f" {', '.join(rec['name'] for rec in runs)}",
+             f" {', '.join(rec.name for rec in runs)}",
              "Only metrics with a tolerance are gated. Declare them in the experiment file or"
              " its base config, e.g.:", "  tolerances:"]
     for metric in _worth_gating(metrics):
@@ -141,34 +153,55 @@ class Saved:
         return notes
 
 
-def regressed(rec: dict[str, Any]) -> bool:
+def regressed(rec: RunRecord) -> bool:
     """Whether a run's own metrics failed: a threshold, or a metric gated against its
     baseline entry. A run failed only by --sm-baseline-strict (it has no entry, or nothing
     gated) measured nothing against the baseline: recording it is how it gets an entry."""
-    if any(not check["passed"] for check in rec["checks"]):
+    if any(not check.passed for check in rec.checks):
         return True
-    return rec.get("gate_state") == GATED and any(
-        row["gated"] and row["verdict"] in baselines.FAILING for row in rec["gate"])
+    return rec.gate_state == GATED and any(
+        row.gated and row.verdict in baselines.FAILING for row in rec.gate)
 
 
-def save(folder: Path, name: str, records: list[dict[str, Any]], *,
+def save(folder: Path, name: str, records: list[RunRecord], *,
          force: bool = False) -> Saved:
     """Record the final metrics of every run of this session that completed, unless its
     thresholds or its baseline gate failed: recorded, its regression would become the new
     normal, so it is left out (and named) unless `force`. Runs that crashed are never
     recorded."""
-    completed = [rec for rec in records
-                 if rec["status"] in (COMPLETED, "cached") and rec["repeat_finals"]]
-    left_out = [] if force else sorted(rec["name"] for rec in completed if regressed(rec))
-    results = {rec["name"]: rec["repeat_finals"] for rec in completed
-               if rec["name"] not in left_out}
+    # A reused run is a completed one: the run cache holds only runs that passed.
+    completed = [rec for rec in records if rec.status == COMPLETED and rec.repeat_finals]
+    left_out = [] if force else sorted(rec.name for rec in completed if regressed(rec))
+    results = {rec.name: rec.repeat_finals for rec in completed if rec.name not in left_out}
     kept = []
     if left_out:
         earlier = baselines.load(folder, name)
         kept = [run for run in left_out if earlier and earlier.entry(run) is not None]
     if not results:
         return Saved(None, left_out, kept)
-    fingerprints = {rec["name"]: rec["fingerprint"] for rec in records
-                    if rec["name"] in results and rec.get("fingerprint")}
+    fingerprints = {rec.name: rec.fingerprint for rec in records
+                    if rec.name in results and rec.fingerprint}
     return Saved(baselines.save(folder, name, results, fingerprints=fingerprints), left_out,
                  kept)
+
+
+def save_session_baseline(folder: Path, name: str, records: list[RunRecord], *, force: bool,
+                          cut_short: str | None, write: Callable[[str], None]) -> list[str]:
+    """--sm-save-baseline NAME at the end of the session: save, say what was saved on the
+    terminal (`write`), and return the notes for summary.md."""
+    if cut_short:
+        # A refresh is all or nothing: a cancelled one must not rewrite part of the
+        # baseline with whichever runs happened to finish first.
+        note = (f"baseline {name!r} not saved: {cut_short}; run the whole session"
+                " again to refresh it")
+        write(note)
+        return [note]
+    try:
+        saved = save(folder, name, records, force=force)
+    except baselines.BaselineError as exc:
+        write(f"baseline not saved: {exc}")
+        return [f"baseline {name!r} not saved: {exc}"]
+    notes = saved.notes(name)
+    for note in notes:
+        write(note)
+    return notes

@@ -19,26 +19,27 @@ included; they are small for jobs like these but not zero. Local runs cost 0. Am
 rounded up to the cent.
 
 Prices come from a ``prices:`` mapping (instance type -> USD per instance-hour, on-demand,
-training) in config/sagemaker.yaml; a type with no price is shown as "?" and left out of
-the total, which says so.
+training) in config/sagemaker.yaml, read by sagemaker/prices.py; a type with no price is
+shown as "?" and left out of the total, which says so.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from sm_pytest.sagemaker.settings import SettingsError
+if TYPE_CHECKING:
+    from sm_pytest.sagemaker.settings import SageMakerSettings
+    from sm_pytest.spec.experiment import RunSpec
 
-__all__ = ["PlanRow", "cost_bound", "format_plan", "load_prices", "plan_row"]
+__all__ = ["PlanRow", "cost_bound", "format_plan", "plan_row", "plan_rows"]
 
 # StoppingCondition: "To stop a training job, SageMaker sends the algorithm the SIGTERM
 # signal, which delays job termination for 120 seconds."
 STOP_GRACE_S = 120
 REUSE_VALUES = ("yes", "no", "-")
-PRICES_KEY = "prices"
 
 
 @dataclass(frozen=True)
@@ -87,35 +88,6 @@ def cost_bound(max_run_s: int, price_per_hour: float | None, instance_count: int
     return seconds / 3600 * price_per_hour * instance_count
 
 
-def load_prices(config: Mapping[str, Any] | None,
-                source: str = "config/sagemaker.yaml") -> dict[str, float]:
-    """The ``prices:`` mapping of a parsed config file: instance type -> USD per
-    instance-hour. No ``prices:`` gives {}; anything else wrong is a SettingsError naming the
-    entry and what to write."""
-    raw = (config or {}).get(PRICES_KEY)
-    if raw is None:
-        return {}
-    example = "e.g.\n  prices:\n    ml.m5.xlarge: 0.23"
-    if not isinstance(raw, Mapping):
-        raise SettingsError(f"{source}: '{PRICES_KEY}' must be a mapping of instance type to"
-                            f" USD per instance-hour, {example}")
-    prices = {}
-    for instance_type, price in raw.items():
-        where = f"{source}: {PRICES_KEY}.{instance_type}"
-        if not isinstance(instance_type, str) or not instance_type.startswith("ml."):
-            raise SettingsError(f"{source}: '{PRICES_KEY}' key {instance_type!r} is not a"
-                                f" SageMaker instance type; write it as ml.<family>.<size>,"
-                                f" {example}")
-        if isinstance(price, bool) or not isinstance(price, (int, float)):
-            raise SettingsError(f"{where} must be a number of USD per instance-hour, such as"
-                                f" 0.23, not {price!r}")
-        if not math.isfinite(price) or price <= 0:
-            raise SettingsError(f"{where} must be a price above 0 (USD per instance-hour),"
-                                f" not {price!r}")
-        prices[instance_type] = float(price)
-    return prices
-
-
 def plan_row(run: str, *, backend: str, max_run_s: int, instance_type: str = "local",
              spot: bool = False, reuse: str = "-", prices: Mapping[str, float] | None = None,
              instance_count: int = 1, keep_alive_s: int = 0, emulated: bool = False) -> PlanRow:
@@ -131,6 +103,27 @@ def plan_row(run: str, *, backend: str, max_run_s: int, instance_type: str = "lo
     bound = cost_bound(max_run_s, price, instance_count, spot, keep_alive_s=keep_alive_s)
     return PlanRow(run, backend, instance_type, spot, reuse, max_run_s, price, bound,
                    instance_count)
+
+
+def plan_rows(repeats: Iterable[RunSpec], *, reused: Callable[[RunSpec], bool] | None = None,
+              settings_for: Callable[[RunSpec], SageMakerSettings] | None = None,
+              prices: Mapping[str, float] | None = None) -> list[PlanRow]:
+    """One row per repeat. ``reused(repeat)``: whether the run cache holds it (None when the
+    cache is not in use); ``settings_for(repeat)``: its SageMaker settings (None for local
+    runs); ``prices``: see sagemaker/prices.py."""
+    rows = []
+    for repeat in repeats:
+        reuse = "-" if reused is None else "yes" if reused(repeat) else "no"
+        if settings_for is None:
+            rows.append(plan_row(repeat.name, backend="local", max_run_s=repeat.max_run,
+                                 reuse=reuse))
+            continue
+        s = settings_for(repeat)
+        rows.append(plan_row(repeat.name, backend="sagemaker", max_run_s=s.max_run,
+                             instance_type=s.instance_type, spot=s.spot, reuse=reuse,
+                             prices=prices, instance_count=s.instance_count,
+                             keep_alive_s=0 if s.spot else s.keep_alive_s, emulated=s.emulate))
+    return rows
 
 
 # --- the table -----------------------------------------------------------------------------

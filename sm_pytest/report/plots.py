@@ -1,4 +1,6 @@
-"""PNG plots of runs: one learning curve per run, and a metric against a swept parameter.
+"""PNG plots of runs: one learning curve per run, and a metric against a swept parameter;
+and the session's set of them (draw): a learning curve per run and, for every matrix
+experiment, each checked metric against each swept parameter.
 
 matplotlib is optional (``pip install 'sm-pytest[plots]'``) and imported only inside the
 functions. Figures are built as ``matplotlib.figure.Figure`` objects rendered by the Agg
@@ -15,13 +17,15 @@ from __future__ import annotations
 import importlib.util
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sm_pytest.run.artifacts import write_bytes_atomic
+from sm_pytest.model import RunRecord
+from sm_pytest.run.artifacts import folder_name, write_bytes_atomic
 
-__all__ = ["PlotsUnavailable", "available", "learning_curve", "sweep_plot"]
+__all__ = ["PlotsUnavailable", "available", "draw", "draw_session", "learning_curve",
+           "sweep_plot"]
 
 DPI = 100
 _MARKER_LIMIT = 40  # series with at most this many points get markers
@@ -228,3 +232,47 @@ def sweep_plot(rows: Sequence[Mapping[str, Any]], param: str, metric: str, path:
         figure.legend(loc="outside right upper", fontsize="small",
                       title=", ".join(others), title_fontsize="small")
     return _save(figure, path)
+
+
+# --- the session's plots -------------------------------------------------------------------
+
+
+def draw_session(records: list[RunRecord], root: Path, say: Callable[[str], None]
+                 ) -> list[Path]:
+    """The session's plots (draw), or none, said why with `say`: a plot must never cost the
+    summary."""
+    if not available():
+        say("plots skipped: matplotlib is not installed (pip install 'sm-pytest[plots]')")
+        return []
+    try:
+        return draw(records, root)
+    except Exception as exc:
+        say(f"plots skipped: {type(exc).__name__}: {exc}")
+        return []
+
+
+def draw(records: list[RunRecord], root: Path) -> list[Path]:
+    """A learning curve in each trained run's folder and, under `root`/plots, each metric
+    that a matrix experiment checks or gates against each of its swept parameters."""
+    drawn: list[Path] = []
+    for rec in records:
+        if rec.metric_series and not rec.cached:
+            path = Path(rec.artifact_dir) / "learning_curve.png"
+            drawn.append(learning_curve(rec.metric_series, path, rec.name))
+    by_experiment: dict[str, list[RunRecord]] = {}
+    for rec in records:
+        if rec.swept:
+            by_experiment.setdefault(rec.experiment, []).append(rec)
+    for experiment, recs in sorted(by_experiment.items()):
+        params = list(dict.fromkeys(p for rec in recs for p in rec.swept))
+        metrics = list(dict.fromkeys(c.metric for rec in recs for c in rec.checks))
+        metrics += [g.metric for rec in recs for g in rec.gate
+                    if g.gated and g.metric not in metrics]
+        rows = [{**rec.swept, **rec.final_metrics} for rec in recs]
+        for metric in dict.fromkeys(metrics):
+            for param in params:
+                name = folder_name(f"{experiment}-{metric}-vs-{param}") + ".png"
+                others = [p for p in params if p != param]
+                drawn.append(sweep_plot(rows, param, metric, root / "plots" / name,
+                                        f"{experiment}: {metric} vs {param}", others=others))
+    return drawn

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from sm_pytest.model import CACHED, RunRecord
 from sm_pytest.run.artifacts import write_text_atomic
 
 _LEADING = ["experiment", "run", "status", "verdict"]
@@ -13,29 +14,29 @@ _TRAILING = ["duration_s", "artifacts"]
 _JOB_COLUMNS = ["job", "instance", "billable_s", "spot_saving"]
 
 
-def frame(records: list[dict[str, Any]]):
+def frame(records: list[RunRecord]):
     """Build the summary DataFrame; columns: experiment, run, status, verdict, the swept
     hyperparameters, the final metrics, duration and the artifact folder."""
     import pandas as pd
 
-    records = sorted(records, key=lambda r: (r["experiment"], r["order"]))
-    swept = _union(r["swept"] for r in records)
-    metrics = _union(r["final_metrics"] for r in records)
-    gated = _union({g["metric"]: None for g in r["gate"] if g["gated"]} for r in records)
+    records = sorted(records, key=lambda r: (r.experiment, r.order))
+    swept = _union(r.swept for r in records)
+    metrics = _union(r.final_metrics for r in records)
+    gated = _union({g.metric: None for g in r.gate if g.gated} for r in records)
     rows = []
     for rec in records:
-        row = {"experiment": rec["experiment"], "run": rec["run_id"] or "-",
-               "status": rec["status"], "verdict": rec["verdict"]}
-        row.update({name: rec["swept"].get(name) for name in swept})
-        row.update({name: rec["final_metrics"].get(name) for name in metrics})
-        arrows = {g["metric"]: g["arrow"] for g in rec["gate"] if g["gated"]}
+        row = {"experiment": rec.experiment, "run": rec.run_id or "-",
+               "status": rec.shown_status, "verdict": rec.verdict}
+        row.update({name: rec.swept.get(name) for name in swept})
+        row.update({name: rec.final_metrics.get(name) for name in metrics})
+        arrows = {g.metric: g.arrow for g in rec.gate if g.gated}
         row.update({f"Δ {name}": arrows.get(name, "") for name in gated})
-        row["duration_s"] = round(rec["duration_s"], 1)
-        row["artifacts"] = rec["artifact_dir"]
-        row.update(job=rec["job_name"], instance=rec["instance_type"],
-                   billable_s=rec.get("billable_seconds"), spot_saving=rec.get("spot_saving"))
+        row["duration_s"] = round(rec.duration_s, 1)
+        row["artifacts"] = rec.artifact_dir
+        row.update(job=rec.job_name, instance=rec.instance_type,
+                   billable_s=rec.billable_seconds, spot_saving=rec.spot_saving)
         rows.append(row)
-    on_sagemaker = any(rec["backend"] == "sagemaker" for rec in records)
+    on_sagemaker = any(rec.backend == "sagemaker" for rec in records)
     columns = _LEADING + [s for s in swept if s not in _LEADING] + [
         m for m in metrics if m not in swept and m not in _LEADING] + [
         f"Δ {name}" for name in gated] + _TRAILING[:1] + (
@@ -67,7 +68,7 @@ def write(df, directory: Path, *, notes: list[str] = (), pictures: list[Path] = 
     csv_path, md_path = directory / "summary.csv", directory / "summary.md"
     write_text_atomic(csv_path, df.to_csv(index=False))
     passed = int((df["verdict"] == "pass").sum())
-    cached = int((df["status"] == "cached").sum())
+    cached = int((df["status"] == CACHED).sum())
     lines = ["# sm-pytest summary", "",
              f"{passed} of {len(df)} runs passed"
              + (f", {cached} reused from the run cache" if cached else "") + "."]
@@ -89,3 +90,15 @@ def _relative(path, directory: Path) -> str:
         return str(Path(path).relative_to(directory))
     except ValueError:
         return str(path)
+
+
+def publish(df, directory: Path, say: Callable[[str], None], *, notes: list[str] = (),
+            pictures: list[Path] = ()) -> None:
+    """Write the summary files and `say` where they are, or why they could not be."""
+    try:
+        csv_path, md_path = write(df, directory, notes=notes, pictures=pictures)
+    except OSError as exc:
+        say(f"could not write the summary files: {exc}")
+        return
+    say(f"artifacts: {directory}")
+    say(f"summary: {csv_path} and {md_path.name}")

@@ -17,6 +17,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+# Keeps '=', '+' and case, so that a run id reads as itself (`lr=0.1,seed=2`): a folder may
+# hold them, an AWS name may not. The names AWS sees are made by sagemaker.names (slug for
+# experiments, lower case and '-' only) and a dataset's S3 key segment by sagemaker.uploads;
+# they differ on purpose, and each is pinned by what users already have (folders, S3 keys,
+# experiments), so none may change to match another.
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
 
 

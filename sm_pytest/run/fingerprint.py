@@ -17,14 +17,15 @@ Parts, so that a cache miss can say which one changed:
 - ``source``: the training code folder, with the very file selection that
   ``sagemaker.uploads.pack_source_dir`` packs and the local snapshot copies (``__pycache__``,
   ``.git`` and ``*.pyc`` left out, links followed): relative paths, the executable bit and
-  the bytes. It hashes the content itself rather than the gzip archive, so a Python or zlib
-  upgrade that changes archive bytes does not invalidate every cached run.
-- ``input:<channel>``: a local folder (or file) by ``sagemaker.uploads.dataset_hash`` (relative
-  paths, sizes, bytes; the hash used to name uploaded datasets); an ``s3://`` URI by the URI
-  string itself (its objects are not read).
+  the bytes (``hashing.source_hash``). It hashes the content itself rather than the gzip
+  archive, so a Python or zlib upgrade that changes archive bytes does not invalidate every
+  cached run.
+- ``input:<channel>``: a local folder (or file) by ``hashing.dataset_hash`` (relative paths,
+  sizes, bytes; the hash used to name uploaded datasets); an ``s3://`` URI by the URI string
+  itself (its objects are not read).
 - ``backend``: the backend name and the caller's ``backend_settings`` (for SageMaker use
-  ``sagemaker_backend_settings``: instance type and count, image versions, spot, volume,
-  container environment).
+  ``sagemaker.settings.fingerprint_settings``: instance type and count, image versions,
+  spot, volume, container environment).
 - ``version``: this module's hashing scheme; bumping it invalidates every entry.
 
 Not included: ``max_run`` and ``expect``. A longer time limit or a new threshold re-judges
@@ -32,9 +33,7 @@ the cached metrics instead of training again. Nor the experiment/run name: two r
 same content share one fingerprint.
 
 Folder hashes are memoised per process on every file's (relative path, size, mtime_ns), so
-1000 runs sharing one dataset read its bytes once and afterwards only stat its files. A file
-rewritten with the same size inside the file system's timestamp granularity (a few ms) is
-not seen as changed within the same process.
+1000 runs sharing one dataset read its bytes once (see ``hashing``).
 """
 
 from __future__ import annotations
@@ -42,14 +41,11 @@ from __future__ import annotations
 import hashlib
 import json
 import numbers
-import os
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sm_pytest.run.contract import SNAPSHOT_IGNORE
-from sm_pytest.sagemaker import uploads
+from sm_pytest.run import hashing
 from sm_pytest.spec.experiment import RunSpec
 
 __all__ = [
@@ -59,7 +55,6 @@ __all__ = [
     "digest_parts",
     "fingerprint",
     "fingerprint_parts",
-    "sagemaker_backend_settings",
     "source_hash",
 ]
 
@@ -103,42 +98,16 @@ def canonical_json(value: Any, where: str = "value") -> str:
 
 # --- folders -------------------------------------------------------------------------------
 
-_source_cache: dict[tuple, str] = {}
-_source_lock = threading.Lock()
-
 
 def source_hash(source_dir: Path) -> str:
-    """sha256 over the training code as it is shipped: every entry of the folder (as packed by
-    ``pack_source_dir``), its relative path, its executable bit and its bytes."""
+    """sha256 over the training code as it is shipped (``hashing.source_hash``): every entry
+    of the folder as ``pack_source_dir`` packs it, its relative path, its executable bit and
+    its bytes."""
     source_dir = Path(source_dir)
     if not source_dir.is_dir():
         raise FingerprintError(f"source_dir {source_dir} is not a folder; set 'source_dir' to"
                                " the folder holding the training code")
-    entries = []
-    for rel, path, is_dir in uploads._walk(source_dir, SNAPSHOT_IGNORE):
-        if is_dir:
-            entries.append((rel, True, 0, 0, False, path))
-        else:
-            st = path.stat()
-            entries.append((rel, False, st.st_size, st.st_mtime_ns, os.access(path, os.X_OK),
-                            path))
-    key = (str(source_dir.resolve()), tuple(e[:5] for e in entries))
-    with _source_lock:
-        cached = _source_cache.get(key)
-    if cached is not None:
-        return cached
-    total = hashlib.sha256()
-    for rel, is_dir, _size, _mtime, executable, path in entries:
-        name = rel.encode("utf-8")
-        if is_dir:
-            total.update(b"d%d:%s\n" % (len(name), name))
-            continue
-        total.update(b"f%d:%s:%d:" % (len(name), name, int(executable)))
-        total.update(uploads.file_sha256(path))
-    digest = total.hexdigest()
-    with _source_lock:
-        _source_cache[key] = digest
-    return digest
+    return hashing.source_hash(source_dir)
 
 
 def _input_hash(channel: str, location: str) -> str:
@@ -149,27 +118,12 @@ def _input_hash(channel: str, location: str) -> str:
         raise FingerprintError(f"input {channel!r}: {path} does not exist; fix the path in"
                                " 'inputs' or use an s3:// URI")
     try:
-        return uploads.dataset_hash(path)
+        return hashing.dataset_hash(path)
     except ValueError:  # an empty folder: nothing to read, one fixed hash
         return _sha256("empty-folder")
 
 
 # --- the fingerprint -----------------------------------------------------------------------
-
-
-def sagemaker_backend_settings(settings: Any) -> dict[str, Any]:
-    """The settings of a ``sagemaker.settings.SageMakerSettings`` that can change what a job
-    computes: the rest (role, bucket, max_run, max_wait, keep-alive, tags, parallelism) only
-    changes where it runs, how long it may take, or what it costs."""
-    return {
-        "instance_type": settings.instance_type,
-        "instance_count": settings.instance_count,
-        "framework_version": settings.framework_version,
-        "py_version": settings.py_version,
-        "spot": settings.spot,
-        "volume_size_gb": settings.volume_size_gb,
-        "environment": dict(settings.environment),
-    }
 
 
 def fingerprint_parts(run: RunSpec, *, backend: str,

@@ -81,7 +81,11 @@ def _ascii(text: str) -> str:
 
 
 def slug(text: str) -> str:
-    """Lower-case letters and digits, every other run of characters one '-'."""
+    """Lower-case letters and digits, every other run of characters one '-'.
+
+    Lower case because the SDK's Run lower-cases experiment names anyway; `_display` keeps
+    case for Studio's DisplayName. Not run.artifacts.folder_name, which keeps the '=' and
+    '.' of a run id that no AWS name may hold."""
     return _LOWER_UNSAFE.sub("-", _ascii(text).lower()).strip("-")
 
 
@@ -128,9 +132,9 @@ def experiment_name(experiment: str, rollover: int = 1) -> str:
     """The SageMaker experiment of the YAML file `experiment` (`lr_sweep` -> `lr-sweep`), or
     its rolled-over form (`lr-sweep--2`, ...) once a run group is full.
 
-    Names whose slugs agree share an experiment (plugin._claim_name refuses two such files in
-    one project). A name too long for the SDK keeps its head and gets a hash of the whole; a
-    name with no ASCII letter or digit becomes `experiment-<hash>`."""
+    Names whose slugs agree share an experiment (items.ExperimentFile._claim_name refuses two
+    such files in one project). A name too long for the SDK keeps its head and gets a hash of
+    the whole; a name with no ASCII letter or digit becomes `experiment-<hash>`."""
     if not 1 <= rollover <= MAX_ROLLOVER:
         raise ValueError(f"rollover {rollover} is outside 1..{MAX_ROLLOVER}")
     base = slug(experiment)

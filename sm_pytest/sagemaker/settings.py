@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from sm_pytest.messages import suggest
+from sm_pytest.run.contract import is_owned_variable
 from sm_pytest.spec.yamlsafe import YamlError
 from sm_pytest.spec.yamlsafe import load as load_yaml
 
@@ -51,6 +52,7 @@ __all__ = [
     "OPTION_NAMES",
     "SageMakerSettings",
     "SettingsError",
+    "fingerprint_settings",
     "require_launch_settings",
     "resolve",
 ]
@@ -113,6 +115,21 @@ class SageMakerSettings:
     environment: dict[str, str] = field(default_factory=dict)
     # Where each value came from (key -> "config/sagemaker.yaml:7", "--spot", ...).
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+
+def fingerprint_settings(settings: SageMakerSettings) -> dict[str, Any]:
+    """The settings that can change what a job computes, for the run fingerprint's
+    ``backend`` part: the rest (role, bucket, max_run, max_wait, keep-alive, tags,
+    parallelism) only changes where it runs, how long it may take, or what it costs."""
+    return {
+        "instance_type": settings.instance_type,
+        "instance_count": settings.instance_count,
+        "framework_version": settings.framework_version,
+        "py_version": settings.py_version,
+        "spot": settings.spot,
+        "volume_size_gb": settings.volume_size_gb,
+        "environment": dict(settings.environment),
+    }
 
 
 # --- checking one value ------------------------------------------------------------------
@@ -246,13 +263,6 @@ def _tags(value: Any, textual: bool) -> dict[str, str]:
     return tags
 
 
-# Variables the container contract owns (sm_pytest.run.contract); setting them would change
-# what the toolkit does rather than what the script reads.
-_OWNED_ENVIRONMENT = re.compile(r"SM_.*|SAGEMAKER_(PROGRAM|SUBMIT_DIRECTORY|REGION|JOB_NAME|"
-                                r"CONTAINER_LOG_LEVEL|TRAINING_MODULE|BASE_DIR)|TRAINING_JOB_NAME"
-                                r"|CURRENT_HOST|PYTHONPATH")
-
-
 def _environment(value: Any, textual: bool) -> dict[str, str]:
     if not isinstance(value, dict):
         raise _Invalid("must be a mapping of variable name to value, e.g. {LOG_LEVEL: debug}")
@@ -265,7 +275,7 @@ def _environment(value: Any, textual: bool) -> dict[str, str]:
             raise _Invalid(f"{key!r}: values must be strings or numbers (quote true/false)")
         if len(text) > 512:
             raise _Invalid(f"{key!r}: values are limited to 512 characters")
-        if _OWNED_ENVIRONMENT.fullmatch(key):
+        if is_owned_variable(key):
             raise _Invalid(f"{key!r} belongs to the SageMaker training container contract and"
                            " cannot be set; pass a hyperparameter instead")
         environment[key] = text

@@ -16,19 +16,15 @@ manifest (and any ``<name>-<hash>x`` sibling) is never part of the channel.
 
 from __future__ import annotations
 
-import fnmatch
 import gzip
 import hashlib
 import io
 import json
-import os
 import re
 import tarfile
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-from sm_pytest.run.contract import SNAPSHOT_IGNORE
+from sm_pytest.run.hashing import dataset_files, dataset_hash, source_entries
 from sm_pytest.sagemaker.aws import error_code, s3_key, s3_uri
 
 __all__ = [
@@ -43,38 +39,6 @@ __all__ = [
 
 SOURCE_ARCHIVE = "sourcedir.tar.gz"
 MANIFEST_SUFFIX = ".manifest.json"
-
-
-# --- walking a folder ----------------------------------------------------------------------
-
-
-def _ignored(name: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatch(name, p) for p in patterns)
-
-
-def _walk(root: Path, ignore: tuple[str, ...] = ()) -> Iterator[tuple[str, Path, bool]]:
-    """(posix relative path, real path, is_dir) in sorted order, symlinks followed (as the
-    local snapshot's shutil.copytree does), each real directory visited once."""
-    seen: set[str] = set()
-
-    def visit(folder: Path, rel: str) -> Iterator[tuple[str, Path, bool]]:
-        real = os.path.realpath(folder)
-        if real in seen:
-            return
-        seen.add(real)
-        for name in sorted(os.listdir(folder)):
-            if _ignored(name, ignore):
-                continue
-            path = folder / name
-            child = f"{rel}/{name}" if rel else name
-            if path.is_dir():
-                yield child, path, True
-                yield from visit(path, child)
-            elif path.is_file():
-                yield child, path, False
-            # anything else (a dangling link, a socket) is skipped
-
-    yield from visit(root, "")
 
 
 # --- source code ---------------------------------------------------------------------------
@@ -94,17 +58,17 @@ def pack_source_dir(source_dir: Path) -> tuple[bytes, str]:
         raise FileNotFoundError(f"source_dir {source_dir} is not a directory")
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for rel, path, is_dir in _walk(source_dir, SNAPSHOT_IGNORE):
-            info = tarfile.TarInfo(rel)
+        for entry in source_entries(source_dir):
+            info = tarfile.TarInfo(entry.rel)
             info.mtime = 0
             info.uid = info.gid = 0
             info.uname = info.gname = ""
-            if is_dir:
+            if entry.is_dir:
                 info.type, info.mode = tarfile.DIRTYPE, 0o755
                 tar.addfile(info)
                 continue
-            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
-            data = path.read_bytes()
+            info.mode = 0o755 if entry.executable else 0o644
+            data = entry.path.read_bytes()
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     packed = io.BytesIO()
@@ -140,57 +104,15 @@ def upload_source(s3, source_dir: Path, bucket: str, prefix: str) -> str:
 
 # --- datasets ------------------------------------------------------------------------------
 
-_hash_cache: dict[tuple, str] = {}
-_hash_lock = threading.Lock()
-
-
-def _dataset_files(folder: Path) -> list[tuple[str, Path]]:
-    folder = Path(folder)
-    if folder.is_file():
-        return [(folder.name, folder)]
-    if not folder.is_dir():
-        raise FileNotFoundError(f"dataset {folder} is neither a folder nor a file")
-    files = [(rel, path) for rel, path, is_dir in _walk(folder) if not is_dir]
-    if not files:
-        raise ValueError(f"dataset folder {folder} holds no files")
-    return files
-
-
-def file_sha256(path: Path) -> bytes:
-    """The sha256 digest of a file's bytes, read in chunks."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").digest()
-
-
-def dataset_hash(folder: Path) -> str:
-    """sha256 over every file's relative path, size and content, in sorted order: the same
-    files give the same hash wherever the folder is and whatever the timestamps say.
-
-    Memoised per process on (path, size, mtime) of every file, so many runs sharing one
-    dataset read it once.
-    """
-    return _files_hash(folder, _dataset_files(folder))
-
-
-def _files_hash(folder: Path, files: list[tuple[str, Path]]) -> str:
-    signature = tuple((rel, st.st_size, st.st_mtime_ns)
-                      for rel, path in files for st in [path.stat()])
-    cache_key = (str(Path(folder).resolve()), signature)
-    with _hash_lock:
-        if cache_key in _hash_cache:
-            return _hash_cache[cache_key]
-    total = hashlib.sha256()
-    for (rel, path), (_, size, _) in zip(files, signature, strict=True):
-        total.update(f"{len(rel.encode())}:{rel}:{size}:".encode())
-        total.update(file_sha256(path))
-    digest = total.hexdigest()
-    with _hash_lock:
-        _hash_cache[cache_key] = digest
-    return digest
+# A dataset's folder name as one segment of its S3 key: letters, digits and '._-', all in
+# S3's safe key characters. Apart from run.artifacts.folder_name on purpose: that one keeps
+# '=' and '+' (a run id's `lr=0.1`), which S3 lists as needing special handling, and joins
+# with '_'. Each is pinned by what users already have (local folders, uploaded datasets).
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _dataset_name(folder: Path) -> str:
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(folder).resolve().name).strip("-.")
+    name = _KEY_UNSAFE.sub("-", Path(folder).resolve().name).strip("-.")
     return name[:60] or "dataset"
 
 
@@ -198,16 +120,16 @@ def upload_dataset(s3, folder: Path, bucket: str, prefix: str) -> str:
     """Upload every file of ``folder`` under ``datasets/<name>-<hash[:12]>/`` unless its
     manifest says an earlier upload finished; return the channel URI (ending in '/')."""
     folder = Path(folder)
-    files = _dataset_files(folder)
-    digest = _files_hash(folder, files)
+    files = dataset_files(folder)
+    digest = dataset_hash(folder, files)
     base = s3_key(prefix, "datasets", f"{_dataset_name(folder)}-{digest[:12]}")
     manifest_key = base + MANIFEST_SUFFIX
     head = _head(s3, bucket, manifest_key)
     if head is None or head.get("Metadata", {}).get("sha256") != digest:
-        for rel, path in files:
-            s3.upload_file(str(path), bucket, f"{base}/{rel}")
+        for entry in files:
+            s3.upload_file(str(entry.path), bucket, f"{base}/{entry.rel}")
         manifest = {"sha256": digest, "source": str(folder.resolve()),
-                    "files": {rel: path.stat().st_size for rel, path in files}}
+                    "files": {entry.rel: entry.path.stat().st_size for entry in files}}
         s3.put_object(Bucket=bucket, Key=manifest_key, ContentType="application/json",
                       Body=json.dumps(manifest, indent=1, sort_keys=True).encode(),
                       Metadata={"sha256": digest})

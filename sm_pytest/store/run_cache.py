@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sm_pytest.model import RunResult
+from sm_pytest.model import RunRecord, RunResult
 from sm_pytest.run.fingerprint import INPUT_PREFIX
 from sm_pytest.store.sqlite import connect
 
-__all__ = ["CachedRun", "RunCache", "result_from_json"]
+__all__ = ["CachedRun", "RunCache", "cache_notes", "result_from_json"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS run_cache (
@@ -180,3 +180,14 @@ class RunCache:
         if _read_result(Path(row[1])) is None:
             return f"cached result.json is gone or unreadable ({row[1]})"
         return "cached"  # nothing changed: lookup() would have found it
+
+
+def cache_notes(records: list[RunRecord]) -> list[str]:
+    """With --sm-reuse: how many items were reused and how many repeats trained, and why
+    each of those missed the cache."""
+    reused = [rec.name for rec in records if rec.cached]
+    retrained = [(rec.name, repeat.miss) for rec in records for repeat in rec.repeats
+                 if not repeat.cached]
+    notes = [f"run cache: {len(reused)} reused, {len(retrained)} trained"]
+    notes += [f"retrained {name}: {why}" for name, why in retrained if why]
+    return notes

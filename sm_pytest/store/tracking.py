@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any
 
+from sm_pytest.model import RepeatRecord, RunRecord
 from sm_pytest.store.sqlite import connect
 
 _SCHEMA = """
@@ -52,50 +52,53 @@ class LocalTracker:
         self.db_path = Path(db_path)
         self.session = session
 
-    def record(self, rec: dict[str, Any]) -> None:
+    def record(self, rec: RunRecord) -> None:
         """One row per training run: an item's, or with `repeat` one per repeat (numbered
         from 1 in repeat_index, each with its own seed and series), all with the item's
         verdict. Runs taken from the run cache are in the store already."""
-        if len(rec["repeats"]) > 1:
-            runs = [({**rec, **repeat}, index + 1) for index, repeat in
-                    enumerate(rec["repeats"]) if not repeat["cached"]]
+        runs: list[tuple[RunRecord | RepeatRecord, int | None]]
+        if len(rec.repeats) > 1:
+            runs = [(repeat, index + 1) for index, repeat in enumerate(rec.repeats)
+                    if not repeat.cached]
         else:
-            runs = [] if rec["cached"] else [(rec, None)]
+            runs = [] if rec.cached else [(rec, None)]
         with connect(self.db_path, _SCHEMA, upgrade=_add_repeat_index) as db:
             db.execute(
                 "INSERT INTO experiments(name, description, path) VALUES (?, ?, ?)"
                 " ON CONFLICT(name) DO UPDATE SET description=excluded.description,"
                 " path=excluded.path",
-                (rec["experiment"], rec["description"], rec["path"]),
+                (rec.experiment, rec.description, rec.path),
             )
             (experiment_id,) = db.execute(
-                "SELECT id FROM experiments WHERE name = ?", (rec["experiment"],)
+                "SELECT id FROM experiments WHERE name = ?", (rec.experiment,)
             ).fetchone()
             for run, repeat_index in runs:
-                self._insert_run(db, experiment_id, run, repeat_index)
+                self._insert_run(db, experiment_id, rec, run, repeat_index)
 
-    def _insert_run(self, db: sqlite3.Connection, experiment_id: int, run: dict[str, Any],
-                    repeat_index: int | None) -> None:
+    def _insert_run(self, db: sqlite3.Connection, experiment_id: int, rec: RunRecord,
+                    run: RunRecord | RepeatRecord, repeat_index: int | None) -> None:
+        """One row: the item's names and verdict (`rec`), what the training gave and the
+        hyperparameters it ran with (`run`: the item itself, or one of its repeats)."""
         cursor = db.execute(
             "INSERT INTO runs(experiment_id, session, run_id, name, status, verdict, backend,"
             " instance_type, job_name, started_at, ended_at, duration_s, artifact_dir,"
             " log_path, model_dir, failure_reason, repeat_index)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (experiment_id, self.session, run["run_id"], run["name"], run["status"],
-             run["verdict"], run["backend"], run["instance_type"], run["job_name"],
-             run["started_at"], run["ended_at"], run["duration_s"], run["artifact_dir"],
-             run["log_path"], run["model_dir"], run["failure_reason"], repeat_index),
+            (experiment_id, self.session, rec.run_id, rec.name, run.status, rec.verdict,
+             run.backend, run.instance_type, run.job_name, run.started_at, run.ended_at,
+             run.duration_s, run.artifact_dir, run.log_path, run.model_dir,
+             run.failure_reason, repeat_index),
         )
         run_pk = cursor.lastrowid
         db.executemany(
             "INSERT INTO params(run_pk, key, value, swept) VALUES (?, ?, ?, ?)",
-            [(run_pk, key, json.dumps(value), int(key in run["swept"]))
-             for key, value in run["hyperparameters"].items()],
+            [(run_pk, key, json.dumps(value), int(key in rec.swept))
+             for key, value in run.hyperparameters.items()],
         )
         db.executemany(
             "INSERT INTO metrics(run_pk, name, step, value) VALUES (?, ?, ?, ?)",
             [(run_pk, name, step, value)
-             for name, values in run["metric_series"].items()
+             for name, values in run.metric_series.items()
              for step, value in enumerate(values)],
         )
 

@@ -1,5 +1,5 @@
 """SageMaker Experiments as the service keeps them, where moto 5.2.5 does not (patched into
-moto's SageMaker responses by emulator.py, for the emulator's lifetime):
+moto's SageMaker responses by patches.py, for the emulator's lifetime):
 
 * A job created with an ExperimentConfig gets a trial component of its own,
   ``<job>-aws-training-job``, in the config's trial, with a Source (the job's ARN, type
@@ -44,7 +44,7 @@ class AlreadyExists(SagemakerClientError):
     code = "ValidationException"
 
 
-# moto's own handlers, taken before emulator.py patches SageMakerResponse.
+# moto's own handlers, taken before patches.py patches SageMakerResponse.
 _MOTO = {name: getattr(SageMakerResponse, name) for name in (
     "create_experiment", "create_trial", "create_trial_component")}
 

@@ -1,12 +1,18 @@
 """One emulated training job, run the way a SageMaker training container runs it.
 
-Private to :mod:`sm_pytest.sagemaker.emulator.service`: the Emulator creates one :class:`JobRunner`
-(a thread) per accepted CreateTrainingJob request. The thread downloads the source and the
-channels from emulated S3, lays out the container tree with :mod:`sm_pytest.run.contract`, runs
-the program as a subprocess in its own process group, streams its output to emulated
-CloudWatch Logs, uploads model.tar.gz / output.tar.gz and the checkpoints, and keeps the job
-stored by moto (a ``FakeTrainingJob``) up to date, so DescribeTrainingJob shows what a real
-job would show.
+The Emulator creates one :class:`JobRunner` (a thread) per accepted CreateTrainingJob
+request and hands it itself as its :class:`~sm_pytest.sagemaker.emulator.job_host.JobHost`,
+the only part of the Emulator a runner uses. The thread has the source and the channels
+downloaded from emulated S3 and the container tree laid out
+(:mod:`sm_pytest.sagemaker.emulator.staging`), runs the program as a subprocess in its own
+process group, streams its output to emulated CloudWatch Logs, has model.tar.gz /
+output.tar.gz and the checkpoints uploaded, and keeps the job stored by moto (a
+``FakeTrainingJob``) up to date, so DescribeTrainingJob shows what a real job would show.
+
+What the Emulator and the patched moto handlers use of a runner: :attr:`JobRunner.status`,
+:attr:`~JobRunner.log_streams`, :meth:`~JobRunner.request_stop`, :meth:`~JobRunner.arm_spot`,
+:meth:`~JobRunner.describe`, and its public attributes (``done``, ``spot``, ``spot_arm``,
+``attempts``, ...).
 
 Concurrency rule for the stored job: every attribute the describe response may show is
 created in the request thread, before the job thread starts (moto's ``gen_response_object``
@@ -23,30 +29,24 @@ import math
 import os
 import re
 import subprocess
-import tarfile
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from moto.core.utils import utcnow
 
-from sm_pytest.run.contract import (
-    SCRIPT_MODE_PARAMS,
-    ContainerJob,
-    ContainerTree,
-    decode_hyperparameters,
-    prepare_container_tree,
-)
+from sm_pytest.run.contract import ContainerTree
 from sm_pytest.run.processes import Group
-from sm_pytest.run.safe_tar import safe_extract
-from sm_pytest.sagemaker.aws import parse_s3_uri
+from sm_pytest.sagemaker.emulator.staging import JobError, JobStaging
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sm_pytest.sagemaker.emulator.service import Emulator
+    from sm_pytest.sagemaker.emulator.job_host import JobHost
+
+__all__ = ["Attempt", "JobRunner", "SpotArm"]
 
 POLL_SECONDS = 0.05
 MAX_EVENT_BYTES = 256 * 1024 - 26  # CloudWatch: message + 26 bytes per event
@@ -61,15 +61,6 @@ EXITED, STOPPED, MAX_RUNTIME, MAX_WAIT, INTERRUPTED = (
     "max_wait",
     "interrupted",
 )
-
-
-class JobError(Exception):
-    """The job fails before or outside the program, with this FailureReason."""
-
-    def __init__(self, reason: str, *, container: bool = False):
-        super().__init__(reason)
-        self.reason = reason
-        self.container = container  # the container saw it (so it belongs in the log)
 
 
 @dataclass
@@ -99,49 +90,12 @@ class Attempt:
     seconds: float = 0.0
 
 
-def _safe_relative(rel: str) -> PurePosixPath:
-    """An S3 key remainder as a relative path that stays inside its folder."""
-    path = PurePosixPath(rel)
-    if path.is_absolute() or any(part in ("", ".", "..") for part in path.parts):
-        raise ValueError(f"unsafe object name {rel!r}")
-    return path
-
-
-def relative_key(prefix: str, key: str) -> PurePosixPath:
-    """Where the object ``key``, listed under ``prefix``, lands in the channel folder.
-
-    The prefix is the folder: s3://b/data/train puts data/train/x.csv at x.csv and
-    data/train/sub/y.csv at sub/y.csv; a prefix naming one object (data/train.csv) puts it
-    at train.csv; a prefix ending inside a name (data/tr) keeps the path below its last
-    "/" (train/x.csv)."""
-    if key == prefix:
-        rest = key.rsplit("/", 1)[-1]
-    elif prefix.endswith("/") or not prefix:
-        rest = key[len(prefix):]
-    elif key.startswith(prefix + "/"):
-        rest = key[len(prefix) + 1:]
-    else:
-        rest = key[prefix.rfind("/") + 1:]
-    return _safe_relative(rest)
-
-
-def tar_gz(folder: Path, target: Path) -> None:
-    """Pack the contents of ``folder`` (no leading ``./``), as SageMaker packs model.tar.gz."""
-    with tarfile.open(target, "w:gz") as tar:
-        for entry in sorted(folder.iterdir()):
-            tar.add(entry, arcname=entry.name)
-
-
-def _has_files(folder: Path) -> bool:
-    return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
-
-
 class JobRunner(threading.Thread):
     """Runs one training job in a background thread (see the module docstring)."""
 
     def __init__(
         self,
-        emulator: Emulator,
+        host: JobHost,
         *,
         name: str,
         request: dict[str, Any],
@@ -152,7 +106,7 @@ class JobRunner(threading.Thread):
         spot: SpotArm | None,
     ):
         super().__init__(name=f"sm-emulator:{name}", daemon=True)
-        self.emulator = emulator
+        self.host = host
         self.job_name = name
         self.request = request
         self.stored = stored  # moto's FakeTrainingJob
@@ -179,8 +133,9 @@ class JobRunner(threading.Thread):
         self.max_runtime = float(stopping.get("MaxRuntimeInSeconds") or 86400)
         wait = stopping.get("MaxWaitTimeInSeconds")
         self.max_wait = float(wait) if (wait and self.spot) else None
+        self.staging = JobStaging(host, account, region, name, request)
 
-    # --- the public-ish view -----------------------------------------------------------------
+    # --- what the Emulator and the patched handlers use ---------------------------------------
 
     @property
     def status(self) -> str:
@@ -203,7 +158,7 @@ class JobRunner(threading.Thread):
     def _set_status(
         self, secondary: str, primary: str | None, message: str, *, terminal: bool = False
     ) -> None:
-        with self.emulator._lock:
+        with self.host.lock:
             now = utcnow()
             transitions = [dict(t) for t in self.stored.secondary_status_transitions or []]
             if transitions and "EndTime" not in transitions[-1]:
@@ -219,7 +174,7 @@ class JobRunner(threading.Thread):
             self.stored.last_modified_time = now
 
     def _set(self, **attributes: Any) -> None:
-        with self.emulator._lock:
+        with self.host.lock:
             for key, value in attributes.items():
                 if key not in self.stored.__dict__:  # see the module docstring
                     raise AttributeError(f"stored job has no attribute {key!r}")
@@ -243,7 +198,7 @@ class JobRunner(threading.Thread):
     def _run(self) -> None:
         attempt: Attempt | None = None
         outcome = STOPPED
-        if self.spot and self.emulator._capacity_withheld(self.job_name):
+        if self.spot and self.host.capacity_withheld(self.job_name):
             self._conclude(None, self._wait_for_capacity())
             return
         while True:
@@ -253,19 +208,20 @@ class JobRunner(threading.Thread):
             if number > 1:
                 self._set_status("Starting", None, "Restarting the training job after a spot "
                                  "interruption: preparing the instances for training")
-            if self._stop_requested.is_set() or self.emulator._closing:
+            if self._stop_requested.is_set() or self.host.closing:
                 outcome = STOPPED
                 break
             self._set_status("Downloading", None, "Downloading input data")
             try:
-                self._prepare(attempt)
+                attempt.tree = self.staging.prepare_tree(attempt.root)
+                self.staging.download_checkpoints(attempt.tree)
             except JobError as exc:
                 if exc.container:
                     self._log_lines(attempt, exc.reason.splitlines())
                 self._finish("Failed", "Failed", "Training job failed",
                              failure_reason=exc.reason)
                 return
-            if self._stop_requested.is_set() or self.emulator._closing:
+            if self._stop_requested.is_set() or self.host.closing:
                 outcome = STOPPED
                 break
             self._set_status("Training", None,
@@ -284,109 +240,13 @@ class JobRunner(threading.Thread):
     def _wait_for_capacity(self) -> str:
         """Capacity that never comes (Emulator.withhold_spot_capacity): wait in Starting
         until MaxWaitTimeInSeconds has passed (MAX_WAIT) or the job is stopped (STOPPED)."""
-        while not (self._stop_requested.is_set() or self.emulator._closing):
+        while not (self._stop_requested.is_set() or self.host.closing):
             if self.max_wait is not None and time.monotonic() - self._created > self.max_wait:
                 self._set_status("Stopping", "Stopping",
                                  "Stopping the training job: MaxWaitTimeInSeconds exceeded")
                 return MAX_WAIT
             time.sleep(POLL_SECONDS)
         return STOPPED
-
-    # --- downloading -----------------------------------------------------------------------
-
-    def _prepare(self, attempt: Attempt) -> None:
-        request = self.request
-        stored_hps = request.get("HyperParameters") or {}
-        decoded = decode_hyperparameters(stored_hps)
-        program = decoded.get("sagemaker_program")
-        submit = decoded.get("sagemaker_submit_directory")
-        if not program or not submit:
-            raise JobError(
-                "AlgorithmError: the emulator runs script mode only: the hyperparameters "
-                "sagemaker_program and sagemaker_submit_directory (an s3:// URI of "
-                "sourcedir.tar.gz) are required, exit code: 1", container=True)
-        log_level = decoded.get("sagemaker_container_log_level", logging.INFO)
-        region = decoded.get("sagemaker_region") or self.region
-        # The contract writes the script-mode keys from the job itself; every other key,
-        # unknown sagemaker_* ones included (they land in SM_FRAMEWORK_PARAMS), passes on.
-        hyperparameters = {k: v for k, v in decoded.items() if k not in SCRIPT_MODE_PARAMS}
-
-        source_dir = attempt.root / "sourcedir"
-        try:
-            bucket, key = parse_s3_uri(submit)
-            attempt.root.mkdir(parents=True, exist_ok=True)
-            archive = attempt.root / "sourcedir.tar.gz"
-            archive.write_bytes(self.emulator._s3_get(self.account, bucket, key))
-            safe_extract(archive, source_dir)  # nothing may land outside the folder
-        except Exception as exc:
-            raise JobError(
-                f"AlgorithmError: could not download and extract sagemaker_submit_directory "
-                f"{submit}: {exc}, exit code: 1", container=True) from exc
-
-        channels = {}
-        for channel in request.get("InputDataConfig") or []:
-            name = channel["ChannelName"]
-            channels[name] = self._download_channel(channel, attempt.root / "channels" / name)
-
-        resources = request.get("ResourceConfig") or {}
-        job = ContainerJob(
-            job_name=self.job_name,
-            program=str(program),
-            source_dir=source_dir,
-            hyperparameters=hyperparameters,
-            channels=channels,
-            instance_type=resources.get("InstanceType") or "local",
-            region=str(region),
-            log_level=int(log_level) if isinstance(log_level, (int, float)) else logging.INFO,
-        )
-        try:
-            tree = prepare_container_tree(job, attempt.root / "container",
-                                          python=self.emulator.python)
-        except (ValueError, OSError) as exc:
-            raise JobError(f"AlgorithmError: {exc}, exit code: 1", container=True) from exc
-        attempt.tree = tree
-        checkpoint = (request.get("CheckpointConfig") or {}).get("S3Uri")
-        if checkpoint:
-            bucket, prefix = parse_s3_uri(checkpoint)
-            prefix = prefix if (not prefix or prefix.endswith("/")) else prefix + "/"
-            try:
-                self.emulator._s3_download_prefix(self.account, bucket, prefix,
-                                                  tree.checkpoint_dir)
-            except Exception as exc:
-                raise JobError(f"ClientError: could not download the checkpoints from "
-                               f"{checkpoint}: {exc}") from exc
-
-    def _download_channel(self, channel: dict[str, Any], dest: Path) -> Path:
-        name = channel["ChannelName"]
-        source = (channel.get("DataSource") or {}).get("S3DataSource")
-        if not source:
-            raise JobError(f"ClientError: channel {name!r}: the emulator supports S3 data "
-                           "sources only")
-        mode = channel.get("InputMode") or self.request.get("AlgorithmSpecification", {}).get(
-            "TrainingInputMode", "File")
-        if mode not in ("File", "FastFile"):
-            raise JobError(f"ClientError: channel {name!r}: input mode {mode} is not emulated "
-                           "(File and FastFile are)")
-        if source.get("S3DataType", "S3Prefix") != "S3Prefix":
-            raise JobError(f"ClientError: channel {name!r}: S3DataType "
-                           f"{source.get('S3DataType')} is not emulated (S3Prefix is)")
-        uri = source["S3Uri"]
-        try:
-            bucket, prefix = parse_s3_uri(uri)
-        except ValueError as exc:
-            raise JobError(f"ClientError: channel {name!r}: {exc}") from exc
-        try:
-            count = self.emulator._s3_download_prefix(self.account, bucket, prefix, dest)
-        except Exception as exc:
-            raise JobError(f"ClientError: Data download failed:{exc}") from exc
-        if not count:
-            raise JobError(
-                f'ClientError: No S3 objects found under S3 URL "{uri}" given in input data '
-                f"source. Please ensure that the bucket exists in the selected region "
-                f'({self.region}), that objects exist under that S3 prefix, and that the role '
-                f'"{self.request.get("RoleArn")}" has "s3:ListBucket" permissions on bucket '
-                f'"{bucket}".')
-        return dest
 
     # --- running ---------------------------------------------------------------------------
 
@@ -407,7 +267,7 @@ class JobRunner(threading.Thread):
     def _run_process(self, attempt: Attempt) -> str:
         tree = attempt.tree
         assert tree is not None
-        attempt.log_stream = self.emulator._new_log_stream(self.account, self.job_name)
+        attempt.log_stream = self.host.new_log_stream(self.account, self.job_name)
         self._queue_line(attempt, "Invoking script with the following command:")
         self._queue_line(attempt, " ".join(tree.command))
         # Its own process group (stop/kill reach its children), which dies with pytest.
@@ -424,14 +284,14 @@ class JobRunner(threading.Thread):
                                   name=f"sm-emulator-log:{self.job_name}", daemon=True)
         reader.start()
         started = time.monotonic()
-        next_flush = started + self.emulator.log_flush_seconds
+        next_flush = started + self.host.log_flush_seconds
         arm = self.spot_arm if self.spot else None
         seen: dict[Path, tuple[int, int]] = {}
         outcome = EXITED
         try:
             while not proc.exited():
                 now = time.monotonic()
-                if self._stop_requested.is_set() or self.emulator._closing:
+                if self._stop_requested.is_set() or self.host.closing:
                     outcome = STOPPED
                 elif self._training_used + (now - started) > self.max_runtime:
                     outcome = MAX_RUNTIME
@@ -445,11 +305,11 @@ class JobRunner(threading.Thread):
                     self._set_status("Stopping", "Stopping",
                                      f"Stopping the training job: {limit} exceeded")
                 if outcome != EXITED:
-                    proc.stop(0.0 if outcome == INTERRUPTED else self.emulator.stop_grace_seconds)
+                    proc.stop(0.0 if outcome == INTERRUPTED else self.host.stop_grace_seconds)
                     break
                 if now >= next_flush:
                     self._flush_logs(attempt)
-                    next_flush = now + self.emulator.log_flush_seconds
+                    next_flush = now + self.host.log_flush_seconds
                 time.sleep(POLL_SECONDS)
         finally:
             # The container ends (an exception above too): so does everything in it.
@@ -516,7 +376,7 @@ class JobRunner(threading.Thread):
 
     def _log_lines(self, attempt: Attempt, lines: list[str]) -> None:
         if attempt.log_stream is None:
-            attempt.log_stream = self.emulator._new_log_stream(self.account, self.job_name)
+            attempt.log_stream = self.host.new_log_stream(self.account, self.job_name)
         for line in lines:
             self._queue_line(attempt, line)
         self._flush_logs(attempt)
@@ -533,44 +393,24 @@ class JobRunner(threading.Thread):
                 line = data[:MAX_EVENT_BYTES].decode("utf-8", "ignore")
             events.append({"timestamp": stamp, "message": line})
         for start in range(0, len(events), MAX_BATCH_EVENTS):
-            self.emulator._put_log_events(self.account, attempt.log_stream,
-                                          events[start : start + MAX_BATCH_EVENTS])
+            self.host.put_log_events(self.account, attempt.log_stream,
+                                     events[start : start + MAX_BATCH_EVENTS])
 
     # --- uploading and the end -------------------------------------------------------------
 
     def _sync_checkpoints_up(self, attempt: Attempt) -> None:
-        checkpoint = (self.request.get("CheckpointConfig") or {}).get("S3Uri")
-        if not checkpoint or attempt.tree is None or self.emulator._closing:
+        if attempt.tree is None or self.host.closing:
             return
-        bucket, prefix = parse_s3_uri(checkpoint)
-        prefix = prefix if (not prefix or prefix.endswith("/")) else prefix + "/"
-        root = attempt.tree.checkpoint_dir
-        for path in sorted(root.rglob("*")):
-            if path.is_file():
-                key = prefix + path.relative_to(root).as_posix()
-                self.emulator._s3_put(self.account, bucket, key, path.read_bytes())
+        self.staging.sync_checkpoints_up(attempt.tree)
 
     def _upload_outputs(self, attempt: Attempt | None, status: str) -> None:
-        if attempt is None or attempt.tree is None or self.emulator._closing:
+        if attempt is None or attempt.tree is None or self.host.closing:
             return
-        tree = attempt.tree
-        output = (self.request.get("OutputDataConfig") or {}).get("S3OutputPath", "")
-        bucket, prefix = parse_s3_uri(output)
-        prefix = f"{prefix.rstrip('/')}/" if prefix.strip("/") else ""
-        base = f"{prefix}{self.job_name}/output/"
-        staging = attempt.root / "upload"
-        staging.mkdir(exist_ok=True)
-        # model.tar.gz: always for a job that did not fail, and for a failed one when the
-        # program left something in the model dir; output.tar.gz: when output/data has files.
-        if status != "Failed" or _has_files(tree.model_dir):
-            tar_gz(tree.model_dir, staging / "model.tar.gz")
-            self.emulator._s3_put(self.account, bucket, base + "model.tar.gz",
-                                  (staging / "model.tar.gz").read_bytes())
-            self._set(model_artifacts={"S3ModelArtifacts": f"s3://{bucket}/{base}model.tar.gz"})
-        if _has_files(tree.output_data_dir):
-            tar_gz(tree.output_data_dir, staging / "output.tar.gz")
-            self.emulator._s3_put(self.account, bucket, base + "output.tar.gz",
-                                  (staging / "output.tar.gz").read_bytes())
+        packed = attempt.root / "upload"
+        model = self.staging.upload_model(attempt.tree, packed, status)
+        if model is not None:
+            self._set(model_artifacts={"S3ModelArtifacts": model})
+        self.staging.upload_output_data(attempt.tree, packed)
 
     def _conclude(self, attempt: Attempt | None, outcome: str) -> None:
         if outcome == EXITED and attempt is not None and attempt.returncode == 0:
@@ -595,7 +435,7 @@ class JobRunner(threading.Thread):
             final = ("Stopped", "Stopped", "Training job stopped", None)
         primary, secondary, message, reason = final
         ran = attempt is not None and attempt.tree is not None and attempt.pid is not None
-        if ran and not self.emulator._closing:
+        if ran and not self.host.closing:
             self._set_status("Uploading", None, "Uploading generated training model")
             self._upload_outputs(attempt, primary)
         self._finish(primary, secondary, message, failure_reason=reason)
@@ -608,7 +448,7 @@ class JobRunner(threading.Thread):
             training = max(1, math.ceil((end - start).total_seconds()))
             billable = training
             if self.spot:
-                billable = max(1, math.floor(training * (1 - self.emulator.spot_saving)))
+                billable = max(1, math.floor(training * (1 - self.host.spot_saving)))
         else:
             training = billable = 0
         names = [name for name, _ in self._metric_defs]
@@ -619,7 +459,7 @@ class JobRunner(threading.Thread):
         ]
         if failure_reason is not None and len(failure_reason) > MAX_FAILURE_REASON:
             failure_reason = failure_reason[: MAX_FAILURE_REASON - 3] + "..."
-        with self.emulator._lock:
+        with self.host.lock:
             self._set(
                 training_end_time=end,
                 training_time_in_seconds=training,

@@ -10,9 +10,9 @@
 
 It starts moto's ``mock_aws()`` in this process and patches moto's SageMaker *response*
 layer, so that CreateTrainingJob runs the job the way a SageMaker script-mode container
-would (see ``_emulator_job.py``): sourcedir.tar.gz and the channels come from emulated S3,
-the container tree and the program's arguments and ``SM_*`` variables come from
-:mod:`sm_pytest.run.contract`, the program runs as a subprocess in its own process group, its
+would (see :mod:`sm_pytest.sagemaker.emulator.jobs`): sourcedir.tar.gz and the channels come
+from emulated S3, the container tree and the program's arguments and ``SM_*`` variables come
+from :mod:`sm_pytest.run.contract`, the program runs as a subprocess in its own process group, its
 output becomes CloudWatch log events in ``/aws/sagemaker/TrainingJobs`` (stream
 ``<job>/algo-1-<epoch seconds>``, one per attempt), and model.tar.gz, output.tar.gz and the
 checkpoints go back to S3. DescribeTrainingJob then shows what a real job shows: InProgress
@@ -22,52 +22,13 @@ Failed (FailureReason ``AlgorithmError: <the failure file>, exit code: 1``) or S
 FinalMetricDataList values from the request's MetricDefinitions, timings, and the
 SecondaryStatusTransitions.
 
-What is patched, and why (moto 5.2.5; a different moto major.minor is refused at import,
-because these are moto internals):
-
-* ``SageMakerResponse.create_training_job``: moto's backend never sees Environment or
-  RetryStrategy, overwrites AlgorithmSpecification.MetricDefinitions in place, fakes
-  FinalMetricDataList, marks the job Completed at once and accepts duplicate names. The
-  patch keeps moto storing the job (so Describe/List work), then restores what was sent,
-  refuses duplicates (ResourceInUse), captures the raw request, and starts the job thread.
-* ``SageMakerResponse.stop_training_job``: moto has none (it raised NotImplementedError).
-* ``SageMakerResponse.describe_training_job`` / ``list_training_jobs``: the same as moto's,
-  but read under the emulator's lock, so a response never mixes two states of a job.
-* ``SageMakerResponse.call_action``: injected errors (:meth:`Emulator.throttle`) for any
-  SageMaker operation, serialized by moto as real AWS errors (botocore ClientError); then
-  the strict check below.
-* Strict checking, always on: ``call_action`` of ``SageMakerResponse``, ``LogsResponse`` and
-  ``SageMakerMetricsResponse`` (BatchPutMetrics, which sagemaker-core's ``Run.log_metric``
-  sends), and ``S3Response._bucket_response`` / ``_key_response``, check every request
-  against the botocore service model before moto handles it
-  (:mod:`sm_pytest.sagemaker.emulator.service_rules`: required members, lengths and sizes,
-  whole-value patterns, enums, numeric ranges). A violation is answered as AWS answers it, a
-  ValidationException (HTTP 400) worded as AWS words it and serialised by moto in the
-  service's protocol, and recorded in ``Emulator.refused``; moto never sees the request.
-  SageMaker and CloudWatch Logs speak JSON (and the metrics API carries every member in its
-  JSON body), so the body is the parameters, exactly as sent. S3 speaks rest-xml: moto's own
-  router and request parser (``moto.core.routing``, ``moto.core.parse``) rebuild the
-  operation and its parameters from the path, query, headers and body, and those are
-  checked. For S3 that covers the few constraints its model carries (CopySource's pattern,
-  required members, enums such as ChecksumAlgorithm) plus S3's bucket naming rules on
-  CreateBucket, answered with InvalidBucketName as S3 does. Not checked for S3: the rules
-  its model does not carry (key length, tag sets, object size), and requests moto cannot
-  route or parse (left to moto, logged at DEBUG).
-* ``LogsResponse.get_log_events``, only after :meth:`Emulator.paginate_logs`: small pages
-  and empty pages mid-stream, as the real service may serve them (``_emulator_logs.py``).
-
-* ``SageMakerResponse.search``: moto refuses the ``Parents.ExperimentName`` filter that
-  sagemaker-core's ``ExperimentAnalytics`` sends ("Unknown property name"), and its
-  trial-component results lack Metrics and Parents. For ExperimentTrialComponent the patch
-  answers that filter from the experiment's trials and returns whole trial components, as
-  AWS does; every other search is moto's.
-
-Experiments (CreateExperiment, CreateTrial, CreateTrialComponent, DescribeTrialComponent)
-go to moto; ``_emulator_experiments.py`` adds what the service does and moto does not: the
-job's own trial component ``<job>-aws-training-job`` (with its TrialComponentSource), the
-50-components-per-trial limit on AssociateTrialComponent, and ListTrialComponents summaries
-with TrialComponentSource and Status. sagemaker-core's ``Run``, ``load_run`` and
-``ExperimentAnalytics`` work inside the emulator.
+How: moto's SageMaker, S3, CloudWatch Logs and metrics *response* handlers are patched
+while an Emulator runs (:mod:`sm_pytest.sagemaker.emulator.patches`, which says what and
+why, and refuses a moto other than the pinned one). Every request is checked against the
+service's model first (:mod:`sm_pytest.sagemaker.emulator.service_rules`). The Emulator is
+the patched handlers' :class:`~sm_pytest.sagemaker.emulator.patches.RequestHost` and its
+job runners' :class:`~sm_pytest.sagemaker.emulator.job_host.JobHost`: those two interfaces
+are all they use of it.
 
 Retries: the emulator sets ``AWS_MAX_ATTEMPTS=1`` (``max_attempts``) and
 ``AWS_RETRY_MODE=standard`` for its lifetime, so that an injected ThrottlingException
@@ -92,60 +53,30 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
-import functools
-import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
 import time
-from importlib.metadata import version as _dist_version
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree as ETree
 
-PATCHED_MOTO_VERSION = "5.2.5"
+# First: patches refuses a moto other than the one it was written against, before any of
+# moto is imported.
+from sm_pytest.sagemaker.emulator import patches
 
+# isort: split
+import boto3
+from botocore.config import Config
+from moto import mock_aws
 
-def _check_moto_version() -> None:
-    installed = _dist_version("moto")
-    if installed.split(".")[:2] != PATCHED_MOTO_VERSION.split(".")[:2]:
-        raise ImportError(
-            f"sm_pytest.sagemaker.emulator.service patches moto internals and was written against "
-            f"moto {PATCHED_MOTO_VERSION}; moto {installed} is installed. Install "
-            f"moto[s3,sagemaker,logs]=={PATCHED_MOTO_VERSION} (or re-check the patches in "
-            "sm_pytest/sagemaker/emulator.py against the new moto and move the pin)."
-        )
-
-
-_check_moto_version()
-
-import boto3  # noqa: E402
-from botocore import xform_name  # noqa: E402
-from botocore.config import Config  # noqa: E402
-from moto import mock_aws  # noqa: E402
-from moto.core.exceptions import ServiceException  # noqa: E402
-from moto.core.parse import RequestParserError, RestXMLParser  # noqa: E402
-from moto.core.responses import ActionResult, EmptyResult  # noqa: E402
-from moto.core.routing import get_service_router  # noqa: E402
-from moto.core.utils import utcnow  # noqa: E402
-from moto.logs.responses import LogsResponse  # noqa: E402
-from moto.s3.exceptions import InvalidBucketName  # noqa: E402
-from moto.s3.responses import S3Response  # noqa: E402
-from moto.sagemaker.exceptions import ResourceInUseException, ValidationError  # noqa: E402
-from moto.sagemaker.models import FakeTrainingJob  # noqa: E402
-from moto.sagemaker.responses import SageMakerResponse  # noqa: E402
-from moto.sagemakermetrics.responses import SageMakerMetricsResponse  # noqa: E402
-from werkzeug.exceptions import NotFound  # noqa: E402
-
-from sm_pytest.sagemaker.aws import parse_s3_uri  # noqa: E402
-from sm_pytest.sagemaker.cloudwatch import LOG_GROUP, read_stream  # noqa: E402
-from sm_pytest.sagemaker.emulator import experiments as _emulator_experiments  # noqa: E402
-from sm_pytest.sagemaker.emulator import logs as _emulator_logs  # noqa: E402
-from sm_pytest.sagemaker.emulator import service_rules  # noqa: E402
-from sm_pytest.sagemaker.emulator.jobs import JobRunner, SpotArm, relative_key  # noqa: E402
+from sm_pytest.sagemaker.aws import parse_s3_uri
+from sm_pytest.sagemaker.cloudwatch import LOG_GROUP, read_stream
+from sm_pytest.sagemaker.emulator import logs as paged_logs
+from sm_pytest.sagemaker.emulator.jobs import JobRunner, SpotArm
+from sm_pytest.sagemaker.emulator.patches import PATCHED_MOTO_VERSION
+from sm_pytest.sagemaker.emulator.staging import relative_key
 
 __all__ = ["LOG_GROUP", "PATCHED_MOTO_VERSION", "Emulator", "EmulatorError"]
 
@@ -169,12 +100,6 @@ DEFAULT_ERROR_MESSAGES = {
         "is not available, contact AWS support to request an increase for this quota."
     ),
 }
-# HTTP status of injected errors (400 unless listed).
-ERROR_STATUS = {
-    "InternalFailure": 500,
-    "InternalServerError": 500,
-    "ServiceUnavailable": 503,
-}
 # Variables that would send requests elsewhere or pick real credentials; removed for the
 # emulator's lifetime (AWS_ENDPOINT_URL_<SERVICE> too).
 _CLEARED_ENV = (
@@ -196,268 +121,8 @@ class EmulatorError(RuntimeError):
     """Misuse of the emulator (for example two at once in one process)."""
 
 
-# --- the moto patches ---------------------------------------------------------------------
-
-_ACTIVE: Emulator | None = None
-_ACTIVE_LOCK = threading.Lock()
-# (class, name) -> (defined on the class itself?, the function before patching)
-_SAVED: dict[tuple[type, str], tuple[bool, Any]] = {}
-
-
-def _active() -> Emulator | None:
-    return _ACTIVE
-
-
-def _original(name: str, cls: type = SageMakerResponse) -> Any:
-    return _SAVED[(cls, name)][1]
-
-
-def _patched_call_action(self: SageMakerResponse) -> Any:
-    emu = _active()
-    if emu is not None:
-        action = self._get_action()
-        error = emu._on_call(action)
-        if error is not None:
-            # SageMaker's JSON protocol error, as AWS sends it (botocore reads __type). Built
-            # here rather than by moto's serializer, which warns about any code that is not
-            # in the SageMaker model (ThrottlingException is not).
-            code, message = error
-            status = ERROR_STATUS.get(code, 400)
-            headers = dict(self.response_headers)
-            headers.update({"status": str(status), "x-amzn-ErrorType": code,
-                            "Content-Type": "application/x-amz-json-1.1"})
-            body = json.dumps({"__type": code, "message": message})
-            headers, body = self._enrich_response(headers, body)
-            return status, headers, body
-        refusal = emu._refusal("sagemaker", action, _json_params(self.body))
-        if refusal is not None:
-            return _serialized_error(self, _RequestRefused(refusal))
-    return _original("call_action")(self)
-
-
-def _strict_call_action(self: Any) -> Any:
-    """call_action of CloudWatch Logs and SageMaker's metrics API: their parameters are the
-    JSON body (BatchPutMetrics' members are all in its body too)."""
-    emu = _active()
-    if emu is not None:
-        refusal = emu._refusal(self.service_name, self._get_action(), _json_params(self.body))
-        if refusal is not None:
-            return _serialized_error(self, _RequestRefused(refusal))
-    return _original("call_action", type(self))(self)
-
-
-def _checked_s3(name: str) -> Any:
-    """S3Response.<name> (its bucket and its key entry points), answering a request S3
-    would refuse before moto sees it."""
-    def patched(self: S3Response, request: Any, full_url: str) -> Any:
-        error = _check_s3_request(self)
-        if error is not None:
-            return self.serialized(ActionResult(error))
-        return _original(name, S3Response)(self, request, full_url)
-
-    patched.__name__ = f"_checked_s3{name}"
-    return patched
-
-
-class _RequestRefused(ServiceException):
-    """AWS's answer to a request that breaks the service model's constraints. Defined
-    outside moto, so that moto serialises it in the protocol of the service answering."""
-
-    code = "ValidationException"
-
-
-def _check_s3_request(response: S3Response) -> ServiceException | None:
-    """The error S3 answers a request it refuses (moto serialises it as S3 does), or None.
-
-    S3 is rest-xml: the parameters are spread over the path, the query, the headers and the
-    body. moto's own router and request parser (those of its newer services) rebuild the
-    operation and its parameters from the request, and those are checked like a JSON body.
-    A request moto cannot route or parse is left to moto, which answers it as before."""
-    emu = _active()
-    if emu is None:
-        return None
-    request = response.normalized_request
-    try:
-        operation, uri_params = get_service_router("s3").match(request)
-        params = RestXMLParser(operation).parse({
-            "method": request.method, "values": request.values, "headers": request.headers,
-            "body": response.body, "url_path": request.path, "url_params": uri_params,
-        })
-    except (NotFound, RequestParserError, ETree.ParseError, ValueError, KeyError) as exc:
-        logger.debug("strict emulator: S3 request %s %s not checked (%r)", request.method,
-                     request.path, exc)
-        return None
-    bucket = params.get("Bucket") or ""
-    if operation.name == "CreateBucket" and service_rules.bucket_name_problem(bucket):
-        error = InvalidBucketName()
-        emu._record_refusal(operation.name, error.message)
-        return error
-    refusal = emu._refusal("s3", operation.name, params)
-    return _RequestRefused(refusal) if refusal is not None else None
-
-
-def _json_params(body: Any) -> dict[str, Any] | None:
-    """The parameters of a JSON-protocol request: its body (None if it is not JSON; moto
-    then answers as it always has)."""
-    try:
-        params = json.loads(body) if body else {}
-    except (TypeError, ValueError):
-        return None
-    return params if isinstance(params, dict) else None
-
-
-def _serialized_error(response: Any, error: ServiceException) -> Any:
-    """``error`` answered the way moto answers a ServiceException raised by an action."""
-    status, headers, body = response.serialized(ActionResult(error))
-    headers, body = response._enrich_response(headers, body)
-    return status, headers, body
-
-
-def _patched_create_training_job(self: SageMakerResponse) -> Any:
-    emu = _active()
-    if emu is None:
-        return _original("create_training_job")(self)
-    return emu._create_training_job(self)
-
-
-def _patched_describe_training_job(self: SageMakerResponse) -> Any:
-    emu = _active()
-    if emu is None:
-        return _original("describe_training_job")(self)
-    name = self._get_param("TrainingJobName")
-    with emu._lock:
-        response = copy.deepcopy(self.sagemaker_backend.describe_training_job(name))
-    return ActionResult(response)
-
-
-def _patched_list_training_jobs(self: SageMakerResponse) -> Any:
-    emu = _active()
-    lock = emu._lock if emu is not None else contextlib.nullcontext()
-    with lock:
-        result = _original("list_training_jobs")(self)
-        return ActionResult(copy.deepcopy(result.result)) if hasattr(result, "result") else result
-
-
-def _patched_stop_training_job(self: SageMakerResponse) -> Any:
-    emu = _active()
-    name = self._get_param("TrainingJobName")
-    backend = self.sagemaker_backend
-    lock = emu._lock if emu is not None else contextlib.nullcontext()
-    with lock:
-        stored = backend.training_jobs.get(name)
-        if stored is None:
-            arn = FakeTrainingJob.arn_formatter(name, backend.account_id, backend.region_name)
-            raise ValidationError(message=f"Could not find training job '{arn}'.")
-        status = stored.training_job_status
-        if status != "InProgress":
-            raise ValidationError(
-                message=f"The request was rejected because the training job is in status "
-                f"{status}."
-            )
-        runner = emu.jobs.get(name) if emu is not None else None
-        if runner is not None and not runner.done.is_set():
-            runner.request_stop()
-        else:  # a job this emulator does not run (created before it started)
-            now = utcnow()
-            stored.training_job_status = stored.secondary_status = "Stopped"
-            stored.last_modified_time = stored.training_end_time = now
-    return EmptyResult()
-
-
-def _patched_search(self: SageMakerResponse) -> Any:
-    resource = self._get_param("Resource")
-    expression = copy.deepcopy(self._get_param("SearchExpression") or {})
-    if _active() is None or resource != "ExperimentTrialComponent":
-        return _original("search")(self)
-    filters = expression.get("Filters") or []
-    by_experiment = [f for f in filters if f.get("Name") == "Parents.ExperimentName"]
-    expression["Filters"] = [f for f in filters if f not in by_experiment]
-    backend = self.sagemaker_backend
-    found = backend.search(resource=resource, search_expression=expression)["Results"]
-    names = [result["TrialComponent"]["TrialComponentName"] for result in found]
-    results = []
-    for name in names:
-        component = backend.trial_components[name]
-        # moto's CreateTrial replaces an existing trial (AWS refuses it), which empties its
-        # list of components; the component's own trial_name survives that.
-        parents = [{"TrialName": trial.trial_name, "ExperimentName": trial.experiment_name}
-                   for trial in backend.trials.values()
-                   if name in trial.trial_components or trial.trial_name == component.trial_name]
-        if all(any(_matches(p["ExperimentName"], f) for p in parents) for f in by_experiment):
-            results.append({"TrialComponent": {**component.response_object, "Parents": parents}})
-    return ActionResult({"Results": results})
-
-
-def _matches(value: str, search_filter: dict) -> bool:
-    operator, expected = search_filter.get("Operator", "Equals"), search_filter.get("Value")
-    if operator == "NotEquals":
-        return value != expected
-    if operator == "Contains":
-        return expected in value
-    return value == expected
-
-
-_PATCHES = {
-    "search": _patched_search,
-    "call_action": _patched_call_action,
-    "create_training_job": _patched_create_training_job,
-    "describe_training_job": _patched_describe_training_job,
-    "list_training_jobs": _patched_list_training_jobs,
-    "stop_training_job": _patched_stop_training_job,
-    **_emulator_experiments.PATCHES,
-}
-
-
-# The strict checks of the other services: every request is checked against the service
-# model before moto handles it (see service_rules).
-_OTHER_PATCHES: dict[tuple[type, str], Any] = {
-    (LogsResponse, "call_action"): _strict_call_action,
-    (SageMakerMetricsResponse, "call_action"): _strict_call_action,
-    (S3Response, "_bucket_response"): _checked_s3("_bucket_response"),
-    (S3Response, "_key_response"): _checked_s3("_key_response"),
-}
-
-
-def _all_patches() -> list[tuple[type, str, Any]]:
-    return ([(SageMakerResponse, name, f) for name, f in _PATCHES.items()]
-            + [(cls, name, f) for (cls, name), f in _OTHER_PATCHES.items()])
-
-
-def _install_patches() -> None:
-    for cls, name, function in _all_patches():
-        _SAVED[(cls, name)] = (name in cls.__dict__, getattr(cls, name, None))
-        setattr(cls, name, function)
-
-
-def _uninstall_patches() -> None:
-    for cls, name, _ in _all_patches():
-        if (cls, name) not in _SAVED:
-            continue
-        own, function = _SAVED.pop((cls, name))
-        if own:
-            setattr(cls, name, function)
-        else:
-            with contextlib.suppress(AttributeError):
-                delattr(cls, name)
-
-
-@functools.lru_cache(maxsize=1)
-def _describe_members() -> frozenset[str]:
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    return frozenset(model.operation_model("DescribeTrainingJob").output_shape.members)
-
-
-def _moto_attribute(key: str) -> str | None:
-    """The FakeTrainingJob attribute that moto's gen_response_object shows as ``key``."""
-    attribute = xform_name(key)
-    shown = "".join(w.title() for w in attribute.split("_")) if "_" in attribute else (
-        attribute[:1].upper() + attribute[1:])
-    return attribute if shown == key else None
-
-
-# --- the emulator -------------------------------------------------------------------------
+# Serialises starting and closing: one Emulator runs in a process at a time.
+_STARTING = threading.Lock()
 
 
 class Emulator:
@@ -516,7 +181,9 @@ class Emulator:
         #: Job name -> its runner (``.describe()``, ``.attempts``, ``.log_streams``, ...).
         self.jobs: dict[str, JobRunner] = {}
 
-        self._lock = threading.RLock()
+        #: Held while a stored job is read or changed, by the patched handlers and the job
+        #: runners (see jobs.py); reentrant.
+        self.lock = threading.RLock()
         self._streams_lock = threading.Lock()
         self._client_lock = threading.Lock()
         self._streams: set[str] = set()
@@ -543,13 +210,12 @@ class Emulator:
         self.close()
 
     def start(self) -> Emulator:
-        global _ACTIVE
-        with _ACTIVE_LOCK:
-            if _ACTIVE is not None:
+        with _STARTING:
+            if patches.active() is not None:
                 raise EmulatorError("another Emulator is already running in this process")
             if self._started:
                 raise EmulatorError("an Emulator can be started once")
-            _ACTIVE = self
+            patches.activate(self)
             self._started = True
         try:
             if self._workdir_arg is not None:
@@ -561,7 +227,7 @@ class Emulator:
             self._set_env()
             self._mock = mock_aws()
             self._mock.start()
-            _install_patches()
+            patches.install()
             self._session = boto3.session.Session(region_name=self.region)
             internal = Config(retries={"max_attempts": 3, "mode": "standard"})
             self._s3 = self.client("s3", config=internal)
@@ -584,11 +250,10 @@ class Emulator:
         self._teardown()
 
     def _teardown(self) -> None:
-        global _ACTIVE
         self._closing = True
         with contextlib.suppress(Exception):
-            _uninstall_patches()
-        _emulator_logs.restore()
+            patches.uninstall()
+        paged_logs.restore()
         if self._mock is not None:
             with contextlib.suppress(Exception):
                 self._mock.stop()
@@ -596,9 +261,8 @@ class Emulator:
         self._restore_env()
         if self.workdir is not None and not self.keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-        with _ACTIVE_LOCK:
-            if _ACTIVE is self:
-                _ACTIVE = None
+        with _STARTING:
+            patches.deactivate(self)
 
     def _set_env(self) -> None:
         assert self.workdir is not None
@@ -676,7 +340,7 @@ class Emulator:
         name = operation if "_" not in operation else "".join(
             w.title() for w in operation.split("_"))
         text = message or DEFAULT_ERROR_MESSAGES.get(code, f"{code} (injected by the emulator)")
-        with self._lock:
+        with self.lock:
             self._errors.setdefault(name, collections.deque()).extend([(code, text)] * times)
 
     def interrupt_spot(
@@ -694,7 +358,7 @@ class Emulator:
         S3, logging to a new stream.
         """
         arm = SpotArm(job_name_or_prefix, after_checkpoint, after_seconds)
-        with self._lock:
+        with self.lock:
             for runner in self.jobs.values():
                 if (runner.spot and not runner.done.is_set() and runner.spot_arm is None
                         and arm.matches(runner.job_name)):
@@ -707,25 +371,21 @@ class Emulator:
         ``job_name_or_prefix`` never get capacity: they stay InProgress / Starting until
         MaxWaitTimeInSeconds after their creation, then end Stopped / MaxWaitTimeExceeded
         without having trained, as SageMaker ends them."""
-        with self._lock:
+        with self.lock:
             self._no_capacity.append(job_name_or_prefix)
-
-    def _capacity_withheld(self, job_name: str) -> bool:
-        with self._lock:
-            return any(SpotArm(p).matches(job_name) for p in self._no_capacity)
 
     def paginate_logs(self, page_size: int = 2, empty_pages: int = 3) -> Any:
         """Serve GetLogEvents as the real service may: at most ``page_size`` events a page,
         and ``empty_pages`` empty pages (with a new nextForwardToken) before each page after
         the first, until this emulator closes. Returns the paging object; its ``pages`` and
-        ``empty_served`` count what it served (see ``_emulator_logs``)."""
-        return _emulator_logs.paginate(page_size, empty_pages)
+        ``empty_served`` count what it served (see :mod:`sm_pytest.sagemaker.emulator.logs`)."""
+        return paged_logs.paginate(page_size, empty_pages)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every job has ended; False when ``timeout`` seconds ran out first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            with self._lock:
+            with self.lock:
                 running = [r for r in self.jobs.values() if not r.done.is_set()]
             if not running:
                 return True
@@ -752,11 +412,11 @@ class Emulator:
         self._s3.put_object(Bucket=bucket, Key=key, Body=archive)
         return s3_uri
 
-    # --- request handling (called by the patched moto response methods) ---------------------
+    # --- the RequestHost of the patched moto handlers (see patches.py) ----------------------
 
-    def _on_call(self, action: str) -> tuple[str, str] | None:
+    def record_call(self, action: str) -> tuple[str, str] | None:
         """Record a SageMaker call; the (code, message) to fail it with, if one is due."""
-        with self._lock:
+        with self.lock:
             self.calls.append(action)
             queue = self._errors.get(action)
             if not queue:
@@ -765,51 +425,20 @@ class Emulator:
             self.injected.append((action, code))
         return code, message
 
-    def _refusal(self, service: str, operation: str, params: dict[str, Any] | None
-                 ) -> str | None:
-        """The ValidationException message for a request that breaks the service model's
-        constraints (recorded in ``refused``), or None for a valid one."""
-        if params is None:
-            return None
-        violations = service_rules.find_violations(service, operation, params)
-        if not violations:
-            return None
-        text = service_rules.message(violations)
-        self._record_refusal(operation, text)
-        return text
-
-    def _record_refusal(self, operation: str, text: str) -> None:
-        with self._lock:
+    def record_refusal(self, operation: str, text: str) -> None:
+        """Record a request refused for breaking the service's rules."""
+        with self.lock:
             self.refused.append((operation, text))
         logger.info("refused %s: %s", operation, text)
 
-    def _create_training_job(self, response: SageMakerResponse) -> Any:
-        raw = json.loads(response.body) if response.body else {}
-        name = raw.get("TrainingJobName") or response._get_param("TrainingJobName")
-        backend = response.sagemaker_backend
-        algorithm = raw.get("AlgorithmSpecification") or {}
-        for definition in algorithm.get("MetricDefinitions") or []:
-            try:
-                re.compile(definition.get("Regex", ""))
-            except re.error as exc:
-                raise ValidationError(
-                    message=f"Invalid Regex for metric {definition.get('Name')!r}: {exc}"
-                ) from exc
-        with self._lock:
-            if name in backend.training_jobs:
-                arn = backend.training_jobs[name].arn
-                raise ResourceInUseException(
-                    "Training job names must be unique within an AWS account and region, and "
-                    f"a training job with this name already exists ({arn})"
-                )
-            result = _original("create_training_job")(response)
-            stored = backend.training_jobs[name]
-            self._adopt(stored, raw)
-            _emulator_experiments.add_job_component(backend, name, stored.arn,
-                                                    raw.get("ExperimentConfig"))
-            self.requests.append(copy.deepcopy(raw))
+    def start_job(self, name: str, request: dict[str, Any], stored: Any, *, account: str,
+                  region: str) -> None:
+        """Run the job just created from ``request`` (moto's ``stored`` job shows it), in a
+        thread of its own."""
+        with self.lock:
+            self.requests.append(copy.deepcopy(request))
             arm = next((a for a in self._spot_arms if a.matches(name)), None)
-            if arm is not None and not raw.get("EnableManagedSpotTraining"):
+            if arm is not None and not request.get("EnableManagedSpotTraining"):
                 logger.warning("interrupt_spot(%r) matches %s, which is not a managed spot "
                                "job: left armed for the next spot job", arm.pattern, name)
                 arm = None
@@ -819,43 +448,27 @@ class Emulator:
             runner = JobRunner(
                 self,
                 name=name,
-                request=copy.deepcopy(raw),
+                request=copy.deepcopy(request),
                 stored=stored,
-                account=response.current_account,
-                region=response.region,
+                account=account,
+                region=region,
                 workdir=self.workdir / "jobs" / name,
                 spot=arm,
             )
             self.jobs[name] = runner
             runner.start()
-        return result
 
-    def _adopt(self, stored: Any, raw: dict[str, Any]) -> None:
-        """Make moto's stored job show what was sent, and the state of a job just created.
+    # --- the JobHost of the job runners (see job_host.py) ------------------------------------
 
-        Every attribute the job thread will ever set is created here (see _emulator_job)."""
-        now = utcnow()
-        stored.algorithm_specification = copy.deepcopy(raw.get("AlgorithmSpecification") or {})
-        members = _describe_members()
-        for key, value in raw.items():
-            attribute = _moto_attribute(key)
-            if key in members and attribute and attribute not in stored.__dict__:
-                setattr(stored, attribute, copy.deepcopy(value))
-        stored.creation_time = stored.last_modified_time = now
-        stored.training_job_status = "InProgress"
-        stored.secondary_status = "Starting"
-        stored.secondary_status_transitions = [
-            {"Status": "Starting", "StartTime": now,
-             "StatusMessage": "Launching requested ML instances"}
-        ]
-        stored.training_start_time = None
-        stored.training_end_time = None
-        stored.final_metric_data_list = []
-        stored.failure_reason = None
-        stored.training_time_in_seconds = None
-        stored.billable_time_in_seconds = None
+    @property
+    def closing(self) -> bool:
+        """The emulator is shutting down: jobs stop, and upload nothing."""
+        return self._closing
 
-    # --- S3 and CloudWatch Logs, for the job threads -----------------------------------------
+    def capacity_withheld(self, job_name: str) -> bool:
+        """No spot capacity ever comes for this job (:meth:`withhold_spot_capacity`)."""
+        with self.lock:
+            return any(SpotArm(p).matches(job_name) for p in self._no_capacity)
 
     def _add_account_header(self, request: Any, **_: Any) -> None:
         account = getattr(self._tls, "account", None)
@@ -871,15 +484,17 @@ class Emulator:
         finally:
             self._tls.account = previous
 
-    def _s3_get(self, account: str, bucket: str, key: str) -> bytes:
+    def s3_get(self, account: str, bucket: str, key: str) -> bytes:
+        """The object's bytes, read as ``account``."""
         with self._as_account(account):
             return self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
-    def _s3_put(self, account: str, bucket: str, key: str, data: bytes) -> None:
+    def s3_put(self, account: str, bucket: str, key: str, data: bytes) -> None:
+        """Store ``data`` as the object, as ``account``."""
         with self._as_account(account):
             self._s3.put_object(Bucket=bucket, Key=key, Body=data)
 
-    def _s3_download_prefix(self, account: str, bucket: str, prefix: str, dest: Path) -> int:
+    def s3_download_prefix(self, account: str, bucket: str, prefix: str, dest: Path) -> int:
         """Download every object under ``prefix`` into ``dest`` (see relative_key)."""
         count = 0
         dest.mkdir(parents=True, exist_ok=True)
@@ -898,7 +513,7 @@ class Emulator:
                     count += 1
         return count
 
-    def _new_log_stream(self, account: str, job_name: str) -> str:
+    def new_log_stream(self, account: str, job_name: str) -> str:
         """A new stream ``<job>/algo-1-<epoch seconds>`` (a later second if that one is
         taken: one stream per instance per attempt)."""
         with self._streams_lock, self._as_account(account):
@@ -914,7 +529,8 @@ class Emulator:
             self._logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
         return stream
 
-    def _put_log_events(self, account: str, stream: str, events: list[dict[str, Any]]) -> None:
+    def put_log_events(self, account: str, stream: str, events: list[dict[str, Any]]) -> None:
+        """Append the events (``timestamp``, ``message``) to the job's stream."""
         with self._as_account(account):
             self._logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream,
                                       logEvents=events)

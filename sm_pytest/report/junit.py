@@ -1,0 +1,20 @@
+"""The junit XML properties of one run (pytest's --junitxml), from its record."""
+
+from __future__ import annotations
+
+from sm_pytest.model import RunRecord
+
+
+def junit_properties(rec: RunRecord) -> list[tuple[str, str]]:
+    props = [("sm.status", rec.shown_status), ("sm.verdict", rec.verdict),
+             ("sm.artifacts", rec.artifact_dir), ("sm.duration_s", f"{rec.duration_s:.2f}")]
+    props += [(f"sm.metric.{name}", repr(value)) for name, value in rec.final_metrics.items()]
+    for row in rec.gate:
+        if row.gated:
+            props.append((f"sm.baseline.{row.metric}", f"{row.baseline!r}"))
+            props.append((f"sm.delta.{row.metric}", f"{row.delta!r}"))
+            props.append((f"sm.gate.{row.metric}", row.verdict))
+    for check in rec.checks:
+        outcome = "pass" if check.passed else "fail"
+        props.append((f"sm.check.{check.metric}", f"{check.threshold} -> {outcome}"))
+    return props
