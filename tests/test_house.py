@@ -55,7 +55,8 @@ FLOORS = (
 SAGEMAKER = "sm_pytest.sagemaker"
 SAGEMAKER_NEVER_IMPORTS = (
     "sm_pytest.plugin", "sm_pytest.session", "sm_pytest.cli", "sm_pytest.items",
-    "sm_pytest.options", "sm_pytest.backends", "sm_pytest.gating", "sm_pytest.store",
+    "sm_pytest.options", "sm_pytest.sagemaker_hooks", "sm_pytest.backends", "sm_pytest.gating",
+    "sm_pytest.store",
     "sm_pytest.report",
 )
 

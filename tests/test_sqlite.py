@@ -53,5 +53,27 @@ def test_upgrade_runs_once_per_file(tmp_path):
     assert len(calls) == 2
 
 
+def test_a_file_deleted_and_made_again_gets_its_schema_again(tmp_path, monkeypatch):
+    db = tmp_path / "tracking.sqlite"
+    with sqlite.connect(db, SCHEMA):
+        pass
+    inode = db.stat().st_ino
+    db.unlink()
+    # The file system may or may not hand the inode back: make it do so.
+    real_stat = sqlite.os.stat
+
+    def same_inode(path, *args, **kwargs):
+        found = real_stat(path, *args, **kwargs)
+        if str(path) != str(db):
+            return found
+        fields = list(found)
+        fields[1] = inode  # st_ino
+        return sqlite.os.stat_result(fields)
+
+    monkeypatch.setattr(sqlite.os, "stat", same_inode)
+    with sqlite.connect(db, SCHEMA) as connection:
+        assert connection.execute("SELECT count(*) FROM notes").fetchone() == (0,)
+
+
 def test_the_lock_timeout_allows_a_parallel_session():
     assert sqlite.LOCK_TIMEOUT_S >= 30

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 LOCK_TIMEOUT_S = 30
-# (path, inode, schema) of files whose schema this process has created already; the inode
-# tells a file that was deleted and made again.
+# (path, inode, schema) of files whose schema this process has created already. A file
+# deleted and made again may get the same inode back, so an empty file is always prepared.
 _prepared: set[tuple[str, int, str]] = set()
 _prepared_lock = threading.Lock()
 
@@ -27,11 +27,12 @@ def connect(db_path: Path, schema: str,
     place and `upgrade` applied once; the block is one transaction."""
     db_path = Path(db_path)
     db_path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = not db_path.exists() or db_path.stat().st_size == 0
     connection = sqlite3.connect(db_path, timeout=LOCK_TIMEOUT_S)
     try:
         key = (str(db_path), os.stat(db_path).st_ino, schema)
         with _prepared_lock:
-            prepared = key in _prepared
+            prepared = key in _prepared and not fresh
         if not prepared:
             connection.executescript(schema)
             if upgrade is not None:
