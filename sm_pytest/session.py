@@ -8,7 +8,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -26,6 +26,9 @@ from sm_pytest.model import (
 from sm_pytest.run import signals
 from sm_pytest.run.artifacts import run_dir_of
 from sm_pytest.spec.experiment import RunSpec
+
+if TYPE_CHECKING:
+    from sm_pytest.store.tracker import Tracker
 
 _SUFFIXES = {".yaml", ".yml"}
 
@@ -73,7 +76,7 @@ class SmSession:
         # The tracking store and the run cache share one SQLite file (sqlite_store).
         self.tracking_db = self.artifacts_root / "tracking.sqlite"
         self._backend = None
-        self._tracker = None
+        self._trackers: list[Tracker] | None = None
         self._cache = None
         self.reuse = bool(config.getoption("sm_reuse")) and not config.getoption("sm_rerun")
         # --sm-plan: the plan is printed at collection and nothing is launched (an xdist
@@ -234,13 +237,19 @@ class SmSession:
 
     # -- recording (controller only) -------------------------------------------------------
 
-    def record(self, rec: RunRecord) -> None:
-        self.records.append(rec)
-        if self._tracker is None:
+    @property
+    def trackers(self) -> list[Tracker]:
+        """Where finished items are recorded: the embedded store, always."""
+        if self._trackers is None:
             from sm_pytest.store.tracking import LocalTracker
 
-            self._tracker = LocalTracker(self.tracking_db, self.session_id)
-        self._tracker.record(rec)
+            self._trackers = [LocalTracker(self.tracking_db, self.session_id)]
+        return self._trackers
+
+    def record(self, rec: RunRecord) -> None:
+        self.records.append(rec)
+        for tracker in self.trackers:
+            tracker.record(rec)
         if rec.verdict == "pass":
             # Only runs that passed may be reused later (--sm-reuse).
             for repeat in rec.repeats:

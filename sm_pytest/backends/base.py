@@ -1,4 +1,5 @@
-"""The one small interface every backend implements."""
+"""The one small interface every backend implements, and the interface of a tracker that
+a backend drives while its jobs run."""
 
 from __future__ import annotations
 
@@ -21,3 +22,14 @@ class Backend(Protocol):
     def wait(self, handle: Handle) -> RunResult: ...
 
     def stop(self, handle: Handle) -> None: ...
+
+
+class JobTracker(Protocol):
+    """A tracker that a remote job logs into while it runs (SageMaker Experiments): its run
+    is started before the job, and the job request carries what start_run returns (the
+    ExperimentConfig); finish_run sets the run's status from the job's result. Trackers of
+    finished items (the local store, MLflow) are store.tracker.Tracker instead."""
+
+    def start_run(self, run: RunSpec, job_name: str) -> dict: ...
+
+    def finish_run(self, run: RunSpec, result: RunResult) -> None: ...

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sm_pytest.backends.base import JobTracker
 from sm_pytest.model import COMPLETED, FAILED, STOPPED, TIMED_OUT, RunResult
 from sm_pytest.run import signals
 from sm_pytest.run.artifacts import write_json_atomic
@@ -86,7 +87,7 @@ class SageMakerBackend:
     def __init__(self, *, settings_for: Callable[[RunSpec], SageMakerSettings],
                  region: str | None, max_parallel: int, token: str,
                  progress: Callable[[str], None], poll_interval: float = POLL_INTERVAL_S,
-                 experiments=None, sleep: Callable[[float], None] = time.sleep,
+                 experiments: JobTracker | None = None, sleep: Callable[[float], None] = time.sleep,
                  tick: Callable[[], None] = lambda: None):
         import boto3
 

@@ -1,0 +1,61 @@
+"""sm_pytest/store/tracker.py and backends/base.JobTracker: the two tracker interfaces, and
+that the trackers we ship implement them."""
+
+from __future__ import annotations
+
+import inspect
+
+import pandas  # noqa: F401  (before any in-process pytester run: numpy loads once per process)
+
+from sm_pytest.backends.base import JobTracker
+from sm_pytest.store.tracker import Tracker
+from sm_pytest.store.tracking import LocalTracker, runs_frame
+
+
+def test_the_local_store_is_a_tracker_of_finished_items(tmp_path):
+    assert isinstance(LocalTracker(tmp_path / "t.sqlite", "s1"), Tracker)
+
+
+def test_sagemaker_experiments_has_the_job_tracker_methods():
+    from sm_pytest.sagemaker.experiments import SageMakerExperiments
+
+    for name in ("start_run", "finish_run"):
+        wanted = inspect.signature(getattr(JobTracker, name))
+        found = inspect.signature(getattr(SageMakerExperiments, name))
+        assert list(found.parameters) == list(wanted.parameters), name
+
+
+def test_the_session_records_each_item_in_every_tracker(project):
+    """A second tracker beside the embedded store sees every item once, with its verdict:
+    what an MLflow tracker will be given."""
+    project.experiment("lr_sweep", """
+        base: config/base.yaml
+        matrix: {accuracy: [0.97, 0.5]}
+        expect: {accuracy: ">= 0.9"}
+    """)
+    project.pytester.makeconftest("""
+import pytest
+from sm_pytest.items import SESSION
+
+class Spy:
+    def __init__(self):
+        self.seen = []
+
+    def record(self, rec):
+        self.seen.append((rec.name, rec.verdict))
+
+SPY = Spy()
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    config.stash[SESSION].trackers.append(SPY)
+
+def pytest_unconfigure(config):
+    print("SPY", sorted(SPY.seen))
+""")
+    result = project.run("-s")
+    result.assert_outcomes(passed=1, failed=1)
+    assert ("SPY [('lr_sweep[accuracy=0.5]', 'fail'), ('lr_sweep[accuracy=0.97]', 'pass')]"
+            in result.stdout.str())
+    frame = runs_frame(project.artifacts / "tracking.sqlite")
+    assert sorted(frame["verdict"]) == ["fail", "pass"]
