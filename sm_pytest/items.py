@@ -18,7 +18,7 @@ from sm_pytest.run import signals
 from sm_pytest.run.artifacts import run_dir_of
 from sm_pytest.sagemaker.names import experiment_name
 from sm_pytest.session import SmSession, aggregate
-from sm_pytest.spec.experiment import RunSpec, load_experiment
+from sm_pytest.spec.experiment_file import RunSpec, load_experiment
 from sm_pytest.spec.yamlsafe import YamlError
 
 # Set by plugin.pytest_configure; the nodes and every hook class reach their session by it.

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from sm_pytest.spec.experiment import RunSpec
+from sm_pytest.spec.experiment_file import RunSpec
 from sm_pytest.spec.thresholds import Verdict
 
 COMPLETED = "completed"

@@ -25,7 +25,7 @@ from sm_pytest.model import (
 )
 from sm_pytest.run import signals
 from sm_pytest.run.artifacts import run_dir_of
-from sm_pytest.spec.experiment import RunSpec
+from sm_pytest.spec.experiment_file import RunSpec
 
 if TYPE_CHECKING:
     from sm_pytest.store.tracker import Tracker

@@ -96,7 +96,7 @@ def test_matrix_values_override_hyperparameters(project, pytester):
         hyperparameters: {lr: 5, epochs: 1}
         matrix: {lr: [0.1]}
     """)
-    from sm_pytest.spec.experiment import load_experiment
+    from sm_pytest.spec.experiment_file import load_experiment
 
     (run,) = load_experiment(project.root / "experiments" / "sweep.yaml", project.root)
     assert run.hyperparameters == {"epochs": 1, "lr": 0.1}

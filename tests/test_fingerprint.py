@@ -15,7 +15,7 @@ from sm_pytest.run import hashing
 from sm_pytest.sagemaker import uploads
 from sm_pytest.sagemaker.settings import SageMakerSettings, fingerprint_settings
 from sm_pytest.spec import thresholds
-from sm_pytest.spec.experiment import RunSpec, load_experiment
+from sm_pytest.spec.experiment_file import RunSpec, load_experiment
 from sm_pytest.spec.metrics import MetricDefinition
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -471,7 +471,7 @@ def _tiny_house(tmp_path: Path, extra: dict[str, str] | None = None) -> Path:
         "sm_pytest/model.py": "from sm_pytest import messages\n",
         "sm_pytest/session.py": "from sm_pytest.model import *\n",
         "sm_pytest/spec/__init__.py": "",
-        "sm_pytest/spec/experiment.py": "from sm_pytest import messages\n",
+        "sm_pytest/spec/experiment_file.py": "from sm_pytest import messages\n",
         "sm_pytest/run/__init__.py": "",
         "sm_pytest/run/a.py": "from sm_pytest.run import c\n",
         "sm_pytest/run/c.py": ("from typing import TYPE_CHECKING\n"
@@ -481,7 +481,7 @@ def _tiny_house(tmp_path: Path, extra: dict[str, str] | None = None) -> Path:
         "sm_pytest/backends/__init__.py": "",
         "sm_pytest/backends/base.py": "from sm_pytest.sagemaker import aws\n",
         "sm_pytest/gating/__init__.py": "",
-        "sm_pytest/gating/gate.py": "import sm_pytest.spec.experiment\n",
+        "sm_pytest/gating/gate.py": "import sm_pytest.spec.experiment_file\n",
         "sm_pytest/store/__init__.py": "",
         "sm_pytest/store/sqlite.py": "",
     }
@@ -501,9 +501,10 @@ def test_checker_passes_a_clean_house(tmp_path):
 
 def test_checker_catches_an_upward_lazy_import(tmp_path):
     house = _tiny_house(tmp_path, {
-        "sm_pytest/spec/experiment.py": "def load():\n    from sm_pytest.model import X\n"})
+        "sm_pytest/spec/experiment_file.py": "def load():\n    from sm_pytest.model import X\n"})
     [problem] = layer_violations(house)
-    assert problem.startswith("sm_pytest/spec/experiment.py:2: `from sm_pytest.model import X`")
+    assert problem.startswith(
+        "sm_pytest/spec/experiment_file.py:2: `from sm_pytest.model import X`")
     assert "(lazy)" in problem and "imports point down only" in problem
     assert "sm_pytest.spec (experiment files) imports sm_pytest.model" in problem
 

@@ -19,7 +19,7 @@ from sm_pytest.model import (
 )
 from sm_pytest.report.junit import junit_properties
 from sm_pytest.spec import thresholds
-from sm_pytest.spec.experiment import RunSpec
+from sm_pytest.spec.experiment_file import RunSpec
 from sm_pytest.spec.thresholds import evaluate
 
 

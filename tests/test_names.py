@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sm_pytest.sagemaker import names
-from sm_pytest.spec.experiment import RunSpec
+from sm_pytest.spec.experiment_file import RunSpec
 
 botocore = pytest.importorskip("botocore.session")
 MODEL = botocore.get_session().get_service_model("sagemaker")

@@ -15,7 +15,7 @@ from sm_pytest.backends.runner import save
 from sm_pytest.model import COMPLETED, RunRecord, RunResult
 from sm_pytest.run import fingerprint as fp
 from sm_pytest.spec import thresholds
-from sm_pytest.spec.experiment import RunSpec
+from sm_pytest.spec.experiment_file import RunSpec
 from sm_pytest.spec.metrics import MetricDefinition
 from sm_pytest.store.run_cache import CachedRun, RunCache, result_from_json
 from sm_pytest.store.tracking import LocalTracker

@@ -15,7 +15,7 @@ pytest.importorskip("sagemaker.core")
 
 from sm_pytest.model import COMPLETED, FAILED, RunResult  # noqa: E402
 from sm_pytest.sagemaker import names  # noqa: E402
-from sm_pytest.spec.experiment import RunSpec  # noqa: E402
+from sm_pytest.spec.experiment_file import RunSpec  # noqa: E402
 
 SM = ("--sm", "--sm-emulate", "--sm-region", "us-east-1")
 LONG_NAME = "learning_rate_sweep_for_the_mnist_cnn_regression_gate_weekly"
@@ -86,7 +86,7 @@ def tracker_of(session, notices: list | None = None):
 
 
 def earlier_runs(emu, experiment: str, count: int) -> None:
-    from sm_pytest.sagemaker.emulator.experiments import record_earlier_runs
+    from sm_pytest.sagemaker.emulator.trial_components import record_earlier_runs
 
     record_earlier_runs(emu.account_id, emu.region, experiment, count)
 

@@ -205,7 +205,7 @@ def test_fifty_component_limit_rolls_over_to_a_new_experiment():
 
     from sm_pytest.sagemaker.emulator.service import Emulator
     from sm_pytest.sagemaker.experiments import SageMakerExperiments, run_group
-    from sm_pytest.spec.experiment import RunSpec
+    from sm_pytest.spec.experiment_file import RunSpec
 
     notices = []
     with Emulator(region="us-east-1"):
@@ -261,7 +261,7 @@ def test_experiment_history_lists_every_run_with_metrics(tmp_path):
     from sm_pytest.model import COMPLETED, RunResult
     from sm_pytest.sagemaker.emulator.service import Emulator
     from sm_pytest.sagemaker.experiments import SageMakerExperiments, history_frame
-    from sm_pytest.spec.experiment import RunSpec
+    from sm_pytest.spec.experiment_file import RunSpec
 
     with Emulator(region="us-east-1"):
         session = boto3.Session(region_name="us-east-1")

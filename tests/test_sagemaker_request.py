@@ -23,7 +23,7 @@ from sm_pytest.sagemaker.settings import (
     require_launch_settings,
     resolve,
 )
-from sm_pytest.spec.experiment import RunSpec
+from sm_pytest.spec.experiment_file import RunSpec
 from sm_pytest.spec.metrics import MetricDefinition
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 from sm_pytest.model import RunResult
-from sm_pytest.spec.experiment import RunSpec
+from sm_pytest.spec.experiment_file import RunSpec
 
 
 class Handle(Protocol):

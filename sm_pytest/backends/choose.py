@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sm_pytest.backends.base import Backend
     from sm_pytest.backends.sagemaker_session import SageMakerSession
-    from sm_pytest.spec.experiment import RunSpec
+    from sm_pytest.spec.experiment_file import RunSpec
 
 
 def choose_backend(sagemaker: SageMakerSession | None, repeats: Sequence[RunSpec] = (), *,

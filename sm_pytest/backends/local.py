@@ -28,7 +28,7 @@ from sm_pytest.run.artifacts import write_json_atomic
 from sm_pytest.run.processes import Group
 from sm_pytest.run.progress import Progress, for_run
 from sm_pytest.sagemaker import names
-from sm_pytest.spec.experiment import RunSpec
+from sm_pytest.spec.experiment_file import RunSpec
 from sm_pytest.spec.metrics import extract, final_values
 
 # How long a run gets to exit after SIGTERM before the whole group is SIGKILLed.

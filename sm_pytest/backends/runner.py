@@ -10,7 +10,7 @@ from sm_pytest.backends.base import Backend
 from sm_pytest.model import RunInterrupted, RunResult
 from sm_pytest.run import signals
 from sm_pytest.run.artifacts import new_attempt_dir, write_json_atomic, write_text_atomic
-from sm_pytest.spec.experiment import RunSpec
+from sm_pytest.spec.experiment_file import RunSpec
 
 
 def submit(run: RunSpec, backend: Backend, artifacts_root: Path):

@@ -29,7 +29,7 @@ from sm_pytest.sagemaker import cloudwatch, outcomes, uploads
 from sm_pytest.sagemaker import request as requests
 from sm_pytest.sagemaker.aws import error_code, parse_s3_uri
 from sm_pytest.sagemaker.settings import SageMakerSettings
-from sm_pytest.spec.experiment import RunSpec
+from sm_pytest.spec.experiment_file import RunSpec
 from sm_pytest.spec.metrics import extract, final_values
 
 POLL_INTERVAL_S = 15.0

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sm_pytest.sagemaker import settings as sm_settings
-from sm_pytest.spec.experiment import RunSpec
+from sm_pytest.spec.experiment_file import RunSpec
 
 EMULATED_ROLE = "arn:aws:iam::123456789012:role/sm-pytest-emulated"
 EMULATED_BUCKET = "sm-pytest-emulated"

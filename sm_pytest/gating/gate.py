@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sm_pytest.gating import baselines
 from sm_pytest.model import COMPLETED, GateRow, RunRecord
-from sm_pytest.spec.experiment import RunSpec
+from sm_pytest.spec.experiment_file import RunSpec
 from sm_pytest.spec.tolerances import guess_direction
 
 # What a compared run's gate amounted to, carried on its record to the controller.

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sm_pytest.sagemaker.settings import SageMakerSettings
-    from sm_pytest.spec.experiment import RunSpec
+    from sm_pytest.spec.experiment_file import RunSpec
 
 __all__ = ["PlanRow", "cost_bound", "format_plan", "plan_row", "plan_rows"]
 

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from sm_pytest.run import hashing
-from sm_pytest.spec.experiment import RunSpec
+from sm_pytest.spec.experiment_file import RunSpec
 
 __all__ = [
     "FINGERPRINT_VERSION",

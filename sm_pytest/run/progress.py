@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from sm_pytest.spec.metrics import MetricDefinition, compile_definitions, line_values
 
 if TYPE_CHECKING:
-    from sm_pytest.spec.experiment import RunSpec
+    from sm_pytest.spec.experiment_file import RunSpec
 
 INTERVAL_S = 5.0
 _EPOCH = re.compile(r"\bepoch\b\s*[=:]?\s*(\d+)", re.IGNORECASE)

@@ -29,7 +29,7 @@ from sm_pytest.sagemaker.names import (
     run_group,
     trial_component_name,
 )
-from sm_pytest.spec.experiment import RunSpec
+from sm_pytest.spec.experiment_file import RunSpec
 
 RUN_GROUP_LIMIT = 50
 TELEMETRY_OPT_OUT = {"SchemaVersion": "1.0",

@@ -31,7 +31,7 @@ import unicodedata
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sm_pytest.spec.experiment import RunSpec
+    from sm_pytest.spec.experiment_file import RunSpec
 
 __all__ = [
     "ENTITY_NAME_PATTERN",

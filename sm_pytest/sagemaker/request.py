@@ -43,7 +43,7 @@ from sm_pytest.sagemaker.names import JOB_NAME_PATTERN, MAX_JOB_NAME, job_name
 from sm_pytest.sagemaker.settings import OWN_TAG_PREFIX, SageMakerSettings, SettingsError
 
 if TYPE_CHECKING:
-    from sm_pytest.spec.experiment import RunSpec
+    from sm_pytest.spec.experiment_file import RunSpec
 
 __all__ = [
     "CHECKPOINT_LOCAL_PATH",

@@ -63,6 +63,6 @@ def from_environment(environ) -> list[Callable]:
 
 
 def _earlier_runs(emulator, experiment: str, count: int) -> None:
-    from sm_pytest.sagemaker.emulator.experiments import record_earlier_runs
+    from sm_pytest.sagemaker.emulator.trial_components import record_earlier_runs
 
     record_earlier_runs(emulator.account_id, emulator.region, experiment, count)

@@ -53,7 +53,7 @@ because these are moto internals):
   AWS does; every other search is moto's.
 
 Experiments (CreateExperiment, CreateTrial, CreateTrialComponent, DescribeTrialComponent)
-go to moto; :mod:`sm_pytest.sagemaker.emulator.experiments` adds what the service does and
+go to moto; :mod:`sm_pytest.sagemaker.emulator.trial_components` adds what the service does and
 moto does not: the job's own trial component ``<job>-aws-training-job`` (with its
 TrialComponentSource), the 50-components-per-trial limit on AssociateTrialComponent, and
 ListTrialComponents summaries with TrialComponentSource and Status. sagemaker-core's
@@ -104,7 +104,7 @@ from moto.sagemaker.responses import SageMakerResponse  # noqa: E402
 from moto.sagemakermetrics.responses import SageMakerMetricsResponse  # noqa: E402
 from werkzeug.exceptions import NotFound  # noqa: E402
 
-from sm_pytest.sagemaker.emulator import experiments, service_rules  # noqa: E402
+from sm_pytest.sagemaker.emulator import service_rules, trial_components  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
     from sm_pytest.sagemaker.emulator.jobs import JobRunner
@@ -313,7 +313,7 @@ def _patched_create_training_job(self: SageMakerResponse) -> Any:
         result = _original("create_training_job")(self)
         stored = backend.training_jobs[name]
         _adopt(stored, raw)
-        experiments.add_job_component(backend, name, stored.arn, raw.get("ExperimentConfig"))
+        trial_components.add_job_component(backend, name, stored.arn, raw.get("ExperimentConfig"))
         emu.start_job(name, raw, stored, account=self.current_account, region=self.region)
     return result
 
@@ -428,7 +428,7 @@ _PATCHES = {
     "describe_training_job": _patched_describe_training_job,
     "list_training_jobs": _patched_list_training_jobs,
     "stop_training_job": _patched_stop_training_job,
-    **experiments.PATCHES,
+    **trial_components.PATCHES,
 }
 
 
