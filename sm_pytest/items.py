@@ -12,17 +12,23 @@ import pytest
 
 from sm_pytest import model
 from sm_pytest.gating import checks
-from sm_pytest.model import RunInterrupted, RunResult, finals_per_metric, never_ran
+from sm_pytest.model import (
+    ERROR,
+    FAIL,
+    PASS,
+    RunInterrupted,
+    RunResult,
+    finals_per_metric,
+    never_ran,
+)
 from sm_pytest.report.junit import junit_properties
 from sm_pytest.run import signals
 from sm_pytest.run.artifacts import run_dir_of
 from sm_pytest.sagemaker.names import experiment_name
-from sm_pytest.session import SmSession, aggregate
+from sm_pytest.session import SESSION, SmSession, aggregate
 from sm_pytest.spec.experiment_file import RunSpec, load_experiment
 from sm_pytest.spec.yamlsafe import YamlError
 
-# Set by plugin.pytest_configure; the nodes and every hook class reach their session by it.
-SESSION = pytest.StashKey[SmSession]()
 LATE_RECORDS = "sm_pytest_records"  # key in an xdist worker's workeroutput
 
 
@@ -113,7 +119,7 @@ class ExperimentItem(pytest.Item):
             self.result = never_ran(
                 str(exc), run_dir_of(session.artifacts_root, self.run.experiment, self.run.folder),
                 backend="local" if session.sagemaker is None else "sagemaker")
-            self._finish("error", [], None)
+            self._finish(ERROR, [], None)
             pytest.fail(str(exc), pytrace=False)
         except KeyboardInterrupt:
             if not worker:
@@ -128,7 +134,7 @@ class ExperimentItem(pytest.Item):
             # (SageMaker jobs: SageMakerHooks, once stopped.)
             self.interrupted = exc
             self.results, self.result = exc.results, exc.result
-            self._finish("error", [], None)
+            self._finish(ERROR, [], None)
         except KeyboardInterrupt:
             if not worker:
                 raise
@@ -144,7 +150,7 @@ class ExperimentItem(pytest.Item):
             pytest.fail(self.result.failure_reason, pytrace=False)
         self.result = aggregate(self.results)
         if not self.result.ok:
-            self._finish("error", [], None)
+            self._finish(ERROR, [], None)
             pytest.fail(checks.crash_report(self.run.name, self.result), pytrace=False)
 
     def _not_started(self) -> None:
@@ -155,7 +161,7 @@ class ExperimentItem(pytest.Item):
 
     def runtest(self) -> None:
         verdicts, gate, reports = self._judge()
-        self._finish("fail" if reports else "pass", verdicts, gate)
+        self._finish(FAIL if reports else PASS, verdicts, gate)
         if reports:
             raise ThresholdsNotMet("\n\n".join(reports))
 
@@ -175,8 +181,10 @@ class ExperimentItem(pytest.Item):
     def _stop_in_worker(self, session: SmSession) -> bool:
         """An xdist worker interrupted while awaiting its job: stop the jobs now and settle
         the item with what its job left. False if it left nothing to report."""
-        stop_jobs(session.sagemaker, ON_INTERRUPT)
-        results = results_left(self.pending or [])
+        from sm_pytest.backends.sagemaker_session import ON_INTERRUPT
+
+        session.sagemaker.stop_jobs(ON_INTERRUPT)
+        results = [pending.result_left() for pending in self.pending or []]
         if not results or any(r is None for r in results):
             return False
         self.settle(results, hand_over=False)
@@ -190,9 +198,9 @@ class ExperimentItem(pytest.Item):
         self.result = aggregate(results)
         if self.result.ok:
             verdicts, gate, reports = self._judge()
-            self._finish("fail" if reports else "pass", verdicts, gate)
+            self._finish(FAIL if reports else PASS, verdicts, gate)
         else:
-            self._finish("error", [], None)
+            self._finish(ERROR, [], None)
         if not hand_over:
             return
         if hasattr(self.config, "workerinput"):
@@ -216,24 +224,6 @@ class ExperimentItem(pytest.Item):
 
     def reportinfo(self):
         return self.path, self.run.line - 1, self.run.name
-
-
-ON_INTERRUPT = "stopped SageMaker jobs on interrupt"
-STILL_RUNNING = "stopped SageMaker jobs that were still running"
-
-
-def stop_jobs(sagemaker, what: str) -> None:
-    """Stop what the SageMaker session still runs, and say which jobs, as a notice (under
-    pytest-xdist it reaches the controller's terminal)."""
-    stopped = sagemaker.close()
-    if stopped:
-        sagemaker.notify(f"{what}: {', '.join(stopped)}")
-
-
-def results_left(pendings) -> list[RunResult | None]:
-    """What each launched run left: its cached result, or its job's once collected."""
-    return [p.cached if p.cached is not None else getattr(p.handle, "result", None)
-            for p in pendings]
 
 
 def skipped_before_setup(item: pytest.Item) -> bool:

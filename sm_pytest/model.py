@@ -4,6 +4,7 @@ the gate read."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +19,12 @@ TIMED_OUT = "timed_out"
 STOPPED = "stopped"
 # The session was interrupted (Ctrl-C, SIGTERM, SIGHUP) while a local run was in flight.
 INTERRUPTED = "interrupted"
+
+# An item's verdict, as stored and shown: its thresholds and baseline held (PASS) or not
+# (FAIL), or its runs did not complete and were never judged (ERROR).
+PASS = "pass"
+FAIL = "fail"
+ERROR = "error"
 
 
 @dataclass
@@ -59,6 +66,34 @@ class RunResult:
         data["duration_s"] = self.duration_s
         data["spot_saving"] = self.spot_saving
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunResult:
+        """Rebuild a RunResult from what ``to_json()`` wrote: paths back to Path, the derived
+        keys (duration_s, spot_saving) and any unknown key dropped, since a result.json may
+        come from another version. Raises ValueError naming the missing keys when ``data``
+        is not such a result."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a result must be a JSON object, not {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        required = {name for name, f in fields.items() if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING}
+        missing = sorted(required - set(data))
+        if missing:
+            raise ValueError(f"result is missing {', '.join(missing)}; it was not written by"
+                             " RunResult.to_json()")
+        values = {}
+        for name, value in data.items():
+            if name not in fields:
+                continue
+            # With postponed annotations a field's type is its source text.
+            if fields[name].type in ("Path", Path) and value is not None:
+                value = Path(value)
+            values[name] = value
+        values["final_metrics"] = dict(values.get("final_metrics") or {})
+        values["metric_series"] = {k: list(v)
+                                   for k, v in (values.get("metric_series") or {}).items()}
+        return cls(**values)
 
 
 class RunSetupError(Exception):

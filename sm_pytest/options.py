@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+# Standard library and yaml only: the options stay cheap to register.
+from sm_pytest.sagemaker.settings import DEFAULT_CONFIG_PATH
+
 
 def add_options(parser: pytest.Parser) -> None:
     """Every option and ini value of sm-pytest, in the groups that `pytest --help` shows."""
@@ -35,7 +38,7 @@ def add_options(parser: pytest.Parser) -> None:
                   default=None)
     parser.addini("sm_emulate", "emulate SageMaker for --sm runs", type="bool", default=None)
     parser.addini("sm_config", "SageMaker defaults file (relative to the rootdir)",
-                  default="config/sagemaker.yaml")
+                  default=DEFAULT_CONFIG_PATH.as_posix())
     sm.addoption("--sm-history", metavar="EXPERIMENT", default=None,
                  help="print the whole SageMaker Experiments history of EXPERIMENT and exit")
     gate = parser.getgroup("sm-pytest-gating", "regression gating (sm-pytest)")

@@ -2,9 +2,9 @@
 hook class registered from pytest_configure (SageMakerHooks, Recorder).
 
 Kept thin on purpose: the options are in options.py, the collection nodes in items.py, the
---sm hooks in sagemaker_hooks.py; the work happens in session, spec, backends, gating, store
-and report. Importing this module must stay cheap: no pandas, torch or AWS SDK at import
-time.
+--sm hooks in sagemaker_hooks.py, the lines written while a test runs in terminal.py; the
+work happens in session, spec, backends, gating, store and report. Importing this module must
+stay cheap: no pandas, torch or AWS SDK at import time.
 """
 
 from __future__ import annotations
@@ -14,16 +14,14 @@ from pathlib import Path
 import pytest
 
 from sm_pytest import options
-from sm_pytest.items import LATE_RECORDS as _LATE_RECORDS
-from sm_pytest.items import SESSION as _SESSION
-from sm_pytest.items import ExperimentFile, ExperimentItem
+from sm_pytest.items import LATE_RECORDS, ExperimentFile, ExperimentItem
 from sm_pytest.model import RunRecord
 from sm_pytest.run import signals
 from sm_pytest.sagemaker.names import experiment_name
-from sm_pytest.sagemaker_hooks import NOTICES as _NOTICES
-from sm_pytest.sagemaker_hooks import SageMakerHooks, sagemaker_session
-from sm_pytest.session import SmSession
+from sm_pytest.sagemaker_hooks import NOTICES, SageMakerHooks, make_sagemaker_session
+from sm_pytest.session import SESSION, SmSession
 from sm_pytest.spec.yamlsafe import YamlError
+from sm_pytest.terminal import terminal_emitter, write_terminal_line
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -33,7 +31,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("sm_plan") and config.getoption("numprocesses", None):
         raise pytest.UsageError("--sm-plan runs nothing; leave out -n (pytest-xdist)")
-    session = config.stash[_SESSION] = SmSession(config, sagemaker_session)
+    session = config.stash[SESSION] = SmSession(config, make_sagemaker_session,
+                                                progress=terminal_emitter(config))
     if session.sagemaker is not None:
         config.pluginmanager.register(SageMakerHooks(session), "sm-pytest-sagemaker")
     if not hasattr(config, "workerinput"):
@@ -86,7 +85,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
-    if parent.config.stash[_SESSION].is_experiment_file(file_path):
+    if parent.config.stash[SESSION].is_experiment_file(file_path):
         return ExperimentFile.from_parent(parent, path=file_path)
     return None
 
@@ -143,12 +142,10 @@ class Recorder:
         with its workeroutput. Popped: xdist may call this twice for one worker."""
         output = getattr(node, "workeroutput", None) or {}
         with signals.deferred():
-            for rec in output.pop(_LATE_RECORDS, []):
+            for rec in output.pop(LATE_RECORDS, []):
                 self.session.record(RunRecord.from_json(rec))
-        notices = output.pop(_NOTICES, [])
+        notices = output.pop(NOTICES, [])
         if notices:
-            from sm_pytest.run.progress import write_terminal_line
-
             worker = getattr(getattr(node, "gateway", None), "id", "worker")
             for line in notices:
                 write_terminal_line(self.session.config, f"[{worker}] {line}")
@@ -178,6 +175,7 @@ class Recorder:
         write(summary.render_text(df))
         notes = gate.passed_notices(records) + (cache_notes(records) if session.reuse else [])
         notes += gate.ungated_notes(session.gate, records)
+        notes += session.notices  # e.g. a tracker that failed: the run itself is kept
         for note in notes:
             write(note)
         if session.save_baseline:
@@ -194,7 +192,7 @@ class Recorder:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
     """--sm-plan: print one row per selected run before anything runs, then stop."""
-    sm = session.config.stash[_SESSION]
+    sm = session.config.stash[SESSION]
     if not sm.plan_only:
         return
     from sm_pytest.report import plan

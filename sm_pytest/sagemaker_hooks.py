@@ -8,22 +8,16 @@ import contextlib
 
 import pytest
 
-from sm_pytest.items import (
-    ON_INTERRUPT,
-    STILL_RUNNING,
-    ExperimentItem,
-    results_left,
-    skipped_before_setup,
-    stop_jobs,
-)
+from sm_pytest.items import ExperimentItem, skipped_before_setup
 from sm_pytest.options import SM_VALUE_OPTIONS
 from sm_pytest.session import SmSession, configured_path
+from sm_pytest.terminal import write_terminal_line
 
 PLAN_FILE = "experiments-plan.json"
 NOTICES = "sm_pytest_notices"  # key in an xdist worker's workeroutput
 
 
-def sagemaker_session(config: pytest.Config, token: str):
+def make_sagemaker_session(config: pytest.Config, token: str):
     """The SageMaker side of the session (--sm), from the options, the ini values and the
     SageMaker defaults file."""
     from sm_pytest.backends.sagemaker_session import SageMakerSession
@@ -39,8 +33,6 @@ def sagemaker_session(config: pytest.Config, token: str):
 
     def emit(line: str) -> None:
         # Progress comes while a test's output is captured: step around the capture.
-        from sm_pytest.run.progress import write_terminal_line
-
         write_terminal_line(config, line)
 
     notify = None  # notices are printed like progress
@@ -106,18 +98,24 @@ class SageMakerHooks:
         self.session.sagemaker.flush()
 
     def pytest_keyboard_interrupt(self) -> None:
-        stop_jobs(self.session.sagemaker, ON_INTERRUPT)
+        from sm_pytest.backends.sagemaker_session import ON_INTERRUPT
+
+        self.session.sagemaker.stop_jobs(ON_INTERRUPT)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         # Before the terminal summary, so that the jobs this session did not wait for (it
         # was interrupted, or -x ended it) are stopped and have their rows in it.
-        stop_jobs(self.session.sagemaker, STILL_RUNNING)
+        from sm_pytest.backends.sagemaker_session import STILL_RUNNING
+
+        self.session.sagemaker.stop_jobs(STILL_RUNNING)
         for item in getattr(session, "items", []):
             if isinstance(item, ExperimentItem) and item.sm_record is None and item.pending:
-                results = results_left(item.pending)
+                results = [pending.result_left() for pending in item.pending]
                 launched = any(p.handle is not None for p in item.pending)
                 if launched and all(r is not None for r in results):
                     item.settle(results)
 
     def pytest_unconfigure(self) -> None:
-        stop_jobs(self.session.sagemaker, STILL_RUNNING)
+        from sm_pytest.backends.sagemaker_session import STILL_RUNNING
+
+        self.session.sagemaker.stop_jobs(STILL_RUNNING)

@@ -16,6 +16,7 @@ from sm_pytest.backends import runner
 from sm_pytest.model import (
     COMPLETED,
     INTERRUPTED,
+    PASS,
     RunInterrupted,
     RunRecord,
     RunResult,
@@ -28,6 +29,8 @@ from sm_pytest.run.artifacts import run_dir_of
 from sm_pytest.spec.experiment_file import RunSpec
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sm_pytest.store.tracker import Tracker
 
 _SUFFIXES = {".yaml", ".yml"}
@@ -61,19 +64,27 @@ class Pending:
         store knows the run by its item's name (run.name) instead."""
         return f"{self.run.experiment}/{self.run.folder}"
 
+    def result_left(self) -> RunResult | None:
+        """What this launched repeat left: its cached result, or its job's once collected."""
+        return self.cached if self.cached is not None else getattr(self.handle, "result", None)
+
 
 class SmSession:
     """Where artifacts go, the backend, the gate, the cache, and the collected records."""
 
-    def __init__(self, config: pytest.Config, sagemaker_factory):
+    def __init__(self, config: pytest.Config, sagemaker_factory, *,
+                 progress: Callable[[str], None] | None = None):
         self.config = config
+        # Where live metric lines go (the glue's terminal), None when nobody would see them.
+        self.progress = progress
         self.artifacts_root = configured_path(config, "sm_artifacts")
         self.experiment_dirs = [(config.rootpath / p).resolve()
                                 for p in config.getini("sm_experiment_paths")]
         self.session_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self.records: list[RunRecord] = []
+        self.notices: list[str] = []  # printed after the summary table (Recorder)
         self.experiment_files: dict[str, Path] = {}  # name -> the file that claimed it
-        # The tracking store and the run cache share one SQLite file (sqlite_store).
+        # The tracking store and the run cache share one SQLite file (store/sqlite.py).
         self.tracking_db = self.artifacts_root / "tracking.sqlite"
         self._backend = None
         self._trackers: list[Tracker] | None = None
@@ -126,13 +137,11 @@ class SmSession:
 
     def _choose_backend(self, repeats: list[RunSpec]):
         from sm_pytest.backends.choose import choose_backend
-        from sm_pytest.run.progress import terminal_emitter
 
         streaming = self.config.getoption("capture", "fd") == "no"
-        # -q, or an xdist worker whose terminal nobody sees: no live metric lines.
         return choose_backend(self.sagemaker, repeats,
                               echo=sys.stdout.write if streaming else None,
-                              progress=terminal_emitter(self.config))
+                              progress=self.progress)
 
     def start_sagemaker(self, runs: list[RunSpec]) -> None:
         """--sm: check every setting and the Experiments limit before anything launches."""
@@ -249,8 +258,14 @@ class SmSession:
     def record(self, rec: RunRecord) -> None:
         self.records.append(rec)
         for tracker in self.trackers:
-            tracker.record(rec)
-        if rec.verdict == "pass":
+            try:
+                tracker.record(rec)
+            except Exception as exc:
+                # The run happened and its row is kept: a tracker's failure is said once at
+                # the end, and neither the other trackers nor the run cache lose the run.
+                self.notices.append(f"run {rec.name} was not tracked by"
+                                    f" {type(tracker).__name__}: {type(exc).__name__}: {exc}")
+        if rec.verdict == PASS:
             # Only runs that passed may be reused later (--sm-reuse).
             for repeat in rec.repeats:
                 if not repeat.cached and repeat.status == COMPLETED:
@@ -279,3 +294,7 @@ def aggregate(results: list[RunResult]) -> RunResult:
     return dataclasses.replace(first, final_metrics=mean,
                                started_at=min(r.started_at for r in results),
                                ended_at=max(r.ended_at for r in results))
+
+
+# Set by plugin.pytest_configure; the nodes and every hook class reach their session by it.
+SESSION = pytest.StashKey[SmSession]()

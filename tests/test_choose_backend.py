@@ -6,8 +6,8 @@ import pytest
 
 from sm_pytest.backends.choose import backend_settings, choose_backend
 from sm_pytest.backends.local import LocalBackend
-from sm_pytest.items import SESSION
 from sm_pytest.sagemaker.settings import SageMakerSettings, fingerprint_settings
+from sm_pytest.session import SESSION
 
 
 class FakeSageMaker:

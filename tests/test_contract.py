@@ -671,6 +671,54 @@ def test_toolkit_env_and_the_tree_read_one_layout(small_job, tmp_path):
             == contract.toolkit_env(layout, stored, *args, num_cpus=1, num_gpus=0))
 
 
+# Bases the toolkit keeps as spelled (os.path.join) and a Path would normalise.
+ODD_BASES = ["./rel/base", "{tmp}//double/slash", "{tmp}/dot/./base", "{tmp}/trailing/"]
+
+
+@pytest.mark.parametrize("base_spelling", ODD_BASES)
+def test_toolkit_env_keeps_the_base_dir_as_the_toolkit_spells_it(small_job, tmp_path,
+                                                                  base_spelling):
+    _require_toolkit()
+    tmp = tmp_path.resolve()
+    tree = prepare_container_tree(small_job, root=tmp / "made")
+    base = base_spelling.format(tmp=tmp)
+    # The toolkit reads only the config files; relative bases resolve from its cwd, tmp.
+    shutil.copytree(tree.input_config_dir, tmp / base / "input" / "config")
+    job_name = small_job.job_name
+    proc = subprocess.run(
+        [sys.executable, str(ORACLE_DIR / "toolkit_env.py")],
+        env=_oracle_environ(tmp, base, job_name), cwd=tmp, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    toolkit = json.loads(proc.stdout)
+    ours = contract.toolkit_env(
+        base,
+        json.loads(tree.hyperparameters_file.read_text()),
+        json.loads(tree.resource_config_file.read_text()),
+        json.loads(tree.input_data_config_file.read_text()),
+        num_cpus=97, num_gpus=98, num_neurons=99, training_job_name=job_name,
+    )
+    assert _normalize(ours, []) == _normalize(toolkit, [])
+    assert ours["SM_MODEL_DIR"] == os.path.join(base, "model")
+    assert ours["SM_CHANNEL_TRAINING"] == os.path.join(base, "input", "data", "training")
+
+
+def test_toolkit_paths_join_like_the_toolkit_and_the_layout_normalises():
+    paths = contract.ToolkitPaths.under("./rel//x/./y")
+    assert paths.model_dir == "./rel//x/./y/model"
+    assert paths.input_config_dir == "./rel//x/./y/input/config"
+    assert paths.output_intermediate_dir == "./rel//x/./y/output/intermediate"
+    assert paths.channel_dir("train") == "./rel//x/./y/input/data/train"
+    layout = contract.ContainerLayout(Path("./rel//x/./y"))
+    assert str(layout.model_dir) == "rel/x/y/model"
+    assert layout.toolkit_paths == contract.ToolkitPaths.under("rel/x/y")
+    for name in ("code_dir", "model_dir", "input_dir", "input_config_dir", "output_dir",
+                 "output_data_dir", "output_intermediate_dir"):
+        assert getattr(layout.toolkit_paths, name) == str(getattr(layout, name)), name
+    assert layout.toolkit_paths.channel_dir("t") == str(layout.channel_dir("t"))
+
+
 # One list of what the contract owns; sagemaker.settings refuses the same names
 # (tests/test_sagemaker_request.py).
 OWNED_AND_NOT = [

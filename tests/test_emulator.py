@@ -18,7 +18,8 @@ pytest.importorskip("boto3")
 from botocore.exceptions import ClientError  # noqa: E402
 
 from conftest import process_alive  # noqa: E402
-from sm_pytest.sagemaker.emulator.service import LOG_GROUP, Emulator, EmulatorError  # noqa: E402
+from sm_pytest.sagemaker.cloudwatch import LOG_GROUP  # noqa: E402
+from sm_pytest.sagemaker.emulator.service import Emulator, EmulatorError  # noqa: E402
 
 BUCKET = "sm-emulator-tests"
 ROLE = "arn:aws:iam::123456789012:role/sm-emulator-tests"

@@ -12,7 +12,6 @@ import pytest
 
 from sm_pytest.run import fingerprint as fp
 from sm_pytest.run import hashing
-from sm_pytest.sagemaker import uploads
 from sm_pytest.sagemaker.settings import SageMakerSettings, fingerprint_settings
 from sm_pytest.spec import thresholds
 from sm_pytest.spec.experiment_file import RunSpec, load_experiment
@@ -192,7 +191,7 @@ def test_inputs_s3_by_uri_and_channels_separately(project, tmp_path):
 
 def test_local_input_matches_upload_dataset_hash(project):
     src, data = project
-    assert parts(make_run(src, data))["input:training"] == uploads.dataset_hash(data)
+    assert parts(make_run(src, data))["input:training"] == hashing.dataset_hash(data)
 
 
 def test_empty_and_missing_inputs(project, tmp_path):

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from sm_pytest.run import fingerprint, hashing
-from sm_pytest.sagemaker import uploads
 
 # Computed by the two hashers this module replaced (run/fingerprint.py and
 # sagemaker/uploads.py before the house refactor) for the tree below.
@@ -70,9 +69,8 @@ def test_digests_are_the_ones_users_already_have(tree):
     assert hashing.source_hash(src) == SOURCE
     assert hashing.dataset_hash(data) == DATASET
     assert hashing.dataset_hash(data / "train.bin") == ONE_FILE
-    # Both callers use these very hashes.
+    # Both callers use these very hashes (the upload's S3 key: tests/test_uploads.py).
     assert fingerprint.source_hash(src) == SOURCE
-    assert uploads.dataset_hash(data) == DATASET
 
 
 def test_the_same_content_elsewhere_hashes_the_same(tree, tmp_path):
@@ -125,3 +123,27 @@ def test_given_files_are_not_listed_again(tree, monkeypatch):
     files = hashing.dataset_files(data)
     monkeypatch.setattr(hashing, "walk", lambda *a, **k: pytest.fail("walked twice"))
     assert hashing.dataset_hash(data, files) == DATASET
+
+
+def _make_dataset(root: Path) -> Path:
+    (root / "sub").mkdir(parents=True)
+    (root / "train-images.gz").write_bytes(os.urandom(2048))
+    (root / "sub" / "labels.gz").write_bytes(b"labels")
+    return root
+
+
+def test_dataset_hash_is_stable_and_content_based(tmp_path):
+    a = _make_dataset(tmp_path / "a")
+    first = hashing.dataset_hash(a)
+    assert first == hashing.dataset_hash(a)
+    b = tmp_path / "b"
+    b.mkdir()
+    for rel in ("train-images.gz", "sub/labels.gz"):
+        (b / rel).parent.mkdir(exist_ok=True)
+        (b / rel).write_bytes((a / rel).read_bytes())
+    os.utime(b / "sub" / "labels.gz", (5, 5))
+    assert hashing.dataset_hash(b) == first  # location and timestamps do not matter
+    (b / "sub" / "labels.gz").rename(b / "labels.gz")
+    assert hashing.dataset_hash(b) != first  # paths do
+    (a / "sub" / "labels.gz").write_bytes(b"labelz")
+    assert hashing.dataset_hash(a) != first  # content does (the memo sees the change)

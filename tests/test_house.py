@@ -35,7 +35,7 @@ FLOORS = (
     # --sm hooks. cli.py stands alone.
     Floor("the pytest glue",
           ("sm_pytest.plugin", "sm_pytest.cli", "sm_pytest.options", "sm_pytest.items",
-           "sm_pytest.sagemaker_hooks"),
+           "sm_pytest.sagemaker_hooks", "sm_pytest.terminal"),
           siblings=True),
     Floor("the composition root", ("sm_pytest.session",)),
     # None of the three imports another today: the gate, the run cache and the summary each read
@@ -57,7 +57,7 @@ SAGEMAKER_NEVER_IMPORTS = (
     "sm_pytest.plugin", "sm_pytest.session", "sm_pytest.cli", "sm_pytest.items",
     "sm_pytest.options", "sm_pytest.sagemaker_hooks", "sm_pytest.backends", "sm_pytest.gating",
     "sm_pytest.store",
-    "sm_pytest.report",
+    "sm_pytest.report", "sm_pytest.terminal",
 )
 
 
@@ -327,17 +327,43 @@ def _dotted(node: ast.expr) -> list[str] | None:
     return parts[::-1]
 
 
-def _private_members(tree: ast.Module) -> set[str]:
-    """The private names defined inside the classes of a module."""
-    members = set()
+def _methods(cls: ast.ClassDef):
+    return [n for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+def _first_parameter(function: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
+    decorators = {(_dotted(d) or [""])[-1] for d in function.decorator_list}
+    positional = [*function.args.posonlyargs, *function.args.args]
+    if "staticmethod" in decorators or not positional:
+        return None
+    return positional[0].arg
+
+
+def _class_members(tree: ast.Module) -> dict[str, set[str]]:
+    """The private names of each class of a module, by class name: its methods and class
+    attributes, and what its methods set on their own instance or class (``self._x = ...``)."""
+    classes: dict[str, set[str]] = {}
     for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
+        members = classes.setdefault(cls.name, set())
         for node in cls.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 members.add(node.name)
             elif isinstance(node, (ast.Assign, ast.AnnAssign)):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 members.update(t.id for t in targets if isinstance(t, ast.Name))
-    return {m for m in members if _private(m)}
+        for method in _methods(cls):
+            me = _first_parameter(method)
+            members.update(
+                node.attr for node in ast.walk(method)
+                if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)
+                and isinstance(node.value, ast.Name) and node.value.id == me)
+        classes[cls.name] = {m for m in members if _private(m)}
+    return classes
+
+
+def _private_members(tree: ast.Module) -> set[str]:
+    """The private names defined inside the classes of a module."""
+    return set().union(*_class_members(tree).values())
 
 
 def _own_names(tree: ast.Module) -> set[str]:
@@ -352,11 +378,76 @@ def _own_names(tree: ast.Module) -> set[str]:
     return names
 
 
+def _annotated_class(node: ast.expr | None) -> str | None:
+    """The class an annotation names, as written: ``Foo``, ``mod.Foo``, ``"Foo"``,
+    ``Foo | None``, ``Optional[Foo]``; None for anything else."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        try:
+            node = ast.parse(node.value, mode="eval").body
+        except SyntaxError:
+            return None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        sides = [s for s in (node.left, node.right)
+                 if not (isinstance(s, ast.Constant) and s.value is None)]
+        return _annotated_class(sides[0]) if len(sides) == 1 else None
+    if isinstance(node, ast.Subscript) and (_dotted(node.value) or [""])[-1] == "Optional":
+        return _annotated_class(node.slice)
+    if isinstance(node, (ast.Name, ast.Attribute)):
+        chain = _dotted(node)
+        return ".".join(chain) if chain else None
+    return None
+
+
+def _made_class(value: ast.expr | None) -> str | None:
+    """The class a value is an instance of when it is made right there: ``Foo(...)``."""
+    if isinstance(value, ast.Call) and isinstance(value.func, (ast.Name, ast.Attribute)):
+        chain = _dotted(value.func)
+        return ".".join(chain) if chain else None
+    return None
+
+
+def _bindings(nodes: list[ast.AST], me: str | None = None) -> dict[str, str]:
+    """What each name (or, with ``me``, each ``me.<attribute>``) holds, where the code says:
+    an annotation, or an instance made in the assignment. A name bound two ways is dropped."""
+    seen: dict[str, set[str]] = {}
+
+    def bind(target: ast.expr, written: str | None) -> None:
+        if isinstance(target, ast.Name) and me is None:
+            key = target.id
+        elif (me is not None and isinstance(target, ast.Attribute)
+              and isinstance(target.value, ast.Name) and target.value.id == me):
+            key = target.attr
+        else:
+            return
+        seen.setdefault(key, set()).add(written or "?")
+
+    for root in nodes:
+        for node in ast.walk(root):
+            if isinstance(node, ast.AnnAssign):
+                bind(node.target, _annotated_class(node.annotation))
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+                bind(node.targets[0], _made_class(node.value))
+    return {k: v.pop() for k, v in seen.items() if len(v) == 1 and "?" not in v}
+
+
+def _statements(body: list[ast.stmt]) -> list[ast.stmt]:
+    """The statements of a body that run there, not the functions and classes it defines."""
+    return [n for n in body
+            if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+
+
+def _parameters(function: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, str]:
+    args = function.args
+    every = [*args.posonlyargs, *args.args, *args.kwonlyargs]
+    return {a.arg: c for a in every if (c := _annotated_class(a.annotation))}
+
+
 def private_violations(package_dir: Path) -> list[str]:
     modules = read_package(package_dir)
     known = set(modules)
     rule = ("rule: no module uses another module's private (underscore) names. Make the name"
             " public, with a docstring, in the module that owns it.")
+    classes = {name: _class_members(m.tree) for name, m in modules.items()}
     problems = []
     for module in modules.values():
         imports = imports_of(module, known, package_dir.name)
@@ -368,41 +459,131 @@ def private_violations(package_dir: Path) -> list[str]:
             outside = parent not in (module.name, module.name.rpartition(".")[0])
             if not imp.names and _private(leaf) and outside:
                 problems.append(f"{_where(imp)}: loads the private module {imp.target}; {rule}")
-        # Names bound to the package's modules, e.g. `from sm_pytest.sagemaker import uploads`.
-        bound: dict[str, str] = {}
-        for node in ast.walk(module.tree):
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    if alias.name in known:
-                        bound[alias.asname or alias.name.split(".")[0]] = (
-                            alias.name if alias.asname else alias.name.split(".")[0])
-            elif isinstance(node, ast.ImportFrom):
-                source = _absolute(module, node)
-                for alias in node.names:
-                    if f"{source}.{alias.name}" in known:
-                        bound[alias.asname or alias.name] = f"{source}.{alias.name}"
-        members = {}
-        for imp in imports:
-            if imp.target in modules and imp.target != module.name:
-                for member in _private_members(modules[imp.target].tree):
-                    members.setdefault(member, imp.target)
-        members = {m: owner for m, owner in members.items()
-                   if m not in _own_names(module.tree)}
-        for node in ast.walk(module.tree):
-            if not isinstance(node, ast.Attribute) or not _private(node.attr):
-                continue
-            chain = _dotted(node.value)
-            if chain and chain[0] in bound:
-                owner = ".".join([bound[chain[0]], *chain[1:]])
-                if owner in known and owner != module.name:
-                    problems.append(f"{module.rel}:{node.lineno}: `{ast.unparse(node)}` uses"
-                                    f" {node.attr} of {owner}; {rule}")
-                    continue
-            if node.attr in members and chain != ["self"] and chain != ["cls"]:
-                problems.append(f"{module.rel}:{node.lineno}: `{ast.unparse(node)}` uses the"
-                                f" private member {node.attr} of a class in"
-                                f" {members[node.attr]}; {rule}")
+        problems += _private_accesses(module, modules, classes, imports, rule)
     return sorted(problems, key=_file_and_line)
+
+
+def _private_accesses(module: Module, modules: dict[str, Module],
+                      classes: dict[str, dict[str, set[str]]], imports: list[Import],
+                      rule: str) -> list[str]:
+    """``x._name`` in ``module`` where ``_name`` is private to another module: a module's
+    attribute, or a member of another module's class."""
+    known = set(modules)
+    problems: list[str] = []
+    # Names bound to the package's modules, e.g. `from sm_pytest.sagemaker import uploads`,
+    # and names taken from them, e.g. `from sm_pytest.session import SmSession`.
+    bound: dict[str, str] = {}
+    taken: dict[str, str] = {}
+    for node in ast.walk(module.tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in known:
+                    bound[alias.asname or alias.name.split(".")[0]] = (
+                        alias.name if alias.asname else alias.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom):
+            source = _absolute(module, node)
+            for alias in node.names:
+                if f"{source}.{alias.name}" in known:
+                    bound[alias.asname or alias.name] = f"{source}.{alias.name}"
+                elif source in known:
+                    taken[alias.asname or alias.name] = _home_of(modules, source, alias.name)
+    members = {}
+    for imp in imports:
+        if imp.target in modules and imp.target != module.name:
+            for member in _private_members(modules[imp.target].tree):
+                members.setdefault(member, imp.target)
+    # A name the module also defines for itself may be its own: only an access whose
+    # object is known to be another module's class counts then.
+    members = {m: owner for m, owner in members.items()
+               if m not in _own_names(module.tree)}
+
+    def class_of(written: str | None) -> tuple[str, str] | None:
+        """(module, class) for a class named as ``module`` writes it, when known."""
+        if not written:
+            return None
+        head, _, rest = written.partition(".")
+        if not rest:
+            if head in classes[module.name]:
+                return module.name, head
+            home = taken.get(head)
+            return (home, head) if home and head in classes.get(home, {}) else None
+        if head in bound:
+            owner, _, name = ".".join([bound[head], rest]).rpartition(".")
+            if owner in known:
+                home = _home_of(modules, owner, name)
+                return (home, name) if name in classes.get(home, {}) else None
+        return None
+
+    def check(node: ast.Attribute, names: dict[str, str], own: dict[str, str],
+              me: str | None) -> None:
+        chain = _dotted(node.value)
+        if chain and chain[0] in bound:
+            owner = ".".join([bound[chain[0]], *chain[1:]])
+            if owner in known and owner != module.name:
+                problems.append(f"{module.rel}:{node.lineno}: `{ast.unparse(node)}` uses"
+                                f" {node.attr} of {owner}; {rule}")
+                return
+        if chain is not None and len(chain) == 1 and chain[0] == me:
+            return
+        written = None
+        if chain is not None and len(chain) == 1:
+            written = names.get(chain[0])
+        elif chain is not None and len(chain) == 2 and chain[0] == me:
+            written = own.get(chain[1])
+        known_class = class_of(written)
+        if known_class is not None and known_class[0] == module.name:
+            return  # an instance of its own class
+        if known_class is not None and node.attr in classes[known_class[0]][known_class[1]]:
+            home, cls = known_class
+            problems.append(f"{module.rel}:{node.lineno}: `{ast.unparse(node)}` uses the"
+                            f" private member {node.attr} of {cls} in {home}; {rule}")
+            return
+        if node.attr in members and chain not in (["self"], ["cls"]):
+            problems.append(f"{module.rel}:{node.lineno}: `{ast.unparse(node)}` uses the"
+                            f" private member {node.attr} of a class in"
+                            f" {members[node.attr]}; {rule}")
+
+    def visit(node: ast.AST, names: dict[str, str], own: dict[str, str],
+              me: str | None, in_class: bool) -> None:
+        if isinstance(node, ast.ClassDef):
+            own = _bindings(_statements(node.body))
+            for method in _methods(node):
+                if first := _first_parameter(method):
+                    own.update(_bindings(method.body, first))
+            for child in node.body:
+                visit(child, names, own, None, True)
+            return
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names = {**names, **_bindings(node.body), **_parameters(node)}
+            if in_class:
+                me = _first_parameter(node)
+            defaults = [d for d in (*node.args.defaults, *node.args.kw_defaults) if d]
+            for child in [*node.decorator_list, *defaults, *node.body]:
+                visit(child, names, own, me, False)
+            return
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            check(node, names, own, me)
+        for child in ast.iter_child_nodes(node):
+            visit(child, names, own, me, in_class)
+
+    visit(module.tree, _bindings(_statements(module.tree.body)), {}, None, False)
+    return problems
+
+
+def _home_of(modules: dict[str, Module], source: str, name: str, hops: int = 5) -> str:
+    """The module that defines ``name``, following re-exports (a package's ``__init__``
+    importing it from its part) from ``source``."""
+    module = modules.get(source)
+    if module is None or hops == 0:
+        return source
+    for node in module.tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return source
+    for node in module.tree.body:
+        if isinstance(node, ast.ImportFrom) and any(
+                (a.asname or a.name) == name and a.name == name for a in node.names):
+            return _home_of(modules, _absolute(module, node), name, hops - 1)
+    return source
 
 
 def _file_and_line(problem: str) -> tuple[str, int]:
@@ -573,3 +754,56 @@ def test_checker_catches_private_names(tmp_path):
                                   " sm_pytest.messages")
     assert problems[2].startswith("sm_pytest/run/c.py:4: `box._peek` uses the private member"
                                   " _peek of a class in sm_pytest.run.a")
+
+
+def test_checker_catches_private_attributes_set_in_init(tmp_path):
+    house = _tiny_house(tmp_path, {
+        "sm_pytest/run/a.py": "class Box:\n    def __init__(self):\n        self._cache = None\n",
+        "sm_pytest/run/c.py": "from sm_pytest.run.a import Box\n\ndef f(box):\n"
+                              "    return box._cache\n",
+    })
+    [problem] = private_violations(house)
+    assert problem.startswith("sm_pytest/run/c.py:4: `box._cache` uses the private member"
+                              " _cache of a class in sm_pytest.run.a")
+
+
+# c.py has a _cache of its own (Mine), so the name alone no longer tells whose it is.
+_OWN_CACHE = ("class Mine:\n"
+              "    def __init__(self):\n"
+              "        self._cache = None\n"
+              "        self.box = Box()\n"
+              "    def same(self, other):\n"
+              "        return other._cache\n")
+
+
+def test_checker_catches_a_private_member_that_the_importer_also_defines(tmp_path):
+    house = _tiny_house(tmp_path, {
+        "sm_pytest/run/__init__.py": "from sm_pytest.run.a import Box\n",
+        "sm_pytest/run/a.py": "class Box:\n    def __init__(self):\n        self._cache = None\n",
+        "sm_pytest/run/c.py": (
+            "from sm_pytest.run import Box\n" + _OWN_CACHE
+            + "    def peek(self):\n        return self.box._cache\n"  # line 9
+            "def f(box: Box | None):\n    return box._cache\n"  # line 11
+            "def g():\n    box = Box()\n    return box._cache\n"  # line 14
+            "def h(mine: Mine):\n    return mine._cache, Mine()._cache\n"),  # its own
+    })
+    problems = private_violations(house)
+    assert [p.split(" rule:")[0] for p in problems] == [
+        "sm_pytest/run/c.py:9: `self.box._cache` uses the private member _cache of Box in"
+        " sm_pytest.run.a;",
+        "sm_pytest/run/c.py:11: `box._cache` uses the private member _cache of Box in"
+        " sm_pytest.run.a;",
+        "sm_pytest/run/c.py:14: `box._cache` uses the private member _cache of Box in"
+        " sm_pytest.run.a;",
+    ], problems
+
+
+def test_checker_leaves_a_module_its_own_private_attributes(tmp_path):
+    house = _tiny_house(tmp_path, {
+        "sm_pytest/run/a.py": "class Box:\n    def __init__(self):\n        self._cache = None\n",
+        # Mine reads its own instances' _cache, an untyped `other` included: no type says
+        # whose it is, so the module's own definition decides.
+        "sm_pytest/run/c.py": "from sm_pytest.run.a import Box\n" + _OWN_CACHE
+                              + "def h(mine: Mine):\n    return mine._cache\n",
+    })
+    assert private_violations(house) == []

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from sm_pytest.items import _describe, _shown, results_left, skipped_before_setup
+from sm_pytest.items import _describe, _shown, skipped_before_setup
+from sm_pytest.session import Pending
 from sm_pytest.spec.yamlsafe import YamlError
 
 
@@ -26,10 +27,10 @@ def test_yaml_errors_name_the_file_and_line(tmp_path: Path):
 
 def test_results_left_prefer_the_cache_then_the_job():
     cached, collected = object(), object()
-    pendings = [SimpleNamespace(cached=cached, handle=None),
-                SimpleNamespace(cached=None, handle=SimpleNamespace(result=collected)),
-                SimpleNamespace(cached=None, handle=SimpleNamespace())]
-    assert results_left(pendings) == [cached, collected, None]
+    pendings = [Pending(None, cached=cached, handle=None),
+                Pending(None, cached=None, handle=SimpleNamespace(result=collected)),
+                Pending(None, cached=None, handle=SimpleNamespace())]
+    assert [pending.result_left() for pending in pendings] == [cached, collected, None]
 
 
 @pytest.mark.parametrize(("marks", "skipped"), [

@@ -7,6 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
+
 from sm_pytest.model import (
     CACHED,
     COMPLETED,
@@ -106,3 +108,31 @@ def test_json_round_trip_is_plain_json_and_gives_the_same_record(tmp_path):
         assert isinstance(back.repeats[0], RepeatRecord) and isinstance(back.gate[0], GateRow)
         assert isinstance(back.checks[0], CheckRecord)
         assert back.shown_status == rec.shown_status
+
+
+def test_result_json_round_trip_gives_paths_back_and_drops_derived_keys(tmp_path):
+    result = make_result(tmp_path, spot=True, billable_seconds=30.0, training_seconds=60.0,
+                         exit_code=0, job_name="job-1")
+    data = json.loads(json.dumps(result.to_json()))  # what result.json holds
+    assert data["artifact_dir"] == str(tmp_path / "a")
+    assert data["duration_s"] == 2.5 and data["spot_saving"] == 0.5
+    back = RunResult.from_json(data)
+    assert back == result
+    assert all(isinstance(p, Path) for p in (back.artifact_dir, back.log_path, back.model_dir))
+    assert back.duration_s == 2.5 and back.spot_saving == 0.5
+    # Rebuilt containers are the result's own, not the caller's.
+    data["metric_series"]["accuracy"].append(1.0)
+    assert back.metric_series["accuracy"] == [0.5, 0.95]
+
+
+def test_result_from_json_tolerates_new_keys_and_names_missing_ones(tmp_path):
+    data = make_result(tmp_path).to_json()
+    data["added_in_a_later_version"] = 1
+    assert RunResult.from_json(data).status == COMPLETED
+    del data["final_metrics"], data["metric_series"]  # optional: empty again
+    assert RunResult.from_json(data).final_metrics == {}
+    del data["status"], data["log_path"]
+    with pytest.raises(ValueError, match="missing log_path, status"):
+        RunResult.from_json(data)
+    with pytest.raises(ValueError, match="JSON object"):
+        RunResult.from_json([1, 2])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sm_pytest.items import SESSION
 from sm_pytest.sagemaker_hooks import PLAN_FILE
+from sm_pytest.session import SESSION
 
 
 def test_sagemaker_session_from_options_and_ini(pytester: pytest.Pytester):
@@ -34,3 +34,38 @@ def test_no_sagemaker_hooks_without_sm(pytester: pytest.Pytester):
     config = pytester.parseconfigure()
     assert config.stash[SESSION].sagemaker is None
     assert config.pluginmanager.get_plugin("sm-pytest-sagemaker") is None
+
+
+class StoppingBackend:
+    """What SageMakerSession.close() asks of its backend, with two jobs still running."""
+
+    def __init__(self):
+        self.stopped: list[str] = []
+        self.running = ["job-a", "job-b"]
+
+    def stop_all(self):
+        self.stopped += self.running
+        self.running = []
+
+    def close(self):
+        pass
+
+    def leftovers(self):
+        return []
+
+
+@pytest.mark.parametrize("what", ["on interrupt", "still running"])
+def test_stop_jobs_names_the_jobs_it_stopped_as_a_notice(what):
+    from sm_pytest.backends.sagemaker_session import ON_INTERRUPT, STILL_RUNNING, SageMakerSession
+
+    what = ON_INTERRUPT if what == "on interrupt" else STILL_RUNNING
+    notices = []
+    sagemaker = SageMakerSession(cli={}, ini={}, config_path=None, token="abc123",
+                                 emit=lambda line: None, notify=notices.append)
+    sagemaker.stop_jobs(what)
+    assert notices == []  # nothing launched: nothing to say
+    sagemaker.backend = StoppingBackend()
+    sagemaker.stop_jobs(what)
+    assert notices == [f"{what}: job-a, job-b"]
+    sagemaker.stop_jobs(what)
+    assert len(notices) == 1  # stopped once, said once

@@ -35,7 +35,7 @@ def test_the_session_records_each_item_in_every_tracker(project):
     """)
     project.pytester.makeconftest("""
 import pytest
-from sm_pytest.items import SESSION
+from sm_pytest.session import SESSION
 
 class Spy:
     def __init__(self):
@@ -59,3 +59,49 @@ def pytest_unconfigure(config):
             in result.stdout.str())
     frame = runs_frame(project.artifacts / "tracking.sqlite")
     assert sorted(frame["verdict"]) == ["fail", "pass"]
+
+
+def test_a_tracker_that_fails_costs_no_result(project):
+    """A tracker's error is a notice after the table: the session passes, the other trackers
+    and the local store still have the run."""
+    project.experiment("baseline", """
+        base: config/base.yaml
+        expect: {accuracy: ">= 0.9"}
+    """)
+    project.pytester.makeconftest("""
+import pytest
+from sm_pytest.session import SESSION
+
+class BrokenTracker:
+    def record(self, rec):
+        raise ConnectionError("tracking server unreachable")
+
+class Spy:
+    seen = []
+
+    def record(self, rec):
+        self.seen.append(rec.name)
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    trackers = config.stash[SESSION].trackers
+    trackers.insert(0, BrokenTracker())
+    trackers.append(Spy())
+
+def pytest_unconfigure(config):
+    print("SPY", Spy.seen)
+""")
+    result = project.run("-s")
+    result.assert_outcomes(passed=1)
+    assert result.ret == 0
+    out = result.stdout.str()
+    assert "SPY ['baseline']" in out
+    table, notice = out.index("sm-pytest runs"), out.index(
+        "run baseline was not tracked by BrokenTracker: ConnectionError: tracking server"
+        " unreachable")
+    assert table < notice
+    assert "INTERNALERROR" not in out
+    frame = runs_frame(project.artifacts / "tracking.sqlite")
+    assert list(frame["verdict"]) == ["pass"]
+    # The run cache remembered it despite the tracker before it.
+    project.run("--sm-reuse").stdout.fnmatch_lines(["run cache: 1 reused, 0 trained"])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sm_pytest.run import hashing
 from sm_pytest.sagemaker import uploads
 
 moto = pytest.importorskip("moto")
@@ -117,26 +118,9 @@ def test_upload_source_replaces_an_object_without_our_checksum(s3, tmp_path):
 # --- datasets ------------------------------------------------------------------------------
 
 
-def test_dataset_hash_is_stable_and_content_based(tmp_path):
-    a = make_dataset(tmp_path / "a")
-    first = uploads.dataset_hash(a)
-    assert first == uploads.dataset_hash(a)
-    b = tmp_path / "b"
-    b.mkdir()
-    for rel in ("train-images.gz", "sub/labels.gz"):
-        (b / rel).parent.mkdir(exist_ok=True)
-        (b / rel).write_bytes((a / rel).read_bytes())
-    os.utime(b / "sub" / "labels.gz", (5, 5))
-    assert uploads.dataset_hash(b) == first  # location and timestamps do not matter
-    (b / "sub" / "labels.gz").rename(b / "labels.gz")
-    assert uploads.dataset_hash(b) != first  # paths do
-    (a / "sub" / "labels.gz").write_bytes(b"labelz")
-    assert uploads.dataset_hash(a) != first  # content does (the memo sees the change)
-
-
 def test_upload_dataset_once_with_a_manifest_beside_the_channel(s3, tmp_path):
     folder = make_dataset(tmp_path / "mnist sample")
-    digest = uploads.dataset_hash(folder)
+    digest = hashing.dataset_hash(folder)
     uri = uploads.upload_dataset(s3, folder, BUCKET, "sm-pytest")
     base = f"sm-pytest/datasets/mnist-sample-{digest[:12]}"
     assert uri == f"s3://{BUCKET}/{base}/"
@@ -154,7 +138,7 @@ def test_upload_dataset_once_with_a_manifest_beside_the_channel(s3, tmp_path):
 
 def test_an_interrupted_dataset_upload_is_redone(s3, tmp_path):
     folder = make_dataset(tmp_path / "data")
-    base = f"p/datasets/data-{uploads.dataset_hash(folder)[:12]}"
+    base = f"p/datasets/data-{hashing.dataset_hash(folder)[:12]}"
     s3.put_object(Bucket=BUCKET, Key=f"{base}/train-images.gz", Body=b"partial")
     s3.writes.clear()
     uploads.upload_dataset(s3, folder, BUCKET, "p")

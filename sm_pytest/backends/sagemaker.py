@@ -88,11 +88,12 @@ class SageMakerBackend:
                  region: str | None, max_parallel: int, token: str,
                  progress: Callable[[str], None], poll_interval: float = POLL_INTERVAL_S,
                  experiments: JobTracker | None = None, sleep: Callable[[float], None] = time.sleep,
-                 tick: Callable[[], None] = lambda: None):
+                 tick: Callable[[], None] = lambda: None, boto_session=None):
         import boto3
 
         self.settings_for = settings_for
-        self.session = boto3.Session(region_name=region)
+        # boto_session: shared with SageMaker Experiments, which is made before the backend.
+        self.session = boto_session or boto3.Session(region_name=region)
         self.region = self.session.region_name
         self.sm = self.session.client("sagemaker")
         self.s3 = self.session.client("s3")

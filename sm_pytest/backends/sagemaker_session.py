@@ -23,6 +23,9 @@ EMULATED_REGION = "us-east-1"
 # Printed at the end of an emulated session that sent requests AWS would refuse.
 REFUSED_NOTICE = "the emulator refused"
 PLAN_KEPT_S = 24 * 3600  # shared plans older than this are dropped from the plan file
+# How SageMakerSession.stop_jobs names the jobs it stopped, by why it stopped them.
+ON_INTERRUPT = "stopped SageMaker jobs on interrupt"
+STILL_RUNNING = "stopped SageMaker jobs that were still running"
 
 
 def boto_session(region: str | None):
@@ -109,14 +112,16 @@ class SageMakerSession:
             self.emulator.__enter__()
             for arm in knobs:
                 arm(self.emulator)
+        # One boto session for both: the backend is given its JobTracker when it is made.
+        boto = boto_session(first.region)
+        self.experiments = SageMakerExperiments(boto, notice=self.notice)
         self.backend = SageMakerBackend(
             settings_for=self.settings_for, region=first.region, token=self.token,
             max_parallel=first.max_parallel, progress=self.lines.put,
-            poll_interval=0.5 if first.emulate else 15.0, tick=self.flush)
+            poll_interval=0.5 if first.emulate else 15.0, tick=self.flush,
+            experiments=self.experiments, boto_session=boto)
         if first.emulate:
             self.backend.s3.create_bucket(Bucket=first.bucket)  # a setting of the session
-        self.experiments = SageMakerExperiments(self.backend.session, notice=self.notice)
-        self.backend.experiments = self.experiments
         self._plan(runs)
         self.flush()
         return self.backend
@@ -154,6 +159,14 @@ class SageMakerSession:
             except queue.Empty:
                 return
             (self.notify if isinstance(line, _Notice) else self.emit)(line.rstrip("\n"))
+
+    def stop_jobs(self, what: str) -> None:
+        """Stop what this session still runs, and say which jobs, as a notice (under
+        pytest-xdist it reaches the controller's terminal). `what`: ON_INTERRUPT or
+        STILL_RUNNING."""
+        stopped = self.close()
+        if stopped:
+            self.notify(f"{what}: {', '.join(stopped)}")
 
     def close(self) -> list[str]:
         """Stop whatever this session launched and is still running; say which."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sm_pytest.gating import baselines
-from sm_pytest.model import COMPLETED, GateRow, RunRecord
+from sm_pytest.model import COMPLETED, PASS, GateRow, RunRecord
 from sm_pytest.spec.experiment_file import RunSpec
 from sm_pytest.spec.tolerances import guess_direction
 
@@ -89,7 +89,7 @@ def _worth_gating(metrics: list[str]) -> list[str]:
 def passed_notices(records: list[RunRecord]) -> list[str]:
     """What the gate said about runs that passed (an improvement to record). They travel on
     the records, so pytest-xdist workers' reach the summary too."""
-    return [rec.gate_message for rec in records if rec.verdict == "pass" and rec.gate_message]
+    return [rec.gate_message for rec in records if rec.verdict == PASS and rec.gate_message]
 
 
 def ungated_notes(gate: Gate | None, records: list[RunRecord]) -> list[str]:

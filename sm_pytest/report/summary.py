@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from sm_pytest.model import CACHED, RunRecord
+from sm_pytest.model import CACHED, PASS, RunRecord
 from sm_pytest.run.artifacts import write_text_atomic
 
 _LEADING = ["experiment", "run", "status", "verdict"]
@@ -67,7 +67,7 @@ def write(df, directory: Path, *, notes: list[str] = (), pictures: list[Path] = 
     verdicts, the table (deltas against the baseline as arrows), cost, notes and plots."""
     csv_path, md_path = directory / "summary.csv", directory / "summary.md"
     write_text_atomic(csv_path, df.to_csv(index=False))
-    passed = int((df["verdict"] == "pass").sum())
+    passed = int((df["verdict"] == PASS).sum())
     cached = int((df["status"] == CACHED).sum())
     lines = ["# sm-pytest summary", "",
              f"{passed} of {len(df)} runs passed"

@@ -9,7 +9,6 @@ values win, and the last value set is always shown when the run ends.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import threading
 import time
@@ -89,27 +88,3 @@ def for_run(run: RunSpec) -> Progress:
     """The progress of one run, its thresholds' metrics shown first."""
     return Progress(run.name, run.metric_definitions, show=[t.metric for t in run.expect])
 
-
-def terminal_emitter(config) -> Callable[[str], None] | None:
-    """Where progress lines go: pytest's terminal. None when nobody would see them: -q, or a
-    pytest-xdist worker (its terminal goes nowhere; xdist carries test reports to the
-    controller, not lines)."""
-    if config.get_verbosity() < 0 or hasattr(config, "workerinput"):
-        return None
-    return lambda line: write_terminal_line(config, line)
-
-
-def write_terminal_line(config, line: str) -> None:
-    """One line on pytest's terminal, also while a test's output is captured (so that it
-    shows without -s), on a line of its own even right after an item's progress letter."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None:
-        return
-    capture = config.pluginmanager.get_plugin("capturemanager")
-    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-        # After a file's name and letters: pytest ends that line itself, once.
-        reporter.ensure_newline()
-        writer = getattr(reporter, "_tw", None)
-        if getattr(writer, "width_of_current_line", 0):
-            writer.line()  # e.g. after `[ 50%]`, which pytest leaves open
-        reporter.write_line(line)

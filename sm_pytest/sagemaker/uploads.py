@@ -29,7 +29,6 @@ from sm_pytest.sagemaker.aws import error_code, s3_key, s3_uri
 
 __all__ = [
     "MANIFEST_SUFFIX",
-    "dataset_hash",
     "pack_source_dir",
     "resolve_inputs",
     "upload_dataset",

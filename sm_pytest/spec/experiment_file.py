@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sm_pytest.messages import suggest as _suggest
-from sm_pytest.messages import type_name as _type_name
+from sm_pytest.messages import suggest, type_name
 from sm_pytest.spec import thresholds, tolerances, yamlsafe
 from sm_pytest.spec.metrics import MetricDefinition, regex_problem
 from sm_pytest.spec.yamlsafe import Located, YamlError
@@ -108,13 +107,13 @@ def _check_keys(doc: Located, schema: dict, what: str) -> dict:
         raise YamlError(doc.path, None, f"the {what} is empty; see README.md for an example")
     if not isinstance(value, dict):
         raise doc.error((), f"the {what} must be a mapping of keys to values, not"
-                            f" {_type_name(value)}")
+                            f" {type_name(value)}")
     for key, item in value.items():
         if key not in schema:
-            raise doc.error((key,), f"unknown key {key!r}: {_suggest(key, schema)}")
+            raise doc.error((key,), f"unknown key {key!r}: {suggest(key, schema)}")
         types, hint = schema[key]
         if isinstance(item, bool) or not isinstance(item, types):
-            raise doc.error((key,), f"{key!r} must be {hint}, not {_type_name(item)}")
+            raise doc.error((key,), f"{key!r} must be {hint}, not {type_name(item)}")
     return value
 
 
@@ -207,14 +206,14 @@ def _axes(doc: Located, raw: dict) -> list[tuple[str, list]]:
             where = (section, name)
             if not isinstance(values, list):
                 raise doc.error(where, f"{section} axis {name!r} must be a list of values,"
-                                f" e.g. {name}: [0.1, 0.01]; got {_type_name(values)}")
+                                f" e.g. {name}: [0.1, 0.01]; got {type_name(values)}")
             if not values:
                 raise doc.error(where, f"{section} axis {name!r} is empty; give it at least"
                                 " one value")
             for i, value in enumerate(values):
                 if not isinstance(value, _PLAIN) or value is None:
                     raise doc.error((*where, i), f"{section} axis {name!r} holds"
-                                    f" {_type_name(value)}; axis values must be plain"
+                                    f" {type_name(value)}; axis values must be plain"
                                     " strings, numbers or booleans")
             labels = [_label(v) for v in values]
             for i, label in enumerate(labels):

@@ -18,8 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sm_pytest.messages import suggest
-from sm_pytest.messages import type_name as _type_name
+from sm_pytest.messages import suggest, type_name
 
 DIRECTIONS = ("higher", "lower")
 DEFAULT_K = 2.0
@@ -192,7 +191,7 @@ def _max_drop(where: tuple, metric: str, value: Any) -> tuple[float, bool]:
                              f" without '%'; write max_drop: {value.strip()} (unquoted) for an"
                              f" absolute drop or max_drop: '{value.strip()}%' for a relative one")
     raise ToleranceError(where, f"max_drop of {metric!r} must be a number or a percent, not"
-                         f" {_type_name(value)}; {MAX_DROP_HINT}")
+                         f" {type_name(value)}; {MAX_DROP_HINT}")
 
 
 def _k(where: tuple, metric: str, value: Any) -> float:
@@ -212,7 +211,7 @@ def _entry(metric: str, entry: Any, default: Tolerance | None) -> Tolerance:
         entry = {}
     if not isinstance(entry, dict):
         raise ToleranceError(where, f"the tolerance of {metric!r} must be a mapping such as"
-                             f" {{direction: higher, max_drop: 0.01}}, not {_type_name(entry)}")
+                             f" {{direction: higher, max_drop: 0.01}}, not {type_name(entry)}")
     for key in entry:
         if key not in FIELDS:
             raise ToleranceError((*where, key), f"unknown field {key!r} in the tolerance of"
@@ -247,7 +246,7 @@ def parse_tolerances(raw: object, *,
     if not isinstance(raw, dict):
         raise ToleranceError(("tolerances",), "'tolerances' must be a mapping of metric name to"
                              " its tolerance, e.g. test_accuracy: {direction: higher, max_drop:"
-                             f" 0.01}}; not {_type_name(raw)}")
+                             f" 0.01}}; not {type_name(raw)}")
     for metric, entry in raw.items():
         if not isinstance(metric, str) or not metric:
             raise ToleranceError(("tolerances", metric), f"metric name {metric!r} must be a"

@@ -12,7 +12,6 @@ to 30 s for a lock, as the tracking store's do.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import sqlite3
 import time
@@ -25,7 +24,7 @@ from sm_pytest.model import RunRecord, RunResult
 from sm_pytest.run.fingerprint import INPUT_PREFIX
 from sm_pytest.store.sqlite import connect
 
-__all__ = ["CachedRun", "RunCache", "cache_notes", "result_from_json"]
+__all__ = ["CachedRun", "RunCache", "cache_notes"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS run_cache (
@@ -54,36 +53,7 @@ class CachedRun:
     recorded: float  # time.time() when it was remembered
 
     def run_result(self) -> RunResult:
-        return result_from_json(self.result)
-
-
-_PATH_FIELDS = {f.name for f in dataclasses.fields(RunResult)
-                if f.type in ("Path", Path)}
-_FIELDS = {f.name: f for f in dataclasses.fields(RunResult)}
-_REQUIRED = {name for name, f in _FIELDS.items()
-             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
-
-
-def result_from_json(data: Mapping[str, Any]) -> RunResult:
-    """Rebuild a RunResult from what ``RunResult.to_json()`` wrote: paths back to Path, the
-    derived keys (duration_s, spot_saving) and any unknown key dropped. Raises ValueError
-    naming the missing keys when ``data`` is not such a result."""
-    if not isinstance(data, Mapping):
-        raise ValueError(f"a result must be a JSON object, not {type(data).__name__}")
-    missing = sorted(_REQUIRED - set(data))
-    if missing:
-        raise ValueError(f"result is missing {', '.join(missing)}; it was not written by"
-                         " RunResult.to_json()")
-    values = {}
-    for name, value in data.items():
-        if name not in _FIELDS:
-            continue
-        if name in _PATH_FIELDS and value is not None:
-            value = Path(value)
-        values[name] = value
-    values["final_metrics"] = dict(values.get("final_metrics") or {})
-    values["metric_series"] = {k: list(v) for k, v in (values.get("metric_series") or {}).items()}
-    return RunResult(**values)
+        return RunResult.from_json(self.result)
 
 
 def _read_result(path: Path) -> dict[str, Any] | None:
@@ -91,7 +61,7 @@ def _read_result(path: Path) -> dict[str, Any] | None:
     or a run that did not complete and so can never have passed)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        result = result_from_json(data)
+        result = RunResult.from_json(data)
     except (OSError, UnicodeDecodeError, ValueError, TypeError):
         return None
     return data if result.ok else None

@@ -66,7 +66,7 @@ from sm_pytest.run.contract.hyperparameters import (
     encode_hyperparameters,
     hyperparameters_to_argv,
 )
-from sm_pytest.run.contract.layout import ContainerLayout
+from sm_pytest.run.contract.layout import ContainerLayout, ToolkitPaths
 from sm_pytest.run.contract.tree import (
     CHANNEL_NAME,
     ContainerJob,
@@ -93,6 +93,7 @@ __all__ = [
     "ContainerJob",
     "ContainerLayout",
     "ContainerTree",
+    "ToolkitPaths",
     "decode_hyperparameters",
     "detect_num_cpus",
     "detect_num_gpus",

@@ -31,7 +31,7 @@ from sm_pytest.run.contract.hyperparameters import (
     split_hyperparameters,
     to_cmd_args,
 )
-from sm_pytest.run.contract.layout import ContainerLayout
+from sm_pytest.run.contract.layout import ContainerLayout, ToolkitPaths
 
 __all__ = [
     "CURRENT_HOST",
@@ -161,7 +161,7 @@ def pythonpath(code_dir: Path, environ: Mapping[str, str]) -> str:
 
 
 def toolkit_env(
-    base_dir: Path | ContainerLayout,
+    base_dir: str | os.PathLike[str] | ContainerLayout,
     stored_hyperparameters: Mapping[str, Any],
     resource_config: Mapping[str, Any],
     input_data_config: Mapping[str, Any],
@@ -173,19 +173,21 @@ def toolkit_env(
 ) -> dict[str, str]:
     """Environment(...).to_env_vars() plus the variables Environment.__init__ exports
     (SAGEMAKER_JOB_NAME, CURRENT_HOST, SAGEMAKER_REGION), for a tree at ``base_dir`` holding
-    these three config files. Mirrors environment.Environment.__init__ line by line, for a
-    process in which SAGEMAKER_PROGRAM, SAGEMAKER_TRAINING_MODULE and SM_HP_MP_PARAMETERS are
-    unset. ``training_job_name`` is the platform's TRAINING_JOB_NAME (SM_TRAINING_ENV's
-    ``job_name``; null when unset).
+    these three config files. A base dir given as a string keeps its spelling in the paths,
+    as SAGEMAKER_BASE_DIR does in the toolkit's. Mirrors environment.Environment.__init__
+    line by line, for a process in which SAGEMAKER_PROGRAM, SAGEMAKER_TRAINING_MODULE and
+    SM_HP_MP_PARAMETERS are unset. ``training_job_name`` is the platform's TRAINING_JOB_NAME
+    (SM_TRAINING_ENV's ``job_name``; null when unset).
     """
-    layout = base_dir if isinstance(base_dir, ContainerLayout) else ContainerLayout(Path(base_dir))
-    code_dir = str(layout.code_dir)
-    model_dir = str(layout.model_dir)
-    input_dir = str(layout.input_dir)
-    input_config_dir = str(layout.input_config_dir)
-    output_dir = str(layout.output_dir)
-    output_data_dir = str(layout.output_data_dir)
-    output_intermediate_dir = str(layout.output_intermediate_dir)
+    paths = (base_dir.toolkit_paths if isinstance(base_dir, ContainerLayout)
+             else ToolkitPaths.under(base_dir))
+    code_dir = paths.code_dir
+    model_dir = paths.model_dir
+    input_dir = paths.input_dir
+    input_config_dir = paths.input_config_dir
+    output_dir = paths.output_dir
+    output_data_dir = paths.output_data_dir
+    output_intermediate_dir = paths.output_intermediate_dir
 
     all_hps = decode_hyperparameters(stored_hyperparameters)
     hyperparameters, sagemaker_hps = split_hyperparameters(all_hps)
@@ -233,7 +235,7 @@ def toolkit_env(
     else:
         distribution_hosts = list(hosts)
     master_hostname = list(distribution_hosts or hosts)[0]
-    channel_input_dirs = {ch: str(layout.channel_dir(ch)) for ch in input_data_config}
+    channel_input_dirs = {ch: paths.channel_dir(ch) for ch in input_data_config}
 
     # dict(Environment): every public property, 37 of them in 5.1.4.
     training_env = {

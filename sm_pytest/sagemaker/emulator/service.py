@@ -75,10 +75,9 @@ from sm_pytest.sagemaker.aws import parse_s3_uri
 from sm_pytest.sagemaker.cloudwatch import LOG_GROUP, read_stream
 from sm_pytest.sagemaker.emulator import logs as paged_logs
 from sm_pytest.sagemaker.emulator.jobs import JobRunner, SpotArm
-from sm_pytest.sagemaker.emulator.patches import PATCHED_MOTO_VERSION
 from sm_pytest.sagemaker.emulator.staging import relative_key
 
-__all__ = ["LOG_GROUP", "PATCHED_MOTO_VERSION", "Emulator", "EmulatorError"]
+__all__ = ["Emulator", "EmulatorError"]
 
 logger = logging.getLogger(__name__)
 
