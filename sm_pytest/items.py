@@ -6,6 +6,7 @@ is the threshold and baseline check. The hooks that reach these nodes are in plu
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from sm_pytest.run import signals
 from sm_pytest.run.artifacts import run_dir_of
 from sm_pytest.sagemaker.names import experiment_name
 from sm_pytest.session import SESSION, SmSession, aggregate
+from sm_pytest.spec import yamlsafe
 from sm_pytest.spec.experiment_file import RunSpec, load_experiment
 from sm_pytest.spec.yamlsafe import YamlError
 
@@ -82,6 +84,37 @@ def _describe(exc: YamlError, rootpath: Path) -> str:
     return f"{shown}:{exc.line}: {exc.message}" if exc.line else f"{shown}: {exc.message}"
 
 
+def cpu_cores() -> int:
+    """The cores this process may run on (a container or taskset may allow fewer than the
+    machine has)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def local_hosts_problem(run: RunSpec, rootpath: Path, *, emulated: bool = False,
+                        cores: int | None = None) -> str | None:
+    """Why `run` cannot have its hosts on this machine, or None. Each host is a training
+    process that needs a core of its own (the CPU threads are divided among the hosts), so
+    a run may have at most as many hosts as there are cores: 2 hosts on 2 cores is fine, 3
+    are refused. Only where the hosts run here: locally and with --sm-emulate."""
+    cores = cpu_cores() if cores is None else cores
+    if run.instance_count <= cores:
+        return None
+    try:
+        line = yamlsafe.load(run.path).lines.get(("instance_count",))
+    except (OSError, YamlError):
+        line = None
+    where = f"{_shown(run.path, rootpath)}:{line}" if line else (
+        f"{_shown(run.path, rootpath)} (instance_count from its base config)")
+    runs_here = " (the emulator runs every host here too)" if emulated else ""
+    return (f"{where}: instance_count {run.instance_count} is more hosts than this machine"
+            f" has CPU cores ({cores}): each local host{runs_here} is a training process"
+            " that needs at least one core of its own. Run it on SageMaker with --sm"
+            f"{' (without --sm-emulate)' if emulated else ''}, or use at most {cores}"
+            f" host{'s' if cores != 1 else ''}")
+
+
 class ThresholdsNotMet(Exception):
     pass
 
@@ -107,6 +140,7 @@ class ExperimentItem(pytest.Item):
             # Nothing is lost before a run starts: a signal while its runs are prepared
             # (hashed, looked up, launched) stops the session at once.
             with signals.interruptible():
+                self._check_hosts(session)
                 if self.pending is None:
                     if session.sagemaker is not None:
                         # pytest-xdist: planned for every item at collection; this launches
@@ -152,6 +186,17 @@ class ExperimentItem(pytest.Item):
         if not self.result.ok:
             self._finish(ERROR, [], None)
             pytest.fail(checks.crash_report(self.run.name, self.result), pytrace=False)
+
+    def _check_hosts(self, session: SmSession) -> None:
+        """More hosts than this machine can run: the item errors before anything starts."""
+        if self.run.instance_count == 1:
+            return
+        emulated = session.sagemaker is not None and session.sagemaker.settings_for(
+            self.run).emulate
+        if session.sagemaker is None or emulated:
+            problem = local_hosts_problem(self.run, self.config.rootpath, emulated=emulated)
+            if problem:
+                raise ValueError(problem)
 
     def _not_started(self) -> None:
         # An xdist worker signalled before its run started: skipped, and the worker stops

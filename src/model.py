@@ -86,6 +86,11 @@ class _Conv2dValid(torch.autograd.Function):
             )[0]
         if ctx.needs_input_grad[1]:
             grad_w = F.conv2d(x.transpose(0, 1), grad.transpose(0, 1)).transpose(0, 1).contiguous()
+            if grad_w.stride() != weight.stride():
+                # A size-1 dim (conv1's one input channel) keeps a stride that .contiguous()
+                # accepts but DistributedDataParallel's gradient buckets do not ("Grad strides
+                # do not match bucket view strides"); same values, the weight's layout.
+                grad_w = torch.empty_like(weight).copy_(grad_w)
         if ctx.needs_input_grad[2]:
             grad_b = grad.sum((0, 2, 3))
         return grad_x, grad_w, grad_b

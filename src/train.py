@@ -10,6 +10,35 @@ variables (SageMaker's defaults apply when they are unset). Per epoch it prints 
 samples_per_second = training samples / epoch_seconds), writes metrics.json to the output
 data dir, model.pt + model.json to the model dir, and a checkpoint per epoch from which an
 interrupted run resumes. On error it writes the reason to the failure file and exits 1.
+
+Several processes (DistributedDataParallel). The world comes from the launcher:
+
+* under torchrun (``torch.distributed.run``, which the SageMaker PyTorch image starts on every
+  host with ``distribution={"torch_distributed": {"enabled": True}}``; sagemaker-training-toolkit
+  torch_distributed.py), RANK, WORLD_SIZE and LOCAL_RANK come from torchrun's environment;
+* without torchrun on several hosts (the toolkit's plain per-host runner), rank is
+  SM_HOSTS.index(SM_CURRENT_HOST) and the world is len(SM_HOSTS), one process per host; the
+  launcher sets MASTER_ADDR / MASTER_PORT (sagemaker-pytorch-training-toolkit training.py sets
+  the first host and 7777; sm-pytest sets 127.0.0.1 and a free port locally).
+
+World size 1 (none of those variables, or one host) makes no process group at all and runs
+exactly the single-process code. Otherwise: gloo on CPU, nccl on CUDA (``--dist-backend``
+overrides it, e.g. gloo when several local hosts share one GPU), ``init_process_group`` with
+``env://``, a seeded DistributedSampler (``set_epoch`` each epoch; the same seed and world
+size give the same run), dropout seeded per rank. Rank 0 alone prints the epoch line, writes
+the model, metrics.json and checkpoints; train_loss is averaged over every rank, and rank 0
+evaluates the whole test set (exact, the same figures as one process would compute for the
+same weights) and broadcasts them, so every rank stops on the same non-finite loss. Every
+rank reads the checkpoint on resume (the newest one if the hosts' copies differ). A rank that
+fails writes the failure file of its own host's tree, prefixed with its rank.
+
+``--batch-size`` is per process: the global batch of one optimizer step is
+batch-size x world size, and an epoch has world-size times fewer steps. The learning rate is
+not rescaled for you. To keep the run of one process, divide --batch-size by the world size;
+to keep a bigger global batch with the same per-sample step, scale --lr by the world size
+(the linear scaling rule, Goyal et al. 2017, "Accurate, Large Minibatch SGD", made for SGD;
+for the default Adadelta, whose steps are normalised by its running gradient RMS, it is only
+a starting point to tune from). samples_per_second counts every rank's samples.
 """
 
 from __future__ import annotations
@@ -81,6 +110,14 @@ def parse_args(argv=None):
         default="off",
         help="autocast on CUDA (ignored on CPU)",
     )
+    p.add_argument(
+        "--dist-backend",
+        "--dist_backend",
+        dest="dist_backend",
+        choices=("auto", "gloo", "nccl"),
+        default="auto",
+        help="process-group backend with several processes (auto: nccl on CUDA, else gloo)",
+    )
     args, unknown = p.parse_known_args(argv)
     for name in ("epochs", "batch_size", "test_batch_size"):
         if getattr(args, name) < 1:
@@ -104,14 +141,119 @@ def paths():
     }
 
 
+class World:
+    """This process's place among the training processes, and the process group's helpers.
+
+    size 1 means no process group: every helper is then a no-op and train() runs exactly
+    the single-process code.
+    """
+
+    def __init__(self, rank=0, size=1, local_rank=0, launcher=None):
+        self.rank, self.size, self.local_rank, self.launcher = rank, size, local_rank, launcher
+        self.dist = None  # torch.distributed once the group exists
+
+    @property
+    def main(self):
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls, environ=None):
+        env = os.environ if environ is None else environ
+        if env.get("RANK") and env.get("WORLD_SIZE"):
+            # torchrun's worker environment (torch.distributed.run / torch elastic agent).
+            try:
+                rank, size = int(env["RANK"]), int(env["WORLD_SIZE"])
+                local_rank = int(env.get("LOCAL_RANK") or 0)
+            except ValueError as exc:
+                raise UsageError(f"RANK / WORLD_SIZE / LOCAL_RANK are not integers: {exc}") from exc
+            if not 0 <= rank < size:
+                raise UsageError(f"RANK {rank} is outside WORLD_SIZE {size}")
+            return cls(rank, size, local_rank, "torchrun")
+        if not env.get("SM_HOSTS"):
+            return cls()
+        try:
+            hosts = json.loads(env["SM_HOSTS"])
+        except ValueError as exc:
+            raise UsageError(f"SM_HOSTS is not a JSON list: {env['SM_HOSTS']!r}") from exc
+        if not isinstance(hosts, list) or len(hosts) <= 1:
+            return cls()
+        current = env.get("SM_CURRENT_HOST")
+        if current not in hosts:
+            raise UsageError(f"SM_CURRENT_HOST {current!r} is not in SM_HOSTS {hosts}")
+        missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not env.get(k)]
+        if missing:
+            raise UsageError(
+                f"SM_HOSTS lists {len(hosts)} hosts but {' and '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} unset: the SageMaker PyTorch image "
+                "sets them (the first host, port 7777); elsewhere set them to the first "
+                "host's address and a free port, or run one host"
+            )
+        # The toolkit's plain runner: one process per host, ranked by the host list's order
+        # (resourceconfig.json's "hosts", which the toolkit does not re-sort).
+        return cls(hosts.index(current), len(hosts), 0, "SM_HOSTS")
+
+    def init(self, backend, use_cuda, torch):
+        if self.size == 1:
+            return None
+        import torch.distributed as dist
+
+        if not dist.is_available():
+            raise UsageError("this torch build has no torch.distributed; run one process")
+        if backend == "auto":
+            backend = "nccl" if use_cuda else "gloo"
+        if backend == "nccl" and not use_cuda:
+            raise UsageError("--dist-backend nccl needs CUDA; use gloo (or auto) on CPU")
+        if use_cuda:
+            torch.cuda.set_device(self.local_rank)  # nccl binds a rank to the current device
+        # env:// reads MASTER_ADDR / MASTER_PORT; rank and size are passed explicitly so the
+        # per-host runner (no RANK / WORLD_SIZE variables) works too.
+        dist.init_process_group(backend, init_method="env://", rank=self.rank, world_size=self.size)
+        self.dist = dist
+        return backend
+
+    def gather(self, obj):
+        """Every rank's obj, in rank order (all ranks get the list)."""
+        if self.dist is None:
+            return [obj]
+        out = [None] * self.size
+        self.dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast(self, obj, src=0):
+        if self.dist is None:
+            return obj
+        box = [obj]
+        self.dist.broadcast_object_list(box, src=src)
+        return box[0]
+
+    def close(self):
+        if self.dist is not None and self.dist.is_initialized():
+            try:
+                self.dist.destroy_process_group()
+            except Exception as exc:  # a peer already gone: nothing left to release cleanly
+                log(f"warning: destroy_process_group failed: {exc}", sys.stderr)
+        self.dist = None
+
+
 def log(msg, stream=None):
     print(msg, file=stream or sys.stdout, flush=True)
 
 
-def write_failure(path, text):
+def write_failure(path, text, world=None, started=None):
+    mode = "w"
+    if world is not None and world.size > 1:
+        text = f"rank {world.rank} of {world.size}: {text}"
+        # Ranks of one host share its failure file; a rank that fails because a peer died
+        # must not hide the reason of the rank that failed first (SageMaker shows the first
+        # 1024 characters as FailureReason).
+        try:
+            if started is not None and os.path.getmtime(path) >= started:
+                mode = "a"
+        except OSError:
+            pass
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
+        with open(path, mode) as f:
             f.write(text)
     except OSError as exc:
         log(f"warning: could not write failure file {path}: {exc}", sys.stderr)
@@ -186,7 +328,25 @@ def evaluate(model, x, y, batch_size, torch, F):
     return loss_sum.item() / n, correct.item() / n
 
 
-def train(args, p):
+def agree_on_checkpoint(ckpt, world):
+    """The checkpoint every rank resumes from: its own copy when all copies hold the same
+    epoch (SageMaker restores the checkpoint prefix to every instance), else the newest one,
+    sent by the lowest rank that has it (a host whose checkpoint dir was not restored)."""
+    epochs = world.gather(-1 if ckpt is None else int(ckpt["epoch"]))  # also the barrier:
+    # no rank writes a new checkpoint before every rank has read its own.
+    if len(set(epochs)) == 1:
+        return ckpt
+    src = epochs.index(max(epochs))
+    if world.rank != src:
+        mine = epochs[world.rank]
+        mine = "no checkpoint" if mine < 0 else f"a checkpoint at epoch {mine}"
+        log(f"warning: rank {world.rank}: {mine} here, resuming from rank {src}'s at epoch "
+            f"{epochs[src]}")
+    return world.broadcast(ckpt if world.rank == src else None, src=src)
+
+
+def train(args, p, world=None):
+    world = world or World()
     if not os.path.isdir(p["data"]):
         source = (
             "from SM_CHANNEL_TRAINING"
@@ -207,6 +367,8 @@ def train(args, p):
 
     use_cuda = torch.cuda.is_available()
     device = torch.device("cuda" if use_cuda else "cpu")
+    if use_cuda and world.size > 1:
+        device = torch.device("cuda", world.local_rank)
     if use_cuda:
         # cuBLAS needs this for deterministic results; it is read when cuBLAS starts.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -220,6 +382,9 @@ def train(args, p):
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp) if use_cuda else None
     if amp_dtype is not None:
         setup += f", autocast {args.amp}"
+    backend = world.init(args.dist_backend, use_cuda, torch)
+    if backend:
+        setup += f", rank {world.rank} of {world.size} ({backend}, from {world.launcher})"
     log(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {setup}")
 
     try:
@@ -234,17 +399,41 @@ def train(args, p):
     n_train = x_train.shape[0]
     if n_train == 0:
         raise UsageError(f"no training samples in {p['data']}")
-    log(f"data {p['data']}: {n_train} train / {x_test.shape[0]} test samples")
+    sampler = None
+    if world.size > 1:
+        from torch.utils.data import DistributedSampler
 
-    for d in (p["model"], p["output_data"]):
-        os.makedirs(d, exist_ok=True)
+        # Only len() of the dataset is used: the sampler yields this rank's share of a
+        # permutation seeded by (seed, epoch), padded so every rank has as many samples.
+        sampler = DistributedSampler(
+            range(n_train), num_replicas=world.size, rank=world.rank, shuffle=True,
+            seed=args.seed, drop_last=False,
+        )
+    if world.main:
+        share = ""
+        if sampler is not None:
+            share = f"; {sampler.num_samples} per rank, global batch {args.batch_size * world.size}"
+        log(f"data {p['data']}: {n_train} train / {x_test.shape[0]} test samples{share}")
+
+    if world.main:
+        for d in (p["model"], p["output_data"]):
+            os.makedirs(d, exist_ok=True)
     ckpt_path = os.path.join(p["checkpoint"], CHECKPOINT_NAME)
-    checkpointing = prepare_checkpoint_dir(p["checkpoint"])
+    # Rank 0 alone writes checkpoints; the others only read them.
+    checkpointing = world.broadcast(prepare_checkpoint_dir(p["checkpoint"]) if world.main else None)
 
     torch.manual_seed(args.seed)
     shuffle_gen = torch.Generator().manual_seed(args.seed)
-    model = Net().to(device)
-    optimizer = torch.optim.Adadelta(model.parameters(), lr=args.lr, foreach=True)
+    net = Net().to(device)
+    model = net
+    if world.size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Same initial weights on every rank (same seed; DDP also broadcasts rank 0's), then
+        # a per-rank stream so the ranks' dropout masks differ.
+        torch.manual_seed(args.seed + world.rank)
+        model = DistributedDataParallel(net, device_ids=[world.local_rank] if use_cuda else None)
+    optimizer = torch.optim.Adadelta(net.parameters(), lr=args.lr, foreach=True)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=args.gamma)
     scaler = None
     if amp_dtype is torch.float16:
@@ -256,18 +445,36 @@ def train(args, p):
     # Hyperparameters the run started with; a resumed run keeps reporting those.
     run_args = {k: getattr(args, k) for k in CHECKPOINT_ARGS}
 
+    ckpt = None
     if checkpointing and os.path.exists(ckpt_path):
         # On the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest.
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(ckpt["model"])
+    if world.size > 1:
+        ckpt = agree_on_checkpoint(ckpt, world)
+    if ckpt is not None:
+        net.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        shuffle_gen.set_state(ckpt["rng"]["shuffle"])
-        if use_cuda and ckpt["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+        rng = ckpt["rng"]
+        ckpt_world = ckpt.get("world_size", 1)
+        if world.size > 1 and ckpt_world == world.size and rng.get("ranks"):
+            rng = rng["ranks"][world.rank]
+        elif world.size > 1:
+            torch.manual_seed(args.seed + world.rank + 7919 * ckpt["epoch"])
+            rng = {}
+        if rng.get("torch") is not None:
+            torch.set_rng_state(rng["torch"])
+        if rng.get("shuffle") is not None:
+            shuffle_gen.set_state(rng["shuffle"])
+        if use_cuda and rng.get("cuda") is not None:
+            torch.cuda.set_rng_state(rng["cuda"])
+        if ckpt_world != world.size and world.main:
+            log(
+                f"warning: checkpoint was written by {ckpt_world} process(es), resuming with "
+                f"{world.size}: data order and dropout differ from an uninterrupted run"
+            )
         history, start_epoch = ckpt["history"], ckpt["epoch"]
         run_args.update({k: v for k, v in ckpt.get("args", {}).items() if k in CHECKPOINT_ARGS})
         changed = {
@@ -275,21 +482,26 @@ def train(args, p):
             for k, v in run_args.items()
             if k != "epochs" and getattr(args, k) != v
         }
-        if changed:
+        if changed and world.main:
             log(
                 "warning: checkpoint was written with other hyperparameters: "
                 + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
             )
         log(f"resuming from checkpoint at epoch {start_epoch}")
 
-    batches = math.ceil(n_train / args.batch_size)
+    per_rank = n_train if sampler is None else sampler.num_samples
+    batches = math.ceil(per_rank / args.batch_size)
     for epoch in range(start_epoch + 1, args.epochs + 1):
         model.train()
         loss_sum = torch.zeros((), device=device)
         if use_cuda:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        perm = torch.randperm(n_train, generator=shuffle_gen).to(device)
+        if sampler is None:
+            perm = torch.randperm(n_train, generator=shuffle_gen).to(device)
+        else:
+            sampler.set_epoch(epoch)
+            perm = torch.tensor(list(sampler), dtype=torch.int64, device=device)
         for i in range(batches):
             idx = perm[i * args.batch_size : (i + 1) * args.batch_size]
             data, target = x_train[idx], y_train[idx]
@@ -308,16 +520,31 @@ def train(args, p):
                 loss.backward()
                 optimizer.step()
             loss_sum += loss.detach()
-            if args.log_interval and (i + 1) % args.log_interval == 0:
+            if args.log_interval and (i + 1) % args.log_interval == 0 and world.main:
                 log(f"train epoch {epoch} batch {i + 1}/{batches} loss {loss.item():.6f}")
-        train_loss = loss_sum.item() / batches
+        if world.dist is not None:
+            # Every rank has the same number of batches (the sampler pads), so the mean of
+            # the sum is the mean batch loss over all ranks; the all-reduce also makes rank
+            # 0's epoch time that of the slowest rank.
+            world.dist.all_reduce(loss_sum)
+        train_loss = loss_sum.item() / (batches * world.size)
         if use_cuda:
             torch.cuda.synchronize()
         train_seconds = time.perf_counter() - t0
         scheduler.step()
 
         t1 = time.perf_counter()
-        test_loss, test_accuracy = evaluate(model, x_test, y_test, args.test_batch_size, torch, F)
+        if world.main:
+            test_loss, test_accuracy = evaluate(net, x_test, y_test, args.test_batch_size, torch, F)
+        if world.dist is not None:
+            # Rank 0 evaluated the whole test set; every rank needs the figures to stop on
+            # the same non-finite loss.
+            figures = torch.zeros(2, dtype=torch.float64, device=device)
+            if world.main:
+                figures += torch.tensor([test_loss, test_accuracy], dtype=torch.float64,
+                                        device=device)
+            world.dist.broadcast(figures, src=0)
+            test_loss, test_accuracy = figures.tolist()
         eval_seconds = time.perf_counter() - t1
         row = {
             "epoch": epoch,
@@ -329,22 +556,32 @@ def train(args, p):
             "eval_seconds": round(eval_seconds, 3),
         }
         history.append(row)
-        log(
-            f"epoch={epoch} train_loss={train_loss:.6f} test_loss={test_loss:.6f} "
-            f"test_accuracy={test_accuracy:.4f} epoch_seconds={train_seconds:.3f} "
-            f"samples_per_second={n_train / train_seconds:.1f}"
-        )
+        if world.main:
+            log(
+                f"epoch={epoch} train_loss={train_loss:.6f} test_loss={test_loss:.6f} "
+                f"test_accuracy={test_accuracy:.4f} epoch_seconds={train_seconds:.3f} "
+                f"samples_per_second={n_train / train_seconds:.1f}"
+            )
         if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
             raise FloatingPointError(
                 f"loss is not finite at epoch {epoch} (train {train_loss}, test {test_loss}); "
                 "try a lower --lr"
             )
 
-        if checkpointing:
+        ranks_rng = None
+        if checkpointing and world.size > 1:
+            # Each rank's own RNG streams (dropout), so a resume continues every rank exactly.
+            ranks_rng = world.gather({
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state() if use_cuda else None,
+            })
+        if checkpointing and world.main:
+            extra = {} if ranks_rng is None else {"world_size": world.size}
             save_atomic(
                 {
+                    **extra,
                     "epoch": epoch,
-                    "model": model.state_dict(),
+                    "model": net.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict() if scaler is not None else None,
@@ -352,6 +589,7 @@ def train(args, p):
                         "torch": torch.get_rng_state(),
                         "shuffle": shuffle_gen.get_state(),
                         "cuda": torch.cuda.get_rng_state() if use_cuda else None,
+                        **({} if ranks_rng is None else {"ranks": ranks_rng}),
                     },
                     "history": history,
                     "args": {**run_args, "epochs": args.epochs},
@@ -360,6 +598,8 @@ def train(args, p):
                 torch,
             )
 
+    if not world.main:
+        return
     if start_epoch >= args.epochs:
         log(
             f"checkpoint already holds {start_epoch} epochs (>= --epochs {args.epochs}): "
@@ -369,7 +609,7 @@ def train(args, p):
     metrics = {**final, "epochs": len(history), "history": history}
     write_json_atomic(metrics, os.path.join(p["output_data"], "metrics.json"))
 
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     save_atomic(state, os.path.join(p["model"], "model.pt"), torch)
     write_json_atomic(
         {
@@ -392,20 +632,27 @@ def train(args, p):
 
 def main(argv=None):
     p = paths()
+    started = time.time()
+    world = None
     try:
+        world = World.from_env()
         args, unknown = parse_args(argv)
-        if unknown:
+        if unknown and world.main:
             log(f"warning: ignoring unknown arguments: {' '.join(unknown)}")
-        train(args, p)
+        train(args, p, world)
     except UsageError as exc:
-        write_failure(p["failure"], f"{type(exc).__name__}: {exc}\n")
+        write_failure(p["failure"], f"{type(exc).__name__}: {exc}\n", world, started)
         log(f"error: {exc}", sys.stderr)
         return 1
     except Exception as exc:
         tb = traceback.format_exc()
-        write_failure(p["failure"], f"{type(exc).__name__}: {exc}\n\n{tb}")
+        write_failure(p["failure"], f"{type(exc).__name__}: {exc}\n\n{tb}", world, started)
         log(tb, sys.stderr)
         return 1
+    finally:
+        # After the failure file: a hang here must not lose the reason.
+        if world is not None:
+            world.close()
     return 0
 
 

@@ -111,6 +111,73 @@ BAD_FILES = {
         "base: config/base.yaml\nmax_run: -5\n",
         "experiments/bad.yaml:2: max_run must be a positive number of seconds",
     ),
+    # Multi-host runs (issue 11): the count and the SDK's `distribution` vocabulary.
+    "zero_hosts": (
+        "base: config/base.yaml\ninstance_count: 0\n",
+        "experiments/bad.yaml:2: instance_count must be at least 1 (the number of hosts to"
+        " train on), not 0",
+    ),
+    "hosts_not_a_number": (
+        "base: config/base.yaml\ninstance_count: '2'\n",
+        "experiments/bad.yaml:2: 'instance_count' must be a whole number of hosts to train"
+        " on, e.g. 2, not a string",
+    ),
+    "hosts_a_boolean": (
+        "base: config/base.yaml\ninstance_count: true\n",
+        "experiments/bad.yaml:2: 'instance_count' must be a whole number of hosts*, not a"
+        " boolean",
+    ),
+    "hosts_a_fraction": (
+        "base: config/base.yaml\ninstance_count: 1.5\n",
+        "experiments/bad.yaml:2: 'instance_count' must be a whole number of hosts*, not a"
+        " number",
+    ),
+    "unknown_distribution": (
+        "base: config/base.yaml\ndistribution:\n  torch_distribute: {enabled: true}\n",
+        "experiments/bad.yaml:3: unknown distribution strategy 'torch_distribute': did you"
+        " mean 'torch_distributed'?",
+    ),
+    "unsupported_distribution": (
+        "base: config/base.yaml\ndistribution:\n  smdistributed: {dataparallel: {enabled:"
+        " true}}\n",
+        "experiments/bad.yaml:3: the SageMaker SDK's distribution strategy 'smdistributed'"
+        " is not supported here; use torch_distributed: {enabled: true}, or no distribution"
+        " for a script that calls init_process_group itself",
+    ),
+    "distribution_not_a_mapping": (
+        "base: config/base.yaml\ndistribution: torch_distributed\n",
+        "experiments/bad.yaml:2: 'distribution' must be a mapping of distribution strategy,"
+        " e.g. {torch_distributed: {enabled: true}}, not a string",
+    ),
+    "torch_distributed_not_a_mapping": (
+        "base: config/base.yaml\ndistribution:\n  torch_distributed: true\n",
+        "experiments/bad.yaml:3: distribution.torch_distributed must be a mapping such as"
+        " {enabled: true}, not a boolean",
+    ),
+    "torch_distributed_unknown_key": (
+        "base: config/base.yaml\ndistribution:\n  torch_distributed:\n    enabled: true\n"
+        "    nproc_per_node: 2\n",
+        "experiments/bad.yaml:5: unknown key 'nproc_per_node' in"
+        " distribution.torch_distributed: known keys are enabled",
+    ),
+    "torch_distributed_enabled_text": (
+        "base: config/base.yaml\ndistribution:\n  torch_distributed: {enabled: 'yes'}\n",
+        "experiments/bad.yaml:3: distribution.torch_distributed.enabled must be true or"
+        " false, not a string",
+    ),
+    "torch_distributed_without_enabled": (
+        "base: config/base.yaml\ndistribution:\n  torch_distributed: {}\n",
+        "experiments/bad.yaml:3: distribution.torch_distributed needs `enabled: true` (or"
+        " false to turn it off)",
+    ),
+    "torch_distributed_not_python": (
+        "base: config/base.yaml\nentry_point: train.sh\ndistribution:\n"
+        "  torch_distributed: {enabled: true}\n",
+        "experiments/bad.yaml:2: entry_point 'train.sh' cannot run with distribution"
+        " torch_distributed, as the SageMaker SDK says: \"Unsupported entry point type for"
+        " the distribution torch_distributed. Only python programs (*.py) are supported.\""
+        " (fw_utils.py); use a .py script or leave out torch_distributed",
+    ),
 }
 
 

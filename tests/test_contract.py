@@ -15,6 +15,7 @@ The other tests need nothing but the standard library.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.metadata
 import importlib.util
 import json
@@ -747,3 +748,196 @@ def test_the_package_keeps_the_old_import_paths():
     assert contract.encode_hyperparameters is hyperparameters.encode_hyperparameters
     assert contract.toolkit_env is host.toolkit_env
     assert contract.ContainerLayout is layout.ContainerLayout
+
+
+# --- several hosts ------------------------------------------------------------------------
+
+RENDEZVOUS = contract.Rendezvous("127.0.0.1", 45678)
+# sagemaker-pytorch-training-toolkit training.py (_set_nccl_environment,
+# _set_distributed_environment), with the local rendezvous; GLOO_SOCKET_IFNAME is ours.
+LAUNCHER_VARIABLES = {"MASTER_ADDR", "MASTER_PORT", "NCCL_SOCKET_IFNAME", "NCCL_IB_DISABLE",
+                      "NCCL_DEBUG", "GLOO_SOCKET_IFNAME"}
+# sagemaker-training torch_distributed.py _setup (NCCL_PROTO), and torchrun's own PET_*
+# options, set so that a single-host torchrun does not fall back to port 29500.
+TORCHRUN_VARIABLES = {"NCCL_PROTO", "PET_MASTER_ADDR", "PET_MASTER_PORT"}
+
+
+def _host_trees(job: ContainerJob, tmp: Path, hosts=None, rendezvous=RENDEZVOUS):
+    return {
+        host: prepare_container_tree(job, root=tmp / "hosts" / host, current_host=host,
+                                     rendezvous=rendezvous)
+        for host in (job.hosts if hosts is None else hosts)
+    }
+
+
+def _toolkit_env_for(tree: contract.ContainerTree, tmp: Path, job_name: str) -> dict:
+    """The toolkit's variables for this host's tree (toolkit_env.py reads its config)."""
+    proc = subprocess.run(
+        [sys.executable, str(ORACLE_DIR / "toolkit_env.py")],
+        env=_oracle_environ(tmp, tree.root, job_name), cwd=tmp, capture_output=True,
+        text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _agrees_with_the_toolkit(tree: contract.ContainerTree, tmp: Path, job_name: str) -> dict:
+    toolkit = _toolkit_env_for(tree, tmp, job_name)
+    ours = dict(tree.env)
+    launcher = LAUNCHER_VARIABLES | TORCHRUN_VARIABLES
+    # What the generic toolkit sets is exactly ours, less the local extensions, the
+    # platform's TRAINING_JOB_NAME, PYTHONPATH (written when it runs the script) and the
+    # PyTorch image's launcher variables (not the generic toolkit's).
+    assert set(toolkit) == set(ours) - LOCAL_EXTENSIONS - launcher - {"TRAINING_JOB_NAME",
+                                                                      "PYTHONPATH"}
+    mine = {k: v for k, v in ours.items() if k in toolkit}
+    assert _normalize(mine, []) == _normalize(toolkit, [])
+    return toolkit
+
+
+@pytest.mark.parametrize("distribution", [{}, {"torch_distributed": {"enabled": True}}],
+                         ids=["script-per-host", "torch_distributed"])
+def test_every_host_of_a_two_host_job_agrees_with_the_toolkit(small_job, tmp_path,
+                                                               distribution):
+    _require_toolkit()
+    tmp = tmp_path.resolve()
+    job = dataclasses.replace(small_job, hosts=contract.host_names(2), distribution=distribution)
+    trees = _host_trees(job, tmp)
+    seen = {}
+    for name, tree in trees.items():
+        toolkit = _agrees_with_the_toolkit(tree, tmp, job.job_name)
+        training_env = json.loads(toolkit["SM_TRAINING_ENV"])
+        seen[name] = training_env
+        assert toolkit["SM_HOSTS"] == '["algo-1","algo-2"]'
+        assert toolkit["SM_CURRENT_HOST"] == toolkit["CURRENT_HOST"] == name
+        assert json.loads(toolkit["SM_RESOURCE_CONFIG"])["current_host"] == name
+        assert training_env["current_host"] == name
+        assert training_env["hosts"] == ["algo-1", "algo-2"]
+        assert training_env["master_hostname"] == "algo-1"
+        assert training_env["is_master"] is (name == "algo-1")
+        assert training_env["network_interface_name"] == contract.LOOPBACK_INTERFACE
+        assert training_env["current_instance_group_hosts"] == ["algo-1", "algo-2"]
+        if distribution:
+            # sagemaker_torch_distributed_enabled makes the group a distribution group.
+            assert training_env["distribution_hosts"] == ["algo-1", "algo-2"]
+            assert training_env["distribution_instance_groups"] == ["homogeneousCluster"]
+            assert training_env["additional_framework_parameters"] == {
+                "sagemaker_instance_type": "local", "sagemaker_torch_distributed_enabled": True}
+        else:
+            assert training_env["distribution_instance_groups"] == []
+        # Only the host's own name tells the trees apart (besides their paths).
+        assert json.loads(tree.resource_config_file.read_text()) == {
+            **json.loads(trees["algo-1"].resource_config_file.read_text()),
+            "current_host": name}
+    assert seen["algo-1"]["is_master"] and not seen["algo-2"]["is_master"]
+
+
+def test_ten_hosts_sort_as_strings_and_agree_with_the_toolkit(small_job, tmp_path):
+    _require_toolkit()
+    tmp = tmp_path.resolve()
+    names = contract.host_names(10)
+    assert names == ("algo-1", "algo-10", "algo-2", "algo-3", "algo-4", "algo-5", "algo-6",
+                     "algo-7", "algo-8", "algo-9")
+    # Given in any order, the tree lists them as the platform does.
+    job = dataclasses.replace(small_job, hosts=tuple(reversed(names)))
+    for name, tree in _host_trees(job, tmp, hosts=["algo-10", "algo-2", "algo-1"]).items():
+        toolkit = _agrees_with_the_toolkit(tree, tmp, job.job_name)
+        training_env = json.loads(toolkit["SM_TRAINING_ENV"])
+        assert json.loads(toolkit["SM_HOSTS"]) == list(names)
+        assert training_env["current_host"] == name
+        assert training_env["master_hostname"] == "algo-1"
+        assert training_env["is_master"] is (name == "algo-1")
+
+
+def test_host_names_and_the_local_rendezvous():
+    assert contract.host_names(1) == ("algo-1",)
+    assert contract.host_names(3) == ("algo-1", "algo-2", "algo-3")
+    with pytest.raises(ValueError, match="at least 1 host"):
+        contract.host_names(0)
+    rendezvous = contract.Rendezvous.local()
+    assert rendezvous.master_addr == "127.0.0.1"
+    # Free: it can be bound again at once (it was released).
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", rendezvous.master_port))
+    assert 0 < rendezvous.master_port < 65536
+
+
+def test_a_single_host_without_rendezvous_is_the_single_container_tree(small_job, tmp_path):
+    plain = prepare_container_tree(small_job, root=tmp_path / "a")
+    explicit = prepare_container_tree(
+        dataclasses.replace(small_job, hosts=("algo-1",), distribution={}),
+        root=tmp_path / "b", current_host="algo-1")
+    unroot = {k: _unroot(v, [plain.root, explicit.root]) for k, v in plain.env.items()}
+    assert unroot == {k: _unroot(v, [plain.root, explicit.root]) for k, v in explicit.env.items()}
+    assert not set(plain.env) & (LAUNCHER_VARIABLES | TORCHRUN_VARIABLES)
+    assert plain.command[1:] == ["--", "train.py", *plain.argv]
+    config = json.loads(plain.resource_config_file.read_text())
+    assert config["hosts"] == ["algo-1"] and config["network_interface_name"] == "eth0"
+
+
+def test_launcher_variables(small_job, tmp_path):
+    job = dataclasses.replace(small_job, hosts=contract.host_names(2))
+    tree = prepare_container_tree(job, root=tmp_path / "h2", current_host="algo-2",
+                                  rendezvous=RENDEZVOUS)
+    lo = contract.LOOPBACK_INTERFACE
+    # pytorch toolkit training.py: MASTER_ADDR/MASTER_PORT (the master's name and 7777 on
+    # SageMaker; the local rendezvous here), NCCL_SOCKET_IFNAME, NCCL_IB_DISABLE, NCCL_DEBUG.
+    assert {k: tree.env[k] for k in LAUNCHER_VARIABLES} == {
+        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "45678", "NCCL_SOCKET_IFNAME": lo,
+        "NCCL_IB_DISABLE": "1", "NCCL_DEBUG": "WARN", "GLOO_SOCKET_IFNAME": lo}
+    assert not set(tree.env) & TORCHRUN_VARIABLES  # no torch_distributed: no torchrun
+    # Without a distribution every host runs the script itself (runner.ProcessRunner).
+    assert tree.command[1:] == ["--", "train.py", *tree.argv]
+    assert tree.process_env({})["MASTER_PORT"] == "45678"
+
+
+def _torchrun_tree(small_job, tmp_path, count, current, monkeypatch, gpus=0):
+    monkeypatch.setattr(host, "_gpus_on_host", lambda: gpus)
+    job = dataclasses.replace(small_job, hosts=contract.host_names(count),
+                              distribution={"torch_distributed": {"enabled": True}})
+    return prepare_container_tree(job, root=tmp_path / current, current_host=current,
+                                  rendezvous=RENDEZVOUS, python="/py")
+
+
+def test_torchrun_command_on_several_hosts(small_job, tmp_path, monkeypatch):
+    # sagemaker-training torch_distributed.py _create_command: --nnodes N --nproc_per_node P,
+    # then for N > 1 --master_addr --master_port --node_rank <index of the host>.
+    tree = _torchrun_tree(small_job, tmp_path, 3, "algo-3", monkeypatch)
+    assert tree.command == [
+        "/py", "-m", "torch.distributed.run", "--nnodes", "3", "--nproc_per_node", "1",
+        "--master_addr", "127.0.0.1", "--master_port", "45678", "--node_rank", "2",
+        "train.py", *tree.argv]
+    assert tree.argv == ["--batch-size", "64", "--epochs", "3", "--lr", "0.1"]
+    # torch_distributed.py _setup.
+    assert tree.env["NCCL_PROTO"] == "simple"
+    assert tree.env["PET_MASTER_PORT"] == "45678"
+    # The SDK's hyperparameters for the distribution (pytorch/estimator.py).
+    stored = json.loads(tree.hyperparameters_file.read_text())
+    assert stored["sagemaker_torch_distributed_enabled"] == "true"
+    assert stored["sagemaker_instance_type"] == '"local"'
+
+
+def test_torchrun_command_on_one_host_counts_the_gpus(small_job, tmp_path, monkeypatch):
+    # runner.py: P is the number of GPUs, else 1; one node gets no rendezvous flags.
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    tree = _torchrun_tree(small_job, tmp_path, 1, "algo-1", monkeypatch, gpus=4)
+    assert tree.command == ["/py", "-m", "torch.distributed.run", "--nnodes", "1",
+                            "--nproc_per_node", "4", "train.py", *tree.argv]
+
+
+def test_bad_host_and_distribution_input(small_job, tmp_path):
+    job = dataclasses.replace(small_job, hosts=contract.host_names(2))
+    with pytest.raises(ValueError, match="'algo-3' is not one of the hosts"):
+        prepare_container_tree(job, root=tmp_path / "x", current_host="algo-3")
+    with pytest.raises(ValueError, match="only 'torch_distributed' is supported"):
+        prepare_container_tree(dataclasses.replace(job, distribution={"mpi": {}}),
+                               root=tmp_path / "y", rendezvous=RENDEZVOUS)
+    sh = dataclasses.replace(job, program="run.sh",
+                             distribution={"torch_distributed": {"enabled": True}})
+    with pytest.raises(ValueError, match=r"Only python programs \(\*\.py\)"):
+        prepare_container_tree(sh, root=tmp_path / "z", rendezvous=RENDEZVOUS)
+    clash = dataclasses.replace(job, distribution={"torch_distributed": {"enabled": True}},
+                                hyperparameters={"sagemaker_torch_distributed_enabled": True})
+    with pytest.raises(ValueError, match="sagemaker_torch_distributed_enabled"):
+        prepare_container_tree(clash, root=tmp_path / "w", rendezvous=RENDEZVOUS)

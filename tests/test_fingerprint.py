@@ -268,3 +268,49 @@ def test_fingerprint_module_imports_no_aws_or_heavy_modules():
     loaded = set(json.loads(subprocess.check_output([sys.executable, "-c", code], text=True)))
     assert not loaded & {"boto3", "botocore", "sagemaker", "matplotlib", "pandas", "numpy",
                          "torch", "moto"}
+
+
+# --- several hosts (issue 11) --------------------------------------------------------------
+
+TORCHRUN = {"torch_distributed": {"enabled": True}}
+
+
+def test_single_host_runs_keep_their_parts_and_digest(project):
+    # No `hosts` part at the defaults, so every digest made before multi-host runs stays.
+    run = make_run(*project)
+    assert set(parts(run)) == {"version", "hyperparameters", "entry_point",
+                               "metric_definitions", "source", "backend", "input:training"}
+    explicit = dataclasses.replace(run, instance_count=1, distribution={})
+    assert fp.fingerprint(explicit, backend="local") == fp.fingerprint(run, backend="local")
+
+
+@pytest.mark.parametrize("hosts", [
+    {"instance_count": 2}, {"distribution": TORCHRUN},
+    {"instance_count": 2, "distribution": TORCHRUN},
+])
+def test_hosts_change_the_hosts_part_only(project, hosts):
+    run = make_run(*project)
+    before = parts(run)
+    after = parts(dataclasses.replace(run, **hosts))
+    assert changed(before, after) == {"hosts"}
+    assert fp.fingerprint(dataclasses.replace(run, **hosts), backend="local") != \
+        fp.fingerprint(run, backend="local")
+
+
+def test_each_count_and_distribution_is_its_own_training(project):
+    run = make_run(*project)
+    variants = [dataclasses.replace(run, instance_count=n, distribution=d)
+                for n in (2, 3) for d in ({}, TORCHRUN)]
+    assert len({parts(v)["hosts"] for v in variants}) == 4
+
+
+def test_sagemaker_count_comes_from_the_run_in_both_parts(project):
+    # resolve() gives settings the run's count, so the backend part and the hosts part
+    # always hold the same number: a 2-instance job never matches a 1-instance entry.
+    run = make_run(*project)
+    one = fingerprint_settings(SageMakerSettings())
+    two = fingerprint_settings(SageMakerSettings(instance_count=2))
+    before = parts(run, "sagemaker", one)
+    after = parts(dataclasses.replace(run, instance_count=2), "sagemaker", two)
+    assert changed(before, after) == {"backend", "hosts"}
+    assert two["instance_count"] == 2

@@ -143,10 +143,11 @@ def test_all_reused():
 
 
 def test_plan_rows_of_repeats():
-    repeats = [SimpleNamespace(name="a", max_run=60), SimpleNamespace(name="b", max_run=90)]
+    repeats = [SimpleNamespace(name="a", max_run=60, instance_count=1),
+               SimpleNamespace(name="b", max_run=90, instance_count=2)]
     local = plan.plan_rows(repeats)
     assert local == [plan_row("a", backend="local", max_run_s=60),
-                     plan_row("b", backend="local", max_run_s=90)]
+                     plan_row("b", backend="local", max_run_s=90, instance_count=2)]
     settings = {"a": SageMakerSettings(max_run=3600, keep_alive_s=1800),
                 "b": SageMakerSettings(max_run=3600, keep_alive_s=1800, spot=True,
                                        instance_type="ml.g5.xlarge", instance_count=2)}
@@ -161,3 +162,15 @@ def test_plan_rows_of_repeats():
     emulated = plan.plan_rows(repeats[:1], settings_for=lambda repeat: SageMakerSettings(
         emulate=True))
     assert emulated[0].backend == "sagemaker (emulated)" and emulated[0].cost_bound == 0.0
+
+
+def test_local_runs_on_several_hosts_read_as_n_x_local():
+    # A 2-host local run (the experiment's top-level instance_count) is still free; the
+    # instance column says how many hosts it starts, as it does for SageMaker rows.
+    row = plan_row("two_hosts", backend="local", max_run_s=60, instance_count=2)
+    assert (row.instance_count, row.cost_bound, row.price_per_hour) == (2, 0.0, None)
+    table = format_plan([row, plan_row("one", backend="local", max_run_s=60)])
+    lines = table.splitlines()
+    assert lines[1].split()[:3] == ["two_hosts", "local", "2"]
+    assert "2 x local" in lines[1] and " x " not in lines[2]
+    assert lines[-1] == "at most $0.00 for 2 runs"

@@ -230,7 +230,6 @@ def test_max_wait_below_max_run_for_spot_names_both_sources(tmp_path):
     ("bucket", "My_Bucket", "not a valid S3 bucket name"),
     ("prefix", "a/../b", "not a usable S3 key prefix"),
     ("instance_type", "local", "ml.m5.xlarge"),
-    ("instance_count", 0, "between 1 and 1000"),
     ("max_run", "3600", "must be a whole number of seconds, not a string"),
     ("max_run", 0, "between 1 and 2419200 seconds"),
     ("keep_alive", 99999, "between 0 and 21600 seconds"),
@@ -404,13 +403,99 @@ def test_spot_request_has_max_wait_and_checkpoints_and_no_warm_pool():
 def test_optional_fields():
     s = settings(keep_alive_s=0, environment={"PIP_CACHE_DIR": "/tmp/pip"}, prefix="",
                  tags={}, instance_count=2)
-    request, warnings = build(make_run("baseline", ""), s, inputs={})
+    request, warnings = build(make_run("baseline", "", instance_count=2), s, inputs={})
     assert "KeepAlivePeriodInSeconds" not in request["ResourceConfig"]
     assert request["Environment"] == {"PIP_CACHE_DIR": "/tmp/pip"}
     assert request["OutputDataConfig"] == {"S3OutputPath": "s3://bkt/output"}
     assert "InputDataConfig" not in request and "ExperimentConfig" not in request
     assert request["Tags"] == [{"Key": "sm-pytest:experiment", "Value": "baseline"}]
     assert any("instance_count is 2" in w for w in warnings)
+
+
+TORCHRUN = {"torch_distributed": {"enabled": True}}
+
+
+def test_instance_count_is_the_runs_own():
+    # SDK v2 src/sagemaker/job.py _prepare_resource_config: InstanceCount and InstanceType,
+    # nothing else for N > 1.
+    request, warnings = build(make_run(instance_count=3), settings(instance_count=3))
+    assert request["ResourceConfig"]["InstanceCount"] == 3
+    assert [w for w in warnings if "instance_count is 3: each instance runs the script on"
+            " the full data" in w]
+    assert "sagemaker_torch_distributed_enabled" not in request["HyperParameters"]
+    # resolve() takes the count from the run; settings made otherwise must agree with it.
+    with pytest.raises(rq.RequestError, match=r"settings.instance_count \(1\) differs from"
+                                              r" the run's instance_count \(3\)"):
+        build(make_run(instance_count=3), settings())
+
+
+def test_torch_distributed_hyperparameters_as_the_sdk_sets_them():
+    # SDK v2 src/sagemaker/pytorch/estimator.py: _pytorch_distribution_configuration adds
+    # LAUNCH_TORCH_DISTRIBUTED_ENV_NAME and INSTANCE_TYPE_ENV_NAME, and hyperparameters()
+    # JSON-encodes them (EstimatorBase._json_encode_hyperparameters): nothing else, and no
+    # sagemaker_distributed_dataparallel_enabled without "smdistributed".
+    run = make_run(instance_count=2, distribution=TORCHRUN)
+    request, warnings = build(run, settings(instance_type="ml.p4d.24xlarge", instance_count=2))
+    hyperparameters = request["HyperParameters"]
+    assert hyperparameters["sagemaker_torch_distributed_enabled"] == "true"
+    assert hyperparameters["sagemaker_instance_type"] == '"ml.p4d.24xlarge"'
+    plain, _ = build(make_run(instance_count=2), settings(instance_type="ml.p4d.24xlarge",
+                                                        instance_count=2))
+    added = set(hyperparameters) - set(plain["HyperParameters"])
+    assert added == {"sagemaker_torch_distributed_enabled", "sagemaker_instance_type"}
+    assert request["ResourceConfig"]["InstanceCount"] == 2
+    # With a distribution the hosts work together: no "full data on each instance" warning,
+    # and a GPU instance is what the SDK asks for.
+    assert warnings == []
+    single, _ = build(make_run(distribution=TORCHRUN), settings(instance_type="ml.g5.xlarge"))
+    assert single["HyperParameters"]["sagemaker_instance_type"] == '"ml.g5.xlarge"'
+    assert single["ResourceConfig"]["InstanceCount"] == 1
+
+
+@pytest.mark.parametrize("instance_type, warned", [
+    ("ml.m5.xlarge", True), ("ml.c5.2xlarge", True), ("ml.g5.xlarge", False),
+    ("ml.p4d.24xlarge", False), ("ml.trn1.32xlarge", False),
+])
+def test_torch_distributed_on_cpu_is_a_warning(instance_type, warned):
+    # SDK v2 src/sagemaker/fw_utils.py validate_torch_distributed_distribution refuses CPU
+    # types on the client ("Currently torch_distributed is supported only for GPU and
+    # Trainium instances."; _is_gpu_instance: family p* or g*; _is_trainium_instance: trn*);
+    # the service does not, so the request is still built.
+    request, warnings = build(make_run(instance_count=2, distribution=TORCHRUN),
+                              settings(instance_type=instance_type, instance_count=2))
+    cpu = [w for w in warnings if "supported only for GPU and Trainium instances" in w]
+    assert bool(cpu) is warned
+    if warned:
+        assert cpu[0].startswith(f"distribution torch_distributed on {instance_type}:")
+    assert request["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
+
+
+def test_distribution_hyperparameters_cannot_be_given():
+    with pytest.raises(rq.RequestError, match="sagemaker_torch_distributed_enabled"):
+        build(make_run(hyperparameters={"sagemaker_torch_distributed_enabled": True}))
+
+
+def test_instance_count_is_refused_in_settings_with_a_pointer(tmp_path):
+    config = write(tmp_path / "config" / "sagemaker.yaml", "prefix: p\ninstance_count: 2\n")
+    with pytest.raises(SettingsError) as info:
+        res(config=config)
+    assert str(info.value).startswith(f"{config}:2: 'instance_count' is not a SageMaker"
+                                      " setting: it is the number of hosts to train on")
+    assert "top level of the experiment file" in str(info.value)
+    experiment = write(tmp_path / "experiments" / "x.yaml",
+                       "sagemaker:\n  instance_type: ml.g5.xlarge\n  instance_count: 2\n")
+    with pytest.raises(SettingsError) as info:
+        res(block={"instance_type": "ml.g5.xlarge", "instance_count": 2}, path=experiment)
+    assert str(info.value).startswith(f"{experiment}:3: 'sagemaker.instance_count':"
+                                      " 'instance_count' is not a SageMaker setting")
+
+
+def test_resolved_instance_count_comes_from_the_run():
+    resolved = resolve(cli={}, ini={}, config_path=None, experiment_block={},
+                       environ={"HOME": "/nonexistent"}, instance_count=4)
+    assert resolved.instance_count == 4
+    assert resolved.sources["instance_count"] == "the experiment's instance_count"
+    assert res().instance_count == 1
 
 
 def test_channels_are_sorted():
@@ -486,6 +571,8 @@ def test_sdk_create_sends_exactly_the_request(aws):
     requests = [
         build(s=settings(spot=True, environment={"A": "1"}), experiment_config=experiment)[0],
         build(make_run("baseline", ""), settings())[0],
+        build(make_run("two_hosts", "", instance_count=2, distribution=TORCHRUN),
+              settings(instance_type="ml.g5.xlarge", instance_count=2))[0],
     ]
     kwargs = rq.to_sdk_kwargs(requests[0])
     assert isinstance(kwargs["resource_config"], ResourceConfig)

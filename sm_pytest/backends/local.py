@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sm_pytest.backends.local_hosts import Host, Hosts, host_trees
 from sm_pytest.model import (
     COMPLETED,
     FAILED,
@@ -43,12 +44,16 @@ __all__ = ["LocalBackend", "LocalHandle", "RunSetupError", "job_name_for", "thre
 class LocalHandle:
     run: RunSpec
     tree: contract.ContainerTree
-    process: Group
-    reader: threading.Thread
+    process: Group | Hosts  # Hosts: a run on several hosts (local_hosts.py)
+    reader: threading.Thread | None  # None with Hosts, which read their own logs
     log_path: Path
     started_at: float
     job_name: str
     progress: Progress | None = None
+
+    @property
+    def hosts(self) -> Hosts | None:
+        return self.process if isinstance(self.process, Hosts) else None
 
 
 def job_name_for(run: RunSpec, attempt_dir: Path) -> str:
@@ -88,7 +93,7 @@ class LocalBackend:
         try:
             # Until the program starts, a signal loses nothing: it starts nothing.
             with signals.interruptible():
-                job_name, tree, env = self._prepare(run, attempt_dir)
+                job_name, trees, env = self._prepare(run, attempt_dir)
         except KeyboardInterrupt:
             shutil.rmtree(attempt_dir, ignore_errors=True)  # it holds no run
             raise
@@ -96,6 +101,16 @@ class LocalBackend:
         prefix = f"[{run.name}] "
         echo = (lambda line: self.echo(prefix + line)) if self.echo else None
         progress = for_run(run) if self.progress is not None else None
+        if len(trees) > 1:
+            hosts = Hosts(attempt_dir, [Host(name, tree, attempt_dir / f"{name}.log")
+                                        for name, tree in trees],
+                          grace=TERMINATE_GRACE_S, drain=READER_DRAIN_S, echo=echo,
+                          progress=progress)
+            share = thread_share(hosts=len(trees))
+            hosts.start(lambda tree: {**self._env(tree), **share})
+            return LocalHandle(run, trees[0][1], hosts, None, log_path, time.time(), job_name,
+                               progress=progress)
+        tree = trees[0][1]
         # Its own process group, which dies with pytest (processes.py).
         process = Group(
             tree.command,
@@ -116,6 +131,7 @@ class LocalBackend:
 
     def _prepare(self, run: RunSpec, attempt_dir: Path):
         job_name = job_name_for(run, attempt_dir)
+        count = run.instance_count
         job = contract.ContainerJob(
             job_name=job_name,
             program=run.entry_point,
@@ -124,22 +140,38 @@ class LocalBackend:
             channels={name: Path(location) for name, location in run.inputs.items()},
             instance_type="local",
             region="",
+            hosts=contract.host_names(count),
+            distribution=dict(run.distribution),
         )
+        # One rendezvous per run, shared by its hosts: 127.0.0.1 and a free port, since
+        # algo-N does not resolve here and 7777 may be taken (contract/hosts.py).
+        rendezvous = contract.Rendezvous.local() if count > 1 or run.distribution else None
         try:
-            tree = contract.prepare_container_tree(job, root=attempt_dir)
+            if count > 1:
+                trees = host_trees(job, attempt_dir, rendezvous)
+            else:
+                trees = [(job.hosts[0], contract.prepare_container_tree(
+                    job, root=attempt_dir, rendezvous=rendezvous))]
         except (OSError, ValueError) as exc:
             raise RunSetupError(f"{run.path}: cannot prepare the run: {exc}") from None
+        write_json_atomic(attempt_dir / "hyperparameters.json", run.hyperparameters)
+        if count > 1:
+            command = {"hosts": [{"host": name, "argv": tree.command, "cwd": str(tree.code_dir),
+                                  "env": tree.env} for name, tree in trees],
+                       "max_run": run.max_run}
+        else:
+            tree = trees[0][1]
+            command = {"argv": tree.command, "cwd": str(tree.code_dir), "env": tree.env,
+                       "max_run": run.max_run}
+        write_json_atomic(attempt_dir / "command.json", command)
+        return job_name, trees, self._env(trees[0][1])
+
+    def _env(self, tree: contract.ContainerTree) -> dict[str, str]:
         env = tree.process_env()
         env["PYTHONUNBUFFERED"] = "1"  # the log must stream live, line by line
         for key, value in self.extra_env.items():
             env.setdefault(key, value)
-        write_json_atomic(attempt_dir / "hyperparameters.json", run.hyperparameters)
-        write_json_atomic(
-            attempt_dir / "command.json",
-            {"argv": tree.command, "cwd": str(tree.code_dir), "env": tree.env,
-             "max_run": run.max_run},
-        )
-        return job_name, tree, env
+        return env
 
     def wait(self, handle: LocalHandle) -> RunResult:
         deadline = handle.started_at + handle.run.max_run
@@ -174,7 +206,9 @@ class LocalBackend:
             if status != TIMED_OUT:
                 status = COMPLETED if handle.process.returncode == 0 else FAILED
                 # success/failure files exactly as the toolkit leaves them after the script
-                handle.tree.record_exit(handle.process.returncode)
+                # (Hosts write each host's as it ends)
+                if handle.hosts is None:
+                    handle.tree.record_exit(handle.process.returncode)
             if status == FAILED:
                 reason = self._failure_reason(handle)
             return self._result(handle, status, reason)
@@ -189,7 +223,8 @@ class LocalBackend:
         handle.process.end()
         # Once the group is gone nobody writes the pipe: only what is buffered is left. (A
         # leader that could not be reaped still holds it: what the log has is kept.)
-        handle.reader.join(timeout=0.5 if handle.process.stuck else READER_DRAIN_S)
+        if handle.reader is not None:
+            handle.reader.join(timeout=0.5 if handle.process.stuck else READER_DRAIN_S)
         self._report(handle, handle.progress.last() if handle.progress else None)
 
     def _report(self, handle: LocalHandle, line: str | None) -> None:
@@ -198,6 +233,8 @@ class LocalBackend:
             self.progress(line)
 
     def _failure_reason(self, handle: LocalHandle) -> str:
+        if handle.hosts is not None:
+            return handle.hosts.failure_reason()
         code = handle.process.returncode
         written = ""
         if handle.tree.failure_file.is_file():
@@ -212,13 +249,17 @@ class LocalBackend:
     def _result(self, handle: LocalHandle, status: str, reason: str) -> RunResult:
         if handle.process.stuck:  # a leader that could not be reaped: said with any outcome
             reason = f"{reason}; {handle.process.stuck}" if reason else handle.process.stuck
-        with open(handle.log_path, encoding="utf-8", errors="replace") as log:
-            series = extract(log, handle.run.metric_definitions)
+        hosts = handle.hosts
+        if hosts is not None:
+            series = extract(hosts.metric_lines(), handle.run.metric_definitions)
+        else:
+            with open(handle.log_path, encoding="utf-8", errors="replace") as log:
+                series = extract(log, handle.run.metric_definitions)
         return RunResult(
             status=status,
-            artifact_dir=handle.tree.root,
+            artifact_dir=handle.tree.root if hosts is None else hosts.attempt_dir,
             log_path=handle.log_path,
-            model_dir=handle.tree.model_dir,
+            model_dir=handle.tree.model_dir if hosts is None else hosts.model_dir,
             final_metrics=final_values(series),
             metric_series=series,
             failure_reason=reason,
@@ -232,12 +273,13 @@ class LocalBackend:
 
 
 
-def thread_share(environ=None) -> dict[str, str]:
-    """Under pytest-xdist, N local runs share the machine: give each its share of the cores
-    (OMP_NUM_THREADS), unless the user set it. Two runs each using every core were 2-6x
-    slower per epoch here than two runs using one core each."""
+def thread_share(environ=None, hosts: int = 1) -> dict[str, str]:
+    """Under pytest-xdist, N local runs share the machine, and a run on several hosts runs
+    that many processes: give each host process its share of the cores (OMP_NUM_THREADS,
+    which torch's intra-op thread count follows), unless the user set it. Two runs each
+    using every core were 2-6x slower per epoch here than two runs using one core each."""
     environ = os.environ if environ is None else environ
     workers = int(environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    if workers <= 1 or "OMP_NUM_THREADS" in environ:
+    if workers * hosts <= 1 or "OMP_NUM_THREADS" in environ:
         return {}
-    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
+    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // (workers * hosts)))}

@@ -421,7 +421,7 @@ class SageMakerBackend:
         describe = handle.describe
         if describe:
             write_json_atomic(attempt / "describe.json", describe)
-            self._download_logs(handle.job_name, log_path)
+            program_lines = self._download_logs(handle.job_name, log_path)
             problems = self._download_outputs(handle, describe)
             if problems:
                 # The job's own outcome stays in describe.json and train.log; the run fails,
@@ -431,8 +431,10 @@ class SageMakerBackend:
                 describe = {**describe, "FailureReason": reason}
         else:
             log_path.write_text("")
-        with open(log_path, encoding="utf-8", errors="replace") as log:
-            series = extract(log, handle.run.metric_definitions)
+            program_lines = []
+        # What the hosts printed, unprefixed: with N instances train.log prefixes each line
+        # with its host, and the metric definitions apply to every host's lines.
+        series = extract(program_lines, handle.run.metric_definitions)
         final = final_values(series)
         for metric in describe.get("FinalMetricDataList", []):
             final[metric["MetricName"]] = float(metric["Value"])
@@ -462,12 +464,18 @@ class SageMakerBackend:
             self.experiments.finish_run(handle.run, result)
         return result
 
-    def _download_logs(self, job_name: str, log_path: Path) -> None:
+    def _download_logs(self, job_name: str, log_path: Path) -> list[str]:
+        """Write the job's log to train.log (one instance: as its stream(s) are; several:
+        interleaved by time, each line prefixed ``[algo-<n>] ``, see cloudwatch.job_log);
+        return the program's own lines, for the metrics."""
         try:
-            lines = cloudwatch.job_log_lines(self.logs, job_name)
+            log = cloudwatch.job_log(self.logs, job_name)
+            lines, program = log.lines, log.program_lines
         except Exception as exc:
             lines = [f"[sm-pytest] could not fetch the CloudWatch logs: {exc}"]
+            program = []
         log_path.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+        return program
 
     def _download_outputs(self, handle: JobHandle, describe: dict) -> list[str]:
         """Fetch and safely extract the job's archives; return what went wrong, if anything.

@@ -52,13 +52,14 @@ class SageMakerSession:
         self.emulator = None
         self.backend = None
         self.experiments = None
-        self._settings: dict[tuple[str, str], sm_settings.SageMakerSettings] = {}
+        self._settings: dict[tuple[str, str, int], sm_settings.SageMakerSettings] = {}
 
     def settings_for(self, run: RunSpec) -> sm_settings.SageMakerSettings:
         """The run's settings. They depend on nothing but its file and `sagemaker:` block
         (the rest is the session's), and every run is asked for them several times (check,
-        fingerprint, launch): resolved once per distinct block."""
-        key = (str(run.path), json.dumps(run.sagemaker, sort_keys=True, default=str))
+        fingerprint, launch): resolved once per distinct block and instance count."""
+        key = (str(run.path), json.dumps(run.sagemaker, sort_keys=True, default=str),
+               run.instance_count)
         if key not in self._settings:
             self._settings[key] = self._resolve(run)
         return self._settings[key]
@@ -66,7 +67,8 @@ class SageMakerSession:
     def _resolve(self, run: RunSpec) -> sm_settings.SageMakerSettings:
         resolved = sm_settings.resolve(cli=self.cli, ini=self.ini, config_path=self.config_path,
                                        experiment_block=run.sagemaker, environ=os.environ,
-                                       experiment_path=run.path)
+                                       experiment_path=run.path,
+                                       instance_count=run.instance_count)
         if resolved.emulate:
             # An emulated account needs no real role or bucket.
             resolved = dataclasses.replace(resolved, role=resolved.role or EMULATED_ROLE,

@@ -93,9 +93,11 @@ def plan_row(run: str, *, backend: str, max_run_s: int, instance_type: str = "lo
              instance_count: int = 1, keep_alive_s: int = 0, emulated: bool = False) -> PlanRow:
     """One row: a local run costs 0 and has no price; so does an emulated SageMaker run
     (``--sm-emulate``, shown as "sagemaker (emulated)"); a SageMaker run is priced from
-    ``prices`` (None, shown "?", when its instance type is not there)."""
+    ``prices`` (None, shown "?", when its instance type is not there). A run on several
+    hosts shows them as "2 x local", "2 x ml.g5.xlarge"."""
     if backend == "local":
-        return PlanRow(run, backend, "local", False, reuse, max_run_s, None, 0.0, 1)
+        return PlanRow(run, backend, "local", False, reuse, max_run_s, None, 0.0,
+                       instance_count)
     if emulated:
         return PlanRow(run, f"{backend} (emulated)", instance_type, spot, reuse, max_run_s,
                        None, 0.0, instance_count)
@@ -116,7 +118,7 @@ def plan_rows(repeats: Iterable[RunSpec], *, reused: Callable[[RunSpec], bool] |
         reuse = "-" if reused is None else "yes" if reused(repeat) else "no"
         if settings_for is None:
             rows.append(plan_row(repeat.name, backend="local", max_run_s=repeat.max_run,
-                                 reuse=reuse))
+                                 reuse=reuse, instance_count=repeat.instance_count))
             continue
         s = settings_for(repeat)
         rows.append(plan_row(repeat.name, backend="sagemaker", max_run_s=s.max_run,

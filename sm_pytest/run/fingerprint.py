@@ -26,6 +26,12 @@ Parts, so that a cache miss can say which one changed:
 - ``backend``: the backend name and the caller's ``backend_settings`` (for SageMaker use
   ``sagemaker.settings.fingerprint_settings``: instance type and count, image versions,
   spot, volume, container environment).
+- ``hosts``: ``instance_count`` and ``distribution``, only when either differs from the
+  default (1 host, no distribution): N hosts with torchrun train another model than one
+  host does, and leaving the part out for single-host runs keeps every digest made before
+  multi-host runs existed. The SageMaker ``backend`` part carries the count too
+  (``fingerprint_settings``, kept there so that existing digests stay); it is the same
+  number, since ``settings.resolve`` takes it from the run.
 - ``version``: this module's hashing scheme; bumping it invalidates every entry.
 
 Not included: ``max_run`` and ``expect``. A longer time limit or a new threshold re-judges
@@ -143,6 +149,10 @@ def fingerprint_parts(run: RunSpec, *, backend: str,
         "backend": _sha256(canonical_json(
             {"backend": backend, "settings": dict(backend_settings or {})}, "backend_settings")),
     }
+    if run.instance_count != 1 or run.distribution:
+        parts["hosts"] = _sha256(canonical_json(
+            {"instance_count": run.instance_count, "distribution": dict(run.distribution)},
+            "hosts"))
     for channel in sorted(run.inputs):
         parts[INPUT_PREFIX + channel] = _input_hash(channel, str(run.inputs[channel]))
     return dict(sorted(parts.items()))

@@ -25,17 +25,21 @@ Standard library only; sagemaker.core is imported inside ``image_uri`` and
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from sm_pytest.run.artifacts import folder_name
 from sm_pytest.run.contract import (
     CHANNEL_NAME,
+    INSTANCE_TYPE_PARAM,
     JOB_NAME_PARAM,
     LOG_LEVEL_PARAM,
     PROGRAM_PARAM,
     REGION_PARAM,
     SCRIPT_MODE_PARAMS,
     SUBMIT_DIR_PARAM,
+    TORCH_DISTRIBUTED_PARAM,
+    distribution_hyperparameters,
     encode_hyperparameters,
 )
 from sm_pytest.sagemaker.aws import s3_uri, utf16_cut, utf16_length
@@ -56,6 +60,9 @@ __all__ = [
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 LOG_LEVEL = 20  # logging.INFO, the SDK's default container_log_level
+# SDK v2 src/sagemaker/fw_utils.py _is_gpu_instance / _is_trainium_instance: the family of
+# ml.<family>.<size> starts with p or g (GPU), or trn (Trainium).
+_INSTANCE_FAMILY = re.compile(r"^ml[._]([a-z\d\-]+)\.?\w*$")
 _EXPERIMENT_CONFIG_KEYS = {"ExperimentName", "TrialName", "TrialComponentDisplayName",
                            "RunName"}
 
@@ -66,6 +73,14 @@ class RequestError(ValueError):
 
 # --- the request ---------------------------------------------------------------------------
 
+_DISTRIBUTION_PARAMS = frozenset({TORCH_DISTRIBUTED_PARAM, INSTANCE_TYPE_PARAM})
+
+
+def _gpu_or_trainium(instance_type: str) -> bool:
+    match = _INSTANCE_FAMILY.match(instance_type)
+    family = match.group(1) if match else ""
+    return family.startswith(("p", "g", "trn"))
+
 
 def _tag_text(text: str) -> str:
     """A run id as a tag value: [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@] only, at most 256 (UTF-16
@@ -75,8 +90,9 @@ def _tag_text(text: str) -> str:
     return utf16_cut(text, 256)
 
 
-def _hyperparameters(run: RunSpec, source_uri: str, region: str, name: str) -> dict[str, str]:
-    clash = sorted(set(run.hyperparameters) & SCRIPT_MODE_PARAMS)
+def _hyperparameters(run: RunSpec, source_uri: str, region: str, name: str,
+                     instance_type: str) -> dict[str, str]:
+    clash = sorted(set(run.hyperparameters) & (SCRIPT_MODE_PARAMS | _DISTRIBUTION_PARAMS))
     if clash:
         raise RequestError(f"hyperparameter(s) {', '.join(clash)} are set by sm-pytest itself"
                            " (script mode) and cannot be given")
@@ -91,6 +107,13 @@ def _hyperparameters(run: RunSpec, source_uri: str, region: str, name: str) -> d
         REGION_PARAM: region,
         JOB_NAME_PARAM: name,
     }))
+    # SDK v2 src/sagemaker/pytorch/estimator.py: PyTorch._pytorch_distribution_configuration
+    # (sagemaker_torch_distributed_enabled, sagemaker_instance_type), then hyperparameters()
+    # JSON-encodes each value (EstimatorBase._json_encode_hyperparameters): True -> "true",
+    # the instance type -> '"ml.p4d.24xlarge"', quotes included. The local contract adds the
+    # very same (one definition: contract.distribution_hyperparameters).
+    encoded.update(encode_hyperparameters(
+        distribution_hyperparameters(run.distribution, instance_type)))
     if len(encoded) > 100:
         raise RequestError(f"{len(encoded)} hyperparameters (with the {len(SCRIPT_MODE_PARAMS)}"
                            " script-mode ones); CreateTrainingJob allows 100")
@@ -176,9 +199,14 @@ def build_request(
     if not source_uri.startswith("s3://"):
         raise RequestError(f"source {source_uri!r} must be the s3:// URI of sourcedir.tar.gz")
 
+    if settings.instance_count != run.instance_count:
+        # settings.resolve takes the run's count (the experiment's top-level key); settings
+        # built by hand must agree with it, or plan, fingerprint and job would differ.
+        raise RequestError(f"settings.instance_count ({settings.instance_count}) differs from"
+                           f" the run's instance_count ({run.instance_count})")
     resource_config: dict[str, Any] = {
         "InstanceType": settings.instance_type,
-        "InstanceCount": settings.instance_count,
+        "InstanceCount": run.instance_count,
         "VolumeSizeInGB": settings.volume_size_gb,
     }
     stopping: dict[str, Any] = {"MaxRuntimeInSeconds": settings.max_run}
@@ -190,10 +218,18 @@ def build_request(
                 " guide, Managed Warm Pools, Considerations); the job keeps no warm pool")
         else:
             resource_config["KeepAlivePeriodInSeconds"] = settings.keep_alive_s
-    if settings.instance_count > 1:
+    if run.instance_count > 1 and not run.distribution:
         warnings.append(
-            f"instance_count is {settings.instance_count}: each instance runs the script on"
+            f"instance_count is {run.instance_count}: each instance runs the script on"
             " the full data (FullyReplicated) unless the script itself distributes the work")
+    if run.torch_distributed and not _gpu_or_trainium(settings.instance_type):
+        # The SDK refuses this on the client (fw_utils.py validate_torch_distributed_
+        # distribution, unless image_uri is given); the service and the toolkit run it.
+        warnings.append(
+            f"distribution torch_distributed on {settings.instance_type}: the SageMaker SDK"
+            " would refuse it (\"Currently torch_distributed is supported only for GPU and"
+            " Trainium instances.\", fw_utils.py); the job runs it anyway, with one process per"
+            " host (the toolkit starts one per GPU, else one)")
 
     request: dict[str, Any] = {
         "TrainingJobName": job_name,
@@ -203,7 +239,8 @@ def build_request(
             "MetricDefinitions": _metric_definitions(run),
         },
         "RoleArn": settings.role,
-        "HyperParameters": _hyperparameters(run, source_uri, settings.region, job_name),
+        "HyperParameters": _hyperparameters(run, source_uri, settings.region, job_name,
+                                            settings.instance_type),
         "OutputDataConfig": {
             "S3OutputPath": s3_uri(settings.bucket, settings.prefix, "output"),
         },

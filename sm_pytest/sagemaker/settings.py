@@ -123,6 +123,9 @@ def fingerprint_settings(settings: SageMakerSettings) -> dict[str, Any]:
     parallelism) only changes where it runs, how long it may take, or what it costs."""
     return {
         "instance_type": settings.instance_type,
+        # The run's own count (resolve takes RunSpec.instance_count); kept here so that the
+        # digests made before multi-host runs stay the same. The fingerprint's `hosts` part
+        # holds the same number, for every backend, only when it is not 1.
         "instance_count": settings.instance_count,
         "framework_version": settings.framework_version,
         "py_version": settings.py_version,
@@ -298,7 +301,6 @@ CONFIG_KEYS: dict[str, _Key] = {
     "bucket": _Key("bucket", _bucket, SESSION, "S3 bucket for code, data and outputs"),
     "prefix": _Key("prefix", _prefix, SESSION, "S3 key prefix under the bucket"),
     "instance_type": _Key("instance_type", _INSTANCE_TYPE, RUN, "e.g. ml.m5.xlarge"),
-    "instance_count": _Key("instance_count", _integer(1, 1000), RUN, "number of instances"),
     "volume_size_gb": _Key("volume_size_gb", _integer(1, 16384, " GB"), RUN, "EBS volume size"),
     "max_run": _Key("max_run", _integer(1, MAX_RUNTIME_LIMIT, " seconds"), RUN,
                     "MaxRuntimeInSeconds"),
@@ -316,6 +318,9 @@ CONFIG_KEYS: dict[str, _Key] = {
     "tags": _Key("tags", _tags, RUN, "tags on every job"),
     "environment": _Key("environment", _environment, RUN, "container environment variables"),
 }
+# The number of instances is the experiment's top-level `instance_count` (one number of
+# hosts for local, emulated and SageMaker runs alike), never a sagemaker: or config key.
+_TOP_LEVEL_KEYS = {"instance_count": "the number of hosts to train on"}
 # Keys the config file may hold that are not job settings; their readers validate them.
 CONFIG_FILE_ONLY_KEYS = {"prices": "USD per instance-hour for the plan's cost bound (plan.py)"}
 _MAPPINGS = ("tags", "environment")
@@ -352,10 +357,18 @@ def _load_config(path: Path) -> tuple[dict, Callable[[str], str]]:
         raise SettingsError(f"{path}: must be a mapping of setting to value, e.g."
                             " instance_type: ml.m5.xlarge")
     for key in doc.value:
+        if key in _TOP_LEVEL_KEYS:
+            raise SettingsError(f"{where(key)}: {_top_level(key)}")
         if key not in CONFIG_KEYS and key not in CONFIG_FILE_ONLY_KEYS:
             raise SettingsError(f"{where(key)}: unknown key {key!r}: "
                                 f"{suggest(key, {**CONFIG_KEYS, **CONFIG_FILE_ONLY_KEYS})}")
     return doc.value, where
+
+
+def _top_level(key: str) -> str:
+    return (f"{key!r} is not a SageMaker setting: it is {_TOP_LEVEL_KEYS[key]}, the same for"
+            f" every backend; write it at the top level of the experiment file (or its base"
+            f" config), e.g. `{key}: 2` next to `hyperparameters:`, and remove it here")
 
 
 def _experiment_where(path: Path | None) -> Callable[[str], str]:
@@ -384,6 +397,8 @@ def _check_block(block: Mapping, where: Callable[[str], str]) -> None:
     if not isinstance(block, Mapping):
         raise SettingsError(f"{where('')}: the sagemaker block must be a mapping")
     for key in block:
+        if key in _TOP_LEVEL_KEYS:
+            raise SettingsError(f"{where(key)}: 'sagemaker.{key}': {_top_level(key)}")
         spec = CONFIG_KEYS.get(key)
         if spec is None:
             raise SettingsError(f"{where(key)}: unknown key 'sagemaker.{key}': "
@@ -435,12 +450,14 @@ def resolve(
     experiment_block: dict,
     environ: Mapping[str, str],
     experiment_path: Path | None = None,
+    instance_count: int = 1,
 ) -> SageMakerSettings:
     """The settings of one run, from every source in the order documented at the top.
 
     ``cli`` and ``ini`` use the keys of OPTION_NAMES with None for "not given";
     ``config_path`` is config/sagemaker.yaml or None; ``experiment_block`` is the run's
-    ``sagemaker:`` mapping (RunSpec.sagemaker); ``environ`` is os.environ or a stand-in.
+    ``sagemaker:`` mapping (RunSpec.sagemaker); ``environ`` is os.environ or a stand-in;
+    ``instance_count`` is the run's own (RunSpec.instance_count, checked by the spec).
     Raises SettingsError naming the source of the first wrong value.
     """
     cli_layer = _textual_layer("command-line", cli, lambda k: OPTION_NAMES[k])
@@ -488,6 +505,9 @@ def resolve(
             values[spec.attr] = getattr(_DEFAULTS, spec.attr)
             sources[key] = "built-in default"
 
+    values["instance_count"] = instance_count
+    sources["instance_count"] = ("the experiment's instance_count" if instance_count != 1
+                                 else "built-in default")
     _image_versions(values, sources)
     if values["spot"]:
         if values["max_wait"] is None:

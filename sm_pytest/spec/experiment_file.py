@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,19 @@ _COMMON_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "sagemaker": ((dict,), "a mapping of SageMaker settings, e.g. {instance_type: ml.m5.xlarge}"),
     "tolerances": ((dict,), "a mapping of metric name to {direction, max_drop, k} for"
                             " baseline comparison, e.g. {test_accuracy: {max_drop: 0.01}}"),
+    # One number of hosts for every backend: SageMaker's ResourceConfig.InstanceCount, the
+    # emulator's hosts and the local hosts alike (so not a key of the sagemaker: block).
+    "instance_count": ((int,), "a whole number of hosts to train on, e.g. 2"),
+    "distribution": ((dict,), "a mapping of distribution strategy, e.g."
+                              " {torch_distributed: {enabled: true}}"),
 }
+# The SageMaker SDK's `distribution` vocabulary (v2 src/sagemaker/pytorch/estimator.py);
+# of its strategies only torch_distributed (torchrun on every host) is supported here.
+DISTRIBUTIONS = {"torch_distributed": "torchrun on every host"}
+# The estimator's other strategies (same file: smdistributed, pytorchddp, mpi), named so
+# that they are refused as unsupported rather than as a misspelling of torch_distributed.
+_SDK_ONLY_DISTRIBUTIONS = ("smdistributed", "pytorchddp", "mpi")
+TORCH_DISTRIBUTED_KEYS = {"enabled": "true or false"}
 BASE_KEYS = dict(_COMMON_KEYS)
 EXPERIMENT_KEYS = {
     **_COMMON_KEYS,
@@ -73,6 +86,16 @@ class RunSpec:
     tolerances: dict[str, tolerances.Tolerance] = field(default_factory=dict)
     repeat: tolerances.Repeat | None = None
     repeat_index: int | None = None  # which repeat this is, when `repeat` runs it several times
+    instance_count: int = 1  # hosts (SageMaker instances) that run this one training
+    # Enabled strategies only, e.g. {"torch_distributed": {"enabled": True}}; a strategy
+    # written with `enabled: false` (say, to turn off the base file's) is left out.
+    distribution: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def torch_distributed(self) -> bool:
+        """Whether each host runs the script through torchrun (SDK torch_distributed)."""
+        strategy = self.distribution.get("torch_distributed") or {}
+        return bool(strategy.get("enabled", False))
 
     @property
     def folder(self) -> str:
@@ -95,10 +118,6 @@ class RunSpec:
     def name(self) -> str:
         """The pytest item name: `baseline` or `lr_sweep[lr=0.1]`."""
         return f"{self.experiment}[{self.run_id}]" if self.run_id else self.experiment
-
-
-
-
 
 
 def _check_keys(doc: Located, schema: dict, what: str) -> dict:
@@ -177,6 +196,57 @@ def _inputs(doc: Located, raw: dict, rootdir: Path) -> dict[str, str]:
                             " exist; fix the path (relative to the project root) or use s3://")
         resolved[channel] = str(folder)
     return resolved
+
+
+def _check_hosts(doc: Located, values: dict) -> None:
+    """`instance_count` and `distribution` of one file (experiment or base config)."""
+    count = values.get("instance_count")
+    if count is not None and count < 1:
+        raise doc.error(("instance_count",), f"instance_count must be at least 1 (the number"
+                        f" of hosts to train on), not {count}")
+    for strategy, config in (values.get("distribution") or {}).items():
+        where = ("distribution", strategy)
+        if strategy in _SDK_ONLY_DISTRIBUTIONS:
+            raise doc.error(where, f"the SageMaker SDK's distribution strategy {strategy!r}"
+                            " is not supported here; use torch_distributed: {enabled: true},"
+                            " or no distribution for a script that calls init_process_group"
+                            " itself")
+        if strategy not in DISTRIBUTIONS:
+            raise doc.error(where, f"unknown distribution strategy {strategy!r}:"
+                            f" {suggest(strategy, DISTRIBUTIONS, 'strategies')}")
+        if not isinstance(config, dict):
+            raise doc.error(where, f"distribution.{strategy} must be a mapping such as"
+                            f" {{enabled: true}}, not {type_name(config)}")
+        for key, value in config.items():
+            if key not in TORCH_DISTRIBUTED_KEYS:
+                raise doc.error((*where, key), f"unknown key {key!r} in distribution."
+                                f"{strategy}: {suggest(key, TORCH_DISTRIBUTED_KEYS)}")
+            if not isinstance(value, bool):
+                raise doc.error((*where, key), f"distribution.{strategy}.{key} must be true"
+                                f" or false, not {type_name(value)}")
+        if "enabled" not in config:
+            # The SDK reads a missing `enabled` as false; written out, it was meant either way.
+            raise doc.error(where, f"distribution.{strategy} needs `enabled: true` (or false"
+                            " to turn it off)")
+
+
+def _distribution(doc: Located, raw: dict, base_doc: Located | None, base: dict,
+                  entry_point: str) -> dict[str, Any]:
+    """The merged distribution (experiment over base, strategy by strategy), enabled
+    strategies only, refused with a script torchrun cannot run."""
+    merged = {**base.get("distribution", {}), **raw.get("distribution", {})}
+    enabled = {name: dict(config) for name, config in merged.items() if config.get("enabled")}
+    if "torch_distributed" in enabled and not entry_point.endswith(".py"):
+        # SDK v2 src/sagemaker/fw_utils.py validate_torch_distributed_distribution; the
+        # toolkit's torchrun runner refuses the same (sagemaker_training/torch_distributed.py).
+        # The default (train.py) ends in .py, so the entry point was written in one file.
+        source = doc if "entry_point" in raw or base_doc is None else base_doc
+        raise source.error(("entry_point",), f"entry_point {entry_point!r} cannot run with"
+                           " distribution torch_distributed, as the SageMaker SDK says:"
+                           " \"Unsupported entry point type for the distribution"
+                           " torch_distributed. Only python programs (*.py) are supported.\""
+                           " (fw_utils.py); use a .py script or leave out torch_distributed")
+    return enabled
 
 
 def _load_base(doc: Located, rootdir: Path) -> tuple[Located | None, dict]:
@@ -264,6 +334,8 @@ def load_experiment(path: Path, rootdir: Path) -> list[RunSpec]:
     for source, values in ((base_doc, base), (doc, raw)):
         if source is not None and "hyperparameters" in values:
             _check_hyperparameters(source, ("hyperparameters",), values["hyperparameters"])
+        if source is not None:
+            _check_hosts(source, values)
 
     definitions: dict[str, MetricDefinition] = {}
     inputs: dict[str, str] = {}
@@ -298,10 +370,12 @@ def load_experiment(path: Path, rootdir: Path) -> list[RunSpec]:
 
     source_dir = (rootdir / raw.get("source_dir", base.get("source_dir", DEFAULT_SOURCE_DIR)))
     entry_point = raw.get("entry_point", base.get("entry_point", DEFAULT_ENTRY_POINT))
+    distribution = _distribution(doc, raw, base_doc, base, entry_point)
     if not (source_dir / entry_point).is_file():
         key = "entry_point" if "entry_point" in raw else "source_dir"
         raise doc.error((key,), f"the entry point {source_dir / entry_point} does not exist;"
                         " set 'source_dir' and 'entry_point' to your training script")
+    instance_count = raw.get("instance_count", base.get("instance_count", 1))
 
     gates: dict[str, tolerances.Tolerance] = {}
     repeat = None
@@ -350,6 +424,8 @@ def load_experiment(path: Path, rootdir: Path) -> list[RunSpec]:
                 sagemaker=sagemaker,
                 tolerances=gates,
                 repeat=repeat,
+                instance_count=instance_count,
+                distribution=distribution,
             )
         )
     return runs

@@ -35,9 +35,14 @@ Where we differ from the toolkit, on purpose:
 * Host probes: ``SM_NUM_GPUS`` honours ``CUDA_VISIBLE_DEVICES`` (the toolkit counts every GPU
   ``nvidia-smi`` lists; in a SageMaker container that variable is never set), and
   ``SM_NUM_NEURONS`` is always 0.
-* Only the single-process runner is reproduced: no MPI, torch.distributed or smdistributed
-  launchers, and no framework module (``SM_FRAMEWORK_MODULE`` is empty; the PyTorch image
-  sets ``SAGEMAKER_TRAINING_MODULE`` to its own launcher, which ends in the same call).
+* Several hosts (``hosts``): one tree per host, each with its ``current_host``. The PyTorch
+  image's launcher variables are added when a rendezvous is given, with MASTER_ADDR
+  127.0.0.1, a free port and the loopback interface (``algo-N`` does not resolve here and
+  7777 may be taken); see ``hosts``.
+* Runners: the single-process one, and torchrun for ``torch_distributed``. No MPI or
+  smdistributed launchers, and no framework module (``SM_FRAMEWORK_MODULE`` is empty;
+  the PyTorch image sets ``SAGEMAKER_TRAINING_MODULE`` to its own launcher, which ends
+  in the same call).
 """
 
 from __future__ import annotations
@@ -52,6 +57,19 @@ from sm_pytest.run.contract.environment import (
     detect_num_gpus,
     is_owned_variable,
     toolkit_env,
+)
+from sm_pytest.run.contract.hosts import (
+    DISTRIBUTIONS,
+    INSTANCE_TYPE_PARAM,
+    LOOPBACK_INTERFACE,
+    TORCH_DISTRIBUTED,
+    TORCH_DISTRIBUTED_PARAM,
+    Rendezvous,
+    distribution_hyperparameters,
+    host_names,
+    launcher_env,
+    torchrun_command,
+    uses_torch_distributed,
 )
 from sm_pytest.run.contract.hyperparameters import (
     JOB_NAME_PARAM,
@@ -78,6 +96,17 @@ from sm_pytest.run.contract.tree import (
 __all__ = [
     "CHANNEL_NAME",
     "CURRENT_HOST",
+    "DISTRIBUTIONS",
+    "INSTANCE_TYPE_PARAM",
+    "LOOPBACK_INTERFACE",
+    "TORCH_DISTRIBUTED",
+    "TORCH_DISTRIBUTED_PARAM",
+    "Rendezvous",
+    "distribution_hyperparameters",
+    "host_names",
+    "launcher_env",
+    "torchrun_command",
+    "uses_torch_distributed",
     "INSTANCE_GROUP",
     "JOB_NAME_PARAM",
     "LOCAL_EXTENSIONS",

@@ -32,6 +32,14 @@ from sm_pytest.run.contract.environment import (
     pythonpath,
     toolkit_env,
 )
+from sm_pytest.run.contract.hosts import (
+    LOOPBACK_INTERFACE,
+    Rendezvous,
+    distribution_hyperparameters,
+    launcher_env,
+    torchrun_command,
+    uses_torch_distributed,
+)
 from sm_pytest.run.contract.hyperparameters import (
     JOB_NAME_PARAM,
     LOG_LEVEL_PARAM,
@@ -69,6 +77,8 @@ class ContainerJob:
     ``hyperparameters`` are the user's, with Python values; they are JSON-encoded the way the
     SageMaker Python SDK does for script mode. ``channels`` map a channel name to a local
     directory (or a single file). ``region`` "" means "none" (SAGEMAKER_REGION is then "").
+    ``hosts`` are the job's host names (hosts.host_names: InstanceCount of them);
+    ``distribution`` is the SDK's estimator argument (only ``torch_distributed`` here).
     """
 
     job_name: str
@@ -79,6 +89,8 @@ class ContainerJob:
     instance_type: str = "local"
     region: str = ""
     log_level: int = logging.INFO  # the SDK's container_log_level
+    hosts: tuple[str, ...] = (CURRENT_HOST,)
+    distribution: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -194,13 +206,23 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def prepare_container_tree(
-    job: ContainerJob, root: Path, *, python: str | None = None
+    job: ContainerJob,
+    root: Path,
+    *,
+    python: str | None = None,
+    current_host: str | None = None,
+    rendezvous: Rendezvous | None = None,
 ) -> ContainerTree:
-    """Lay out the /opt/ml tree for ``job`` under ``root`` and compute how to run it.
+    """Lay out the /opt/ml tree of one host of ``job`` under ``root`` and compute how to run
+    it there.
 
     ``root`` may exist and hold other files, but none of the names created here (input,
     model, output, code, checkpoints): nothing is ever overwritten. ``python`` defaults to
-    this interpreter (process.python_executable is sys.executable too).
+    this interpreter (process.python_executable is sys.executable too). ``current_host``
+    (default: the first host) is the host this tree is for. With ``rendezvous`` the PyTorch
+    image's launcher variables are added (hosts.launcher_env) and the hosts meet on the
+    loopback interface; with torch_distributed the command is torchrun. One host, no
+    distribution and no rendezvous: the single-container tree, exactly.
     """
     root = Path(root).resolve()
     source_dir = Path(job.source_dir).resolve()
@@ -215,11 +237,29 @@ def prepare_container_tree(
             "path inside the source dir (letters, digits, '.', '_', '+', '-', '/'; no leading"
             " '-' or '/', no '.' or '..' segments), e.g. 'train.py'"
         )
+    # As the platform lists them (hosts.host_names): sorted as strings.
+    hosts = sorted(job.hosts)
+    if not hosts or len(set(hosts)) != len(hosts):
+        raise ValueError(f"hosts {list(job.hosts)!r}: give one or more distinct host names")
+    current_host = hosts[0] if current_host is None else current_host
+    if current_host not in hosts:
+        raise ValueError(f"current host {current_host!r} is not one of the hosts {hosts}")
+    torch_distributed = uses_torch_distributed(job.distribution)
+    if torch_distributed and not program.endswith(".py"):
+        # sdk fw_utils.validate_torch_distributed_distribution; the toolkit's
+        # torch_distributed.py raises a ClientError too.
+        raise ValueError(
+            f"program {program!r}: Unsupported entry point type for the distribution "
+            "torch_distributed. Only python programs (*.py) are supported."
+        )
+    if torch_distributed and rendezvous is None:
+        raise ValueError("torch_distributed needs a rendezvous (hosts.Rendezvous.local())")
     if not source_dir.is_dir():
         raise FileNotFoundError(f"source_dir {source_dir} is not a directory")
     if not (source_dir / program).is_file():
         raise FileNotFoundError(f"program {program!r} not found in source_dir {source_dir}")
-    clash = sorted(SCRIPT_MODE_PARAMS & set(job.hyperparameters))
+    distribution_params = distribution_hyperparameters(job.distribution, job.instance_type)
+    clash = sorted((SCRIPT_MODE_PARAMS | set(distribution_params)) & set(job.hyperparameters))
     if clash:
         raise ValueError(
             f"hyperparameter(s) {', '.join(clash)} are set from the job itself (program, "
@@ -264,7 +304,7 @@ def prepare_container_tree(
             _link_or_copy(location, target / location.name)
         channel_dirs[name] = target
 
-    stored = encode_hyperparameters(job.hyperparameters)
+    stored = encode_hyperparameters({**job.hyperparameters, **distribution_params})
     stored.update(
         {
             PROGRAM_PARAM: json.dumps(program),
@@ -276,19 +316,22 @@ def prepare_container_tree(
             REGION_PARAM: json.dumps(job.region),
         }
     )
+    # Locally the hosts of a run meet on loopback: that is the interface their traffic
+    # uses, so that is the one the tree names (SM_NETWORK_INTERFACE_NAME, NCCL/GLOO).
+    interface = NETWORK_INTERFACE if rendezvous is None else LOOPBACK_INTERFACE
     resource_config = {
-        "current_host": CURRENT_HOST,
+        "current_host": current_host,
         "current_instance_type": job.instance_type,
         "current_group_name": INSTANCE_GROUP,
-        "hosts": [CURRENT_HOST],
+        "hosts": list(hosts),
         "instance_groups": [
             {
                 "instance_group_name": INSTANCE_GROUP,
                 "instance_type": job.instance_type,
-                "hosts": [CURRENT_HOST],
+                "hosts": list(hosts),
             }
         ],
-        "network_interface_name": NETWORK_INTERFACE,
+        "network_interface_name": interface,
     }
     input_data_config = {
         name: {
@@ -318,8 +361,19 @@ def prepare_container_tree(
     env["PYTHONPATH"] = pythonpath(layout.code_dir, os.environ)
     env["SM_CHECKPOINT_DIR"] = str(layout.checkpoint_dir)
     env["SAGEMAKER_BASE_DIR"] = str(root)
+    if rendezvous is not None:
+        env.update(launcher_env(rendezvous, interface, torch_distributed=torch_distributed))
 
     argv = to_cmd_args(split_hyperparameters(decode_hyperparameters(stored))[0])
-    command = _command(layout.code_dir, program, argv, python or sys.executable)
+    if torch_distributed:
+        assert rendezvous is not None
+        # runner.py: P is the GPU count, else the Neuron count, else 1.
+        command = torchrun_command(
+            python or sys.executable, program, argv, hosts=tuple(hosts),
+            current_host=current_host, processes_per_host=detect_num_gpus() or 1,
+            rendezvous=rendezvous,
+        )
+    else:
+        command = _command(layout.code_dir, program, argv, python or sys.executable)
     return ContainerTree(root=root, channel_dirs=channel_dirs, env=env, argv=argv,
                          command=command)

@@ -55,8 +55,9 @@ class JobHost(Protocol):
         """Download every object under ``prefix`` into ``dest``; how many there were."""
         ...
 
-    def new_log_stream(self, account: str, job_name: str) -> str:
-        """A new log stream for one attempt of the job, created; its name."""
+    def new_log_stream(self, account: str, job_name: str, host: str = "algo-1") -> str:
+        """A new log stream for one host (``algo-<n>``) of one attempt of the job, created;
+        its name. Called with ``host`` only for a multi-instance job."""
         ...
 
     def put_log_events(self, account: str, stream: str, events: list[dict[str, Any]]

@@ -5,7 +5,9 @@ request and hands it itself as its :class:`~sm_pytest.sagemaker.emulator.job_hos
 the only part of the Emulator a runner uses. The thread has the source and the channels
 downloaded from emulated S3 and the container tree laid out
 (:mod:`sm_pytest.sagemaker.emulator.staging`), runs the program as a subprocess in its own
-process group, streams its output to emulated CloudWatch Logs, has model.tar.gz /
+process group (one per instance, started together: :mod:`sm_pytest.sagemaker.emulator.hosts`;
+the first host to fail fails the job and stops the others; a stop, MaxRuntime or a spot
+reclaim stops them all), streams its output to emulated CloudWatch Logs, has model.tar.gz /
 output.tar.gz and the checkpoints uploaded, and keeps the job stored by moto (a
 ``FakeTrainingJob``) up to date, so DescribeTrainingJob shows what a real job would show.
 
@@ -28,7 +30,6 @@ import logging
 import math
 import os
 import re
-import subprocess
 import threading
 import time
 import traceback
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from moto.core.utils import utcnow
 
 from sm_pytest.run.contract import ContainerTree
-from sm_pytest.run.processes import Group
+from sm_pytest.sagemaker.emulator.hosts import HostRun, start_hosts, stop_hosts
 from sm_pytest.sagemaker.emulator.staging import JobError, JobStaging
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,6 +82,7 @@ class Attempt:
 
     number: int
     root: Path
+    #: The first host's tree, stream, process and lines (the only host of a 1-instance job).
     tree: ContainerTree | None = None
     log_stream: str | None = None
     pid: int | None = None
@@ -88,6 +90,10 @@ class Attempt:
     outcome: str | None = None
     lines: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Every host of the attempt, in host-list order (emulator/hosts.py).
+    hosts: list[HostRun] = field(default_factory=list)
+    #: The host whose failure failed the attempt (the first one seen to fail), if any.
+    failed_host: HostRun | None = None
 
 
 class JobRunner(threading.Thread):
@@ -121,7 +127,6 @@ class JobRunner(threading.Thread):
         self._stop_requested = threading.Event()
         self._created = time.monotonic()
         self._training_used = 0.0
-        self._pending: list[tuple[int, str]] = []
         self._log_lock = threading.Lock()
         self._metrics: dict[str, tuple[float, datetime]] = {}
         algorithm = request.get("AlgorithmSpecification") or {}
@@ -143,7 +148,12 @@ class JobRunner(threading.Thread):
 
     @property
     def log_streams(self) -> list[str]:
-        return [a.log_stream for a in self.attempts if a.log_stream]
+        """Every stream, attempt by attempt, each attempt's in host order."""
+        streams: list[str] = []
+        for attempt in self.attempts:
+            named = [h.log_stream for h in attempt.hosts if h.log_stream]
+            streams += named or ([attempt.log_stream] if attempt.log_stream else [])
+        return streams
 
     def request_stop(self) -> None:
         """StopTrainingJob (called under the Emulator's lock, from the request thread)."""
@@ -213,8 +223,13 @@ class JobRunner(threading.Thread):
                 break
             self._set_status("Downloading", None, "Downloading input data")
             try:
-                attempt.tree = self.staging.prepare_tree(attempt.root)
-                self.staging.download_checkpoints(attempt.tree)
+                trees = self.staging.prepare_trees(attempt.root)
+                attempt.tree = trees[0][1]
+                # One host's tree shares the attempt's line list (as it always was).
+                attempt.hosts = [HostRun(name, tree, lines=attempt.lines if i == 0 else [])
+                                 for i, (name, tree) in enumerate(trees)]
+                for host in attempt.hosts:  # every instance gets the one checkpoint prefix
+                    self.staging.download_checkpoints(host.tree)
             except JobError as exc:
                 if exc.container:
                     self._log_lines(attempt, exc.reason.splitlines())
@@ -265,77 +280,103 @@ class JobRunner(threading.Thread):
         return env
 
     def _run_process(self, attempt: Attempt) -> str:
-        tree = attempt.tree
-        assert tree is not None
-        attempt.log_stream = self.host.new_log_stream(self.account, self.job_name)
-        self._queue_line(attempt, "Invoking script with the following command:")
-        self._queue_line(attempt, " ".join(tree.command))
-        # Its own process group (stop/kill reach its children), which dies with pytest.
-        proc = Group(
-            tree.command,
-            cwd=tree.code_dir,
-            env=self._process_env(tree),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        attempt.pid = proc.pid
-        reader = threading.Thread(target=self._read, args=(proc.process.stdout, attempt),
-                                  name=f"sm-emulator-log:{self.job_name}", daemon=True)
-        reader.start()
+        hosts = attempt.hosts
+        several = len(hosts) > 1
+        for host in hosts:
+            # One stream per host, <job>/algo-<n>-<epoch seconds> (a single host: as always).
+            host.log_stream = (self.host.new_log_stream(self.account, self.job_name, host.name)
+                               if several else
+                               self.host.new_log_stream(self.account, self.job_name))
+            self._queue_line(host, "Invoking script with the following command:")
+            self._queue_line(host, " ".join(host.tree.command))
+        attempt.log_stream = hosts[0].log_stream
         started = time.monotonic()
-        next_flush = started + self.host.log_flush_seconds
-        arm = self.spot_arm if self.spot else None
-        seen: dict[Path, tuple[int, int]] = {}
-        outcome = EXITED
+        # Each host in its own process group (stop/kill reach its children), which dies with
+        # pytest.
         try:
-            while not proc.exited():
-                now = time.monotonic()
-                if self._stop_requested.is_set() or self.host.closing:
-                    outcome = STOPPED
-                elif self._training_used + (now - started) > self.max_runtime:
-                    outcome = MAX_RUNTIME
-                elif self.max_wait is not None and now - self._created > self.max_wait:
-                    outcome = MAX_WAIT
-                elif arm is not None and self._spot_due(arm, tree, started, seen):
-                    outcome = INTERRUPTED
-                if outcome in (MAX_RUNTIME, MAX_WAIT):
-                    limit = "MaxRuntimeInSeconds" if outcome == MAX_RUNTIME else (
-                        "MaxWaitTimeInSeconds")
-                    self._set_status("Stopping", "Stopping",
-                                     f"Stopping the training job: {limit} exceeded")
-                if outcome != EXITED:
-                    proc.stop(0.0 if outcome == INTERRUPTED else self.host.stop_grace_seconds)
-                    break
-                if now >= next_flush:
-                    self._flush_logs(attempt)
-                    next_flush = now + self.host.log_flush_seconds
-                time.sleep(POLL_SECONDS)
+            start_hosts(hosts, self._process_env, self._queue_line,
+                        thread_name=f"sm-emulator-log:{self.job_name}")
+            attempt.pid = hosts[0].pid
+            outcome = self._watch(attempt, started)
         finally:
-            # The container ends (an exception above too): so does everything in it.
-            proc.end()
-            reader.join(timeout=5)
+            # The containers end (an exception above too): so does everything in them.
+            for host in hosts:
+                if host.process is not None:
+                    host.process.end()
+            for host in hosts:
+                if host.reader is not None:
+                    host.reader.join(timeout=5)
             attempt.seconds = time.monotonic() - started
             self._training_used += attempt.seconds
         if outcome == INTERRUPTED:
             self.spot_arm = None
-        attempt.returncode = proc.returncode
+        for host in hosts:
+            host.returncode = host.process.returncode if host.process is not None else None
+        failed = attempt.failed_host
+        attempt.returncode = (failed or hosts[0]).returncode
         attempt.outcome = outcome
         if outcome == EXITED:
-            tree.record_exit(proc.returncode)
-            self._queue_line(attempt, "Reporting training SUCCESS" if proc.returncode == 0
-                             else "Reporting training FAILURE")
+            for host in hosts:
+                if host is failed or failed is None:  # a host stopped because another
+                    host.tree.record_exit(host.returncode)  # failed reports nothing
+                    self._queue_line(host, "Reporting training SUCCESS" if host.returncode == 0
+                                     else "Reporting training FAILURE")
         self._flush_logs(attempt)
         return outcome
 
-    def _spot_due(self, arm: SpotArm, tree: ContainerTree, started: float,
+    def _watch(self, attempt: Attempt, started: float) -> str:
+        """Poll the running hosts until they have all exited (EXITED), one has failed
+        (EXITED, the others stopped), or the job must end otherwise."""
+        hosts = attempt.hosts
+        next_flush = started + self.host.log_flush_seconds
+        arm = self.spot_arm if self.spot else None
+        seen: dict[Path, tuple[int, int]] = {}
+        while True:
+            # Which host's failure file becomes FailureReason with several hosts is not
+            # documented (research: your-algorithms-training-algo-output.md names one
+            # /opt/ml/output/failure per container): the first host seen to fail, in host
+            # order within a poll, and the job ends there, as SageMaker ends a job when one
+            # of its instances' algorithm fails.
+            failed = next((h for h in hosts if h.failed()), None)
+            if failed is not None:
+                attempt.failed_host = failed
+                stop_hosts(hosts, self.host.stop_grace_seconds)
+                return EXITED
+            if all(h.exited() for h in hosts):
+                return EXITED
+            now = time.monotonic()
+            outcome = None
+            if self._stop_requested.is_set() or self.host.closing:
+                outcome = STOPPED
+            elif self._training_used + (now - started) > self.max_runtime:
+                outcome = MAX_RUNTIME
+            elif self.max_wait is not None and now - self._created > self.max_wait:
+                outcome = MAX_WAIT
+            elif arm is not None and self._spot_due(arm, hosts, started, seen):
+                outcome = INTERRUPTED
+            if outcome in (MAX_RUNTIME, MAX_WAIT):
+                limit = "MaxRuntimeInSeconds" if outcome == MAX_RUNTIME else (
+                    "MaxWaitTimeInSeconds")
+                self._set_status("Stopping", "Stopping",
+                                 f"Stopping the training job: {limit} exceeded")
+            if outcome is not None:  # every host stops (a spot reclaim: at once)
+                stop_hosts(hosts, 0.0 if outcome == INTERRUPTED else self.host.stop_grace_seconds)
+                return outcome
+            if now >= next_flush:
+                self._flush_logs(attempt)
+                next_flush = now + self.host.log_flush_seconds
+            time.sleep(POLL_SECONDS)
+
+    def _spot_due(self, arm: SpotArm, hosts: list[HostRun], started: float,
                   seen: dict[Path, tuple[int, int]]) -> bool:
         if not arm.after_checkpoint:
             return time.monotonic() - started >= arm.after_seconds
         # A checkpoint counts once it is a finished file: not hidden, not a temporary name,
         # and unchanged (size and mtime) since the previous poll.
+        # Any host's checkpoint counts: with several hosts, the reclaim comes once one of them
+        # has written one (all restart, and resume from the one S3 prefix).
         current = {}
-        for path in tree.checkpoint_dir.rglob("*"):
+        for path in (p for h in hosts for p in h.tree.checkpoint_dir.rglob("*")):
             if path.name.startswith(".") or ".tmp" in path.name:
                 continue
             try:
@@ -351,17 +392,15 @@ class JobRunner(threading.Thread):
 
     # --- logs and metrics ------------------------------------------------------------------
 
-    def _read(self, stream: Any, attempt: Attempt) -> None:
-        with stream:
-            for raw in iter(stream.readline, b""):
-                self._queue_line(attempt, raw.decode("utf-8", "replace").rstrip("\r\n"))
-
-    def _queue_line(self, attempt: Attempt, line: str) -> None:
+    def _queue_line(self, host: HostRun, line: str) -> None:
         stamp = time.time()
-        with self._log_lock:
-            attempt.lines.append(line)
+        with host.lock:
+            host.lines.append(line)
             if line:  # CloudWatch refuses empty messages
-                self._pending.append((int(stamp * 1000), line))
+                host.pending.append((int(stamp * 1000), line))
+        # Every host's lines: SageMaker applies the metric definitions to every instance's
+        # log ("each machine emits an objective metric", automatic-model-tuning-
+        # considerations.md); the last value seen wins.
         for metric, regex in self._metric_defs:
             match = regex.search(line)
             if not match:
@@ -372,19 +411,25 @@ class JobRunner(threading.Thread):
                 continue
             if math.isfinite(value):
                 when = datetime.fromtimestamp(stamp, timezone.utc).replace(tzinfo=None)
-                self._metrics[metric] = (value, when)
+                with self._log_lock:
+                    self._metrics[metric] = (value, when)
 
     def _log_lines(self, attempt: Attempt, lines: list[str]) -> None:
+        """Lines of an attempt that failed before its program started: algo-1's stream."""
         if attempt.log_stream is None:
             attempt.log_stream = self.host.new_log_stream(self.account, self.job_name)
+        host = HostRun("algo-1", None, log_stream=attempt.log_stream, lines=attempt.lines)
         for line in lines:
-            self._queue_line(attempt, line)
-        self._flush_logs(attempt)
+            self._queue_line(host, line)
+        self._flush_host(host)
 
     def _flush_logs(self, attempt: Attempt) -> None:
-        with self._log_lock:
-            batch, self._pending = self._pending, []
-        if not batch or attempt.log_stream is None:
+        for host in attempt.hosts:
+            self._flush_host(host)
+
+    def _flush_host(self, host: HostRun) -> None:
+        batch = host.take_pending()
+        if not batch or host.log_stream is None:
             return
         events = []
         for stamp, line in batch:
@@ -393,7 +438,7 @@ class JobRunner(threading.Thread):
                 line = data[:MAX_EVENT_BYTES].decode("utf-8", "ignore")
             events.append({"timestamp": stamp, "message": line})
         for start in range(0, len(events), MAX_BATCH_EVENTS):
-            self.host.put_log_events(self.account, attempt.log_stream,
+            self.host.put_log_events(self.account, host.log_stream,
                                      events[start : start + MAX_BATCH_EVENTS])
 
     # --- uploading and the end -------------------------------------------------------------
@@ -401,26 +446,35 @@ class JobRunner(threading.Thread):
     def _sync_checkpoints_up(self, attempt: Attempt) -> None:
         if attempt.tree is None or self.host.closing:
             return
-        self.staging.sync_checkpoints_up(attempt.tree)
+        # Every host syncs its checkpoint dir to the one S3 prefix, in host order ("The
+        # high-level SageMaker checkpoint configuration specifies a single Amazon S3
+        # location", model-checkpoints.md): a later host's same-named file wins.
+        for host in attempt.hosts:
+            self.staging.sync_checkpoints_up(host.tree)
 
     def _upload_outputs(self, attempt: Attempt | None, status: str) -> None:
         if attempt is None or attempt.tree is None or self.host.closing:
             return
         packed = attempt.root / "upload"
-        model = self.staging.upload_model(attempt.tree, packed, status)
+        trees = [host.tree for host in attempt.hosts] or [attempt.tree]
+        model = self.staging.upload_model(trees, packed, status)
         if model is not None:
             self._set(model_artifacts={"S3ModelArtifacts": model})
-        self.staging.upload_output_data(attempt.tree, packed)
+        self.staging.upload_output_data(trees, packed)
 
     def _conclude(self, attempt: Attempt | None, outcome: str) -> None:
         if outcome == EXITED and attempt is not None and attempt.returncode == 0:
             final = ("Completed", "Completed", "Training job completed", None)
         elif outcome == EXITED:
             text = ""
-            if attempt is not None and attempt.tree is not None:
-                failure = attempt.tree.failure_file
+            failed = attempt.failed_host if attempt is not None else None
+            tree = failed.tree if failed is not None else (attempt.tree if attempt else None)
+            if tree is not None:
+                failure = tree.failure_file
                 if failure.is_file():
                     text = failure.read_text(encoding="utf-8", errors="replace").strip()
+            if failed is not None and len(attempt.hosts) > 1:
+                text = f"{failed.name}: {text}"  # which of the job's hosts it was
             final = ("Failed", "Failed", "Training job failed",
                      f"AlgorithmError: {text}, exit code: 1")
         elif outcome == MAX_RUNTIME:
@@ -479,7 +533,10 @@ class JobRunner(threading.Thread):
             "interrupted": self.interrupted,
             "attempts": [
                 {"number": a.number, "root": str(a.root), "pid": a.pid, "returncode": a.returncode,
-                 "outcome": a.outcome, "log_stream": a.log_stream, "seconds": a.seconds}
+                 "outcome": a.outcome, "log_stream": a.log_stream, "seconds": a.seconds,
+                 "hosts": [{"name": h.name, "pid": h.pid, "returncode": h.returncode,
+                            "log_stream": h.log_stream} for h in a.hosts],
+                 "failed_host": a.failed_host.name if a.failed_host else None}
                 for a in self.attempts
             ],
             "error": self.error,

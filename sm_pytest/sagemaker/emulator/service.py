@@ -14,11 +14,16 @@ would (see :mod:`sm_pytest.sagemaker.emulator.jobs`): sourcedir.tar.gz and the c
 from emulated S3, the container tree and the program's arguments and ``SM_*`` variables come
 from :mod:`sm_pytest.run.contract`, the program runs as a subprocess in its own process group, its
 output becomes CloudWatch log events in ``/aws/sagemaker/TrainingJobs`` (stream
-``<job>/algo-1-<epoch seconds>``, one per attempt), and model.tar.gz, output.tar.gz and the
-checkpoints go back to S3. DescribeTrainingJob then shows what a real job shows: InProgress
-with SecondaryStatus Starting -> Downloading -> Training -> Uploading, then Completed,
-Failed (FailureReason ``AlgorithmError: <the failure file>, exit code: 1``) or Stopped
-(SecondaryStatus Stopped, MaxRuntimeExceeded or MaxWaitTimeExceeded), real
+``<job>/algo-<n>-<epoch seconds>``, one per instance per attempt), and model.tar.gz,
+output.tar.gz and the checkpoints go back to S3. ``ResourceConfig.InstanceCount`` N runs N
+hosts, ``algo-1`` .. ``algo-N``, started together, each with its own tree (``hosts/algo-<n>``
+of the attempt's folder) and stream; the first host to fail fails the job and stops the
+others; model.tar.gz is every host's /opt/ml/model merged in host order
+(:mod:`sm_pytest.sagemaker.emulator.hosts`). DescribeTrainingJob then shows what a real
+job shows: InProgress with SecondaryStatus Starting -> Downloading -> Training ->
+Uploading, then Completed, Failed (FailureReason ``AlgorithmError: <the failure file>,
+exit code: 1``) or Stopped (SecondaryStatus Stopped, MaxRuntimeExceeded or
+MaxWaitTimeExceeded), real
 FinalMetricDataList values from the request's MetricDefinitions, timings, and the
 SecondaryStatusTransitions.
 
@@ -41,8 +46,10 @@ AWS_PROFILE / endpoint / web-identity settings removed, an empty AWS config and 
 file, and a SageMaker SDK config (SAGEMAKER_USER_CONFIG_OVERRIDE and
 SAGEMAKER_ADMIN_CONFIG_OVERRIDE) that opts out of telemetry. Everything is restored after.
 
-Limits: script mode only (sagemaker_program + an s3:// sagemaker_submit_directory); one
-instance (algo-1) whatever InstanceCount says; S3Prefix channels in File/FastFile mode;
+Limits: script mode only (sagemaker_program + an s3:// sagemaker_submit_directory); the
+hosts of a multi-instance job meet on 127.0.0.1 and a free port (``algo-<n>`` does not
+resolve here, and 7777 may be taken), and each gets every channel (FullyReplicated);
+S3Prefix channels in File/FastFile mode;
 CheckpointConfig.LocalPath is not relocated (the program gets SM_CHECKPOINT_DIR);
 checkpoints are synced to S3 at the end of each attempt, not continuously; the image is not
 used (the program runs with this interpreter, nothing is pip-installed).
@@ -512,14 +519,15 @@ class Emulator:
                     count += 1
         return count
 
-    def new_log_stream(self, account: str, job_name: str) -> str:
-        """A new stream ``<job>/algo-1-<epoch seconds>`` (a later second if that one is
-        taken: one stream per instance per attempt)."""
+    def new_log_stream(self, account: str, job_name: str, host: str = "algo-1") -> str:
+        """A new stream ``<job>/<host>-<epoch seconds>`` (a later second if that one is
+        taken: one stream per instance per attempt), as SageMaker names them
+        ("algo-n-1234567890", model-parallel-best-practices.md)."""
         with self._streams_lock, self._as_account(account):
             stamp = int(time.time())
-            while f"{account}:{job_name}/algo-1-{stamp}" in self._streams:
+            while f"{account}:{job_name}/{host}-{stamp}" in self._streams:
                 stamp += 1
-            stream = f"{job_name}/algo-1-{stamp}"
+            stream = f"{job_name}/{host}-{stamp}"
             self._streams.add(f"{account}:{stream}")
             if account not in self._groups:
                 with contextlib.suppress(self._logs.exceptions.ResourceAlreadyExistsException):

@@ -2,38 +2,48 @@
 
     from sm_pytest.sagemaker.emulator.staging import JobStaging
 
-Before each attempt, :meth:`JobStaging.prepare_tree` downloads sourcedir.tar.gz and the
-channels and lays out the container tree with :mod:`sm_pytest.run.contract`, and
-:meth:`JobStaging.download_checkpoints` fills the checkpoint dir from
-CheckpointConfig.S3Uri. After it, :meth:`JobStaging.sync_checkpoints_up` puts the
-checkpoints back, and :meth:`JobStaging.upload_model` and
-:meth:`JobStaging.upload_output_data` pack model.tar.gz and output.tar.gz
-as SageMaker does. A failure SageMaker reports as the job's FailureReason is a
-:class:`JobError`.
+Before each attempt, :meth:`JobStaging.prepare_trees` downloads sourcedir.tar.gz and the
+channels and lays out one container tree per instance with :mod:`sm_pytest.run.contract`,
+and :meth:`JobStaging.download_checkpoints` fills each host's checkpoint dir from
+CheckpointConfig.S3Uri (the one prefix every host syncs to: "the checkpoints from this S3
+bucket are restored to checkpoint_local_path in each instance", model-checkpoints.md).
+After it, :meth:`JobStaging.sync_checkpoints_up` puts each host's checkpoints back, and
+:meth:`JobStaging.upload_model` and :meth:`JobStaging.upload_output_data` pack
+model.tar.gz and output.tar.gz as SageMaker does, from every host. A failure SageMaker
+reports as the job's FailureReason is a :class:`JobError`.
 """
 
 from __future__ import annotations
 
 import logging
 import tarfile
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from sm_pytest.run.contract import (
+    INSTANCE_TYPE_PARAM,
     SCRIPT_MODE_PARAMS,
+    TORCH_DISTRIBUTED_PARAM,
     ContainerJob,
     ContainerTree,
+    Rendezvous,
     decode_hyperparameters,
+    host_names,
     prepare_container_tree,
 )
 from sm_pytest.run.safe_tar import safe_extract
 from sm_pytest.sagemaker.aws import parse_s3_uri
+from sm_pytest.sagemaker.emulator.hosts import merge_folders
 
 if TYPE_CHECKING:  # pragma: no cover
     from sm_pytest.sagemaker.emulator.job_host import JobHost
 
 __all__ = ["JobError", "JobStaging", "relative_key", "tar_gz"]
+
+# One host's tree, or every host's, in host order.
+Trees = ContainerTree | Sequence[ContainerTree]
 
 
 class JobError(Exception):
@@ -78,8 +88,32 @@ def tar_gz(folder: Path, target: Path) -> None:
             tar.add(entry, arcname=entry.name)
 
 
+def _truthy(value: Any) -> bool:
+    """A decoded hyperparameter flag: JSON true, or the strings the toolkit accepts."""
+    return value is True or str(value).lower() == "true"
+
+
+def _signatures(folder: Path) -> dict[Path, tuple[int, int]]:
+    """(size, mtime) of every file below ``folder``."""
+    found = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            st = path.stat()
+            found[path] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
 def _has_files(folder: Path) -> bool:
     return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
+
+
+def _merged(trees: Trees, attribute: str, target: Path) -> Path:
+    """One tree's folder ``attribute``; several trees': merged into ``target``, in order."""
+    if isinstance(trees, ContainerTree):
+        return getattr(trees, attribute)
+    if len(trees) == 1:
+        return getattr(trees[0], attribute)
+    return merge_folders([getattr(tree, attribute) for tree in trees], target)
 
 
 def _folder_prefix(prefix: str) -> str:
@@ -97,12 +131,40 @@ class JobStaging:
     region: str
     job_name: str
     request: dict[str, Any]
+    #: Checkpoint dir -> (size, mtime) of each file restored into it from S3.
+    _restored: dict[Path, dict[Path, tuple[int, int]]] = field(
+        default_factory=dict, init=False, repr=False)
 
     # --- in ----------------------------------------------------------------------------------
 
     def prepare_tree(self, root: Path) -> ContainerTree:
         """The container tree of one attempt under ``root``: the source and the channels
         downloaded, the program's arguments and variables laid out by the contract."""
+        return self.prepare_trees(root)[0][1]
+
+    def prepare_trees(self, root: Path) -> list[tuple[str, ContainerTree]]:
+        """(host, tree) of every instance of one attempt, in host-list order. The source
+        and the channels are downloaded once under ``root`` (every host of a SageMaker job
+        gets the same copy; FullyReplicated is the only distribution the emulator
+        knows). One instance, without a distribution: its tree is ``root/container``, as
+        it always was. Otherwise each host's tree is ``root/hosts/algo-<n>``, laid out by
+        the contract for that host, with one local rendezvous shared by the hosts (on
+        SageMaker, the first host and port 7777; here ``algo-<n>`` does not resolve and
+        7777 may be taken)."""
+        job = self._container_job(root)
+        try:
+            if len(job.hosts) == 1 and not job.distribution:
+                return [(job.hosts[0], prepare_container_tree(job, root / "container",
+                                                              python=self.host.python))]
+            rendezvous = Rendezvous.local()
+            return [(host, prepare_container_tree(job, root / "hosts" / host,
+                                                  python=self.host.python, current_host=host,
+                                                  rendezvous=rendezvous))
+                    for host in job.hosts]
+        except (ValueError, OSError) as exc:
+            raise JobError(f"AlgorithmError: {exc}, exit code: 1", container=True) from exc
+
+    def _container_job(self, root: Path) -> ContainerJob:
         request = self.request
         stored_hps = request.get("HyperParameters") or {}
         decoded = decode_hyperparameters(stored_hps)
@@ -137,7 +199,20 @@ class JobStaging:
             channels[name] = self._download_channel(channel, root / "channels" / name)
 
         resources = request.get("ResourceConfig") or {}
-        job = ContainerJob(
+        fields: dict[str, Any] = {}
+        count = int(resources.get("InstanceCount") or 1)
+        # The PyTorch estimator's distribution={"torch_distributed": {"enabled": True}}
+        # arrives as these hyperparameters (sagemaker-python-sdk v2 pytorch/estimator.py,
+        # LAUNCH_TORCH_DISTRIBUTED_ENV_NAME and INSTANCE_TYPE_ENV_NAME): back to the
+        # distribution, which the contract turns into the same hyperparameters again.
+        distribution = {}
+        if _truthy(decoded.get(TORCH_DISTRIBUTED_PARAM)):
+            distribution = {"torch_distributed": {"enabled": True}}
+            for key in (TORCH_DISTRIBUTED_PARAM, INSTANCE_TYPE_PARAM):
+                hyperparameters.pop(key, None)
+        if count > 1 or distribution:  # a single host stays today's ContainerJob exactly
+            fields = {"hosts": host_names(count), "distribution": distribution}
+        return ContainerJob(
             job_name=self.job_name,
             program=str(program),
             source_dir=source_dir,
@@ -146,11 +221,8 @@ class JobStaging:
             instance_type=resources.get("InstanceType") or "local",
             region=str(region),
             log_level=int(log_level) if isinstance(log_level, (int, float)) else logging.INFO,
+            **fields,
         )
-        try:
-            return prepare_container_tree(job, root / "container", python=self.host.python)
-        except (ValueError, OSError) as exc:
-            raise JobError(f"AlgorithmError: {exc}, exit code: 1", container=True) from exc
 
     def download_checkpoints(self, tree: ContainerTree) -> None:
         """Fill the checkpoint dir from CheckpointConfig.S3Uri (a restart resumes there)."""
@@ -164,6 +236,7 @@ class JobStaging:
         except Exception as exc:
             raise JobError(f"ClientError: could not download the checkpoints from "
                            f"{checkpoint}: {exc}") from exc
+        self._restored[tree.checkpoint_dir] = _signatures(tree.checkpoint_dir)
 
     def _download_channel(self, channel: dict[str, Any], dest: Path) -> Path:
         name = channel["ChannelName"]
@@ -200,15 +273,20 @@ class JobStaging:
     # --- out ---------------------------------------------------------------------------------
 
     def sync_checkpoints_up(self, tree: ContainerTree) -> None:
-        """Put every file of the checkpoint dir to CheckpointConfig.S3Uri, if there is one."""
+        """Put every file of the checkpoint dir that is new or changed since it was restored
+        to CheckpointConfig.S3Uri, if there is one. SageMaker syncs what the program writes;
+        a file restored and left alone is not written back: with several hosts, every host
+        gets every host's checkpoints, and one host's stale copy of another's file must not
+        overwrite that host's new one."""
         checkpoint = (self.request.get("CheckpointConfig") or {}).get("S3Uri")
         if not checkpoint:
             return
         bucket, prefix = parse_s3_uri(checkpoint)
         prefix = _folder_prefix(prefix)
         root = tree.checkpoint_dir
-        for path in sorted(root.rglob("*")):
-            if path.is_file():
+        restored = self._restored.get(root, {})
+        for path, signature in sorted(_signatures(root).items()):
+            if restored.get(path) != signature:
                 key = prefix + path.relative_to(root).as_posix()
                 self.host.s3_put(self.account, bucket, key, path.read_bytes())
 
@@ -219,27 +297,31 @@ class JobStaging:
         prefix = f"{prefix.rstrip('/')}/" if prefix.strip("/") else ""
         return bucket, f"{prefix}{self.job_name}/output/"
 
-    def upload_model(self, tree: ContainerTree, staging: Path, status: str) -> str | None:
+    def upload_model(self, tree: Trees, staging: Path, status: str) -> str | None:
         """Pack and put model.tar.gz below OutputDataConfig.S3OutputPath, as SageMaker does
         for a job that ends ``status`` (packed in the folder ``staging``); its S3 URI (the
-        job's S3ModelArtifacts), or None when there is none."""
+        job's S3ModelArtifacts), or None when there is none. Several hosts' trees: their
+        model dirs merged in host order (see emulator/hosts.py)."""
         bucket, base = self._output_base()
         staging.mkdir(exist_ok=True)
+        model_dir = _merged(tree, "model_dir", staging / "model")
         # Always for a job that did not fail; for a failed one, when the program left
         # something in the model dir.
-        if status == "Failed" and not _has_files(tree.model_dir):
+        if status == "Failed" and not _has_files(model_dir):
             return None
-        tar_gz(tree.model_dir, staging / "model.tar.gz")
+        tar_gz(model_dir, staging / "model.tar.gz")
         self.host.s3_put(self.account, bucket, base + "model.tar.gz",
                          (staging / "model.tar.gz").read_bytes())
         return f"s3://{bucket}/{base}model.tar.gz"
 
-    def upload_output_data(self, tree: ContainerTree, staging: Path) -> None:
-        """Pack and put output.tar.gz next to model.tar.gz, when output/data has files."""
-        if not _has_files(tree.output_data_dir):
+    def upload_output_data(self, tree: Trees, staging: Path) -> None:
+        """Pack and put output.tar.gz next to model.tar.gz, when output/data has files
+        (several hosts: merged as the model dirs are)."""
+        staging.mkdir(exist_ok=True)
+        data_dir = _merged(tree, "output_data_dir", staging / "output-data")
+        if not _has_files(data_dir):
             return
         bucket, base = self._output_base()
-        staging.mkdir(exist_ok=True)
-        tar_gz(tree.output_data_dir, staging / "output.tar.gz")
+        tar_gz(data_dir, staging / "output.tar.gz")
         self.host.s3_put(self.account, bucket, base + "output.tar.gz",
                          (staging / "output.tar.gz").read_bytes())
