@@ -39,30 +39,34 @@ to keep a bigger global batch with the same per-sample step, scale --lr by the w
 (the linear scaling rule, Goyal et al. 2017, "Accurate, Large Minibatch SGD", made for SGD;
 for the default Adadelta, whose steps are normalised by its running gradient RMS, it is only
 a starting point to tune from). samples_per_second counts every rank's samples.
+
+This file is the entry point: arguments, paths, the training loop and the metric lines.
+Beside it in the code dir, each with one job: distributed.py (the world: rank, size, the
+process group and its collectives), checkpoints.py (save and resume, per-rank RNG state),
+outputs.py (metrics.json, model.pt, model.json), report.py (log lines, UsageError, the
+failure file), model.py (the network) and mnist_data.py (the IDX files). torch is imported
+only once training starts, so argument errors come back at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import math
 import os
 import sys
 import time
 import traceback
 
-METRIC_KEYS = ("train_loss", "test_loss", "test_accuracy", "epoch_seconds", "samples_per_second")
+import checkpoints
+from distributed import World
+from outputs import write_outputs
+from report import UsageError, log, write_failure
+
 DEFAULT_DATA_DIR = "/opt/ml/input/data/training"
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 DEFAULT_OUTPUT_DATA_DIR = "/opt/ml/output/data"
 DEFAULT_CHECKPOINT_DIR = "/opt/ml/checkpoints"
-CHECKPOINT_NAME = "checkpoint.pt"
-CHECKPOINT_ARGS = ("epochs", "lr", "batch_size", "gamma", "seed", "limit_train", "amp")
-
-
-class UsageError(Exception):
-    """Bad arguments or inputs: reported without a traceback."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -141,124 +145,6 @@ def paths():
     }
 
 
-class World:
-    """This process's place among the training processes, and the process group's helpers.
-
-    size 1 means no process group: every helper is then a no-op and train() runs exactly
-    the single-process code.
-    """
-
-    def __init__(self, rank=0, size=1, local_rank=0, launcher=None):
-        self.rank, self.size, self.local_rank, self.launcher = rank, size, local_rank, launcher
-        self.dist = None  # torch.distributed once the group exists
-
-    @property
-    def main(self):
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls, environ=None):
-        env = os.environ if environ is None else environ
-        if env.get("RANK") and env.get("WORLD_SIZE"):
-            # torchrun's worker environment (torch.distributed.run / torch elastic agent).
-            try:
-                rank, size = int(env["RANK"]), int(env["WORLD_SIZE"])
-                local_rank = int(env.get("LOCAL_RANK") or 0)
-            except ValueError as exc:
-                raise UsageError(f"RANK / WORLD_SIZE / LOCAL_RANK are not integers: {exc}") from exc
-            if not 0 <= rank < size:
-                raise UsageError(f"RANK {rank} is outside WORLD_SIZE {size}")
-            return cls(rank, size, local_rank, "torchrun")
-        if not env.get("SM_HOSTS"):
-            return cls()
-        try:
-            hosts = json.loads(env["SM_HOSTS"])
-        except ValueError as exc:
-            raise UsageError(f"SM_HOSTS is not a JSON list: {env['SM_HOSTS']!r}") from exc
-        if not isinstance(hosts, list) or len(hosts) <= 1:
-            return cls()
-        current = env.get("SM_CURRENT_HOST")
-        if current not in hosts:
-            raise UsageError(f"SM_CURRENT_HOST {current!r} is not in SM_HOSTS {hosts}")
-        missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not env.get(k)]
-        if missing:
-            raise UsageError(
-                f"SM_HOSTS lists {len(hosts)} hosts but {' and '.join(missing)} "
-                f"{'is' if len(missing) == 1 else 'are'} unset: the SageMaker PyTorch image "
-                "sets them (the first host, port 7777); elsewhere set them to the first "
-                "host's address and a free port, or run one host"
-            )
-        # The toolkit's plain runner: one process per host, ranked by the host list's order
-        # (resourceconfig.json's "hosts", which the toolkit does not re-sort).
-        return cls(hosts.index(current), len(hosts), 0, "SM_HOSTS")
-
-    def init(self, backend, use_cuda, torch):
-        if self.size == 1:
-            return None
-        import torch.distributed as dist
-
-        if not dist.is_available():
-            raise UsageError("this torch build has no torch.distributed; run one process")
-        if backend == "auto":
-            backend = "nccl" if use_cuda else "gloo"
-        if backend == "nccl" and not use_cuda:
-            raise UsageError("--dist-backend nccl needs CUDA; use gloo (or auto) on CPU")
-        if use_cuda:
-            torch.cuda.set_device(self.local_rank)  # nccl binds a rank to the current device
-        # env:// reads MASTER_ADDR / MASTER_PORT; rank and size are passed explicitly so the
-        # per-host runner (no RANK / WORLD_SIZE variables) works too.
-        dist.init_process_group(backend, init_method="env://", rank=self.rank, world_size=self.size)
-        self.dist = dist
-        return backend
-
-    def gather(self, obj):
-        """Every rank's obj, in rank order (all ranks get the list)."""
-        if self.dist is None:
-            return [obj]
-        out = [None] * self.size
-        self.dist.all_gather_object(out, obj)
-        return out
-
-    def broadcast(self, obj, src=0):
-        if self.dist is None:
-            return obj
-        box = [obj]
-        self.dist.broadcast_object_list(box, src=src)
-        return box[0]
-
-    def close(self):
-        if self.dist is not None and self.dist.is_initialized():
-            try:
-                self.dist.destroy_process_group()
-            except Exception as exc:  # a peer already gone: nothing left to release cleanly
-                log(f"warning: destroy_process_group failed: {exc}", sys.stderr)
-        self.dist = None
-
-
-def log(msg, stream=None):
-    print(msg, file=stream or sys.stdout, flush=True)
-
-
-def write_failure(path, text, world=None, started=None):
-    mode = "w"
-    if world is not None and world.size > 1:
-        text = f"rank {world.rank} of {world.size}: {text}"
-        # Ranks of one host share its failure file; a rank that fails because a peer died
-        # must not hide the reason of the rank that failed first (SageMaker shows the first
-        # 1024 characters as FailureReason).
-        try:
-            if started is not None and os.path.getmtime(path) >= started:
-                mode = "a"
-        except OSError:
-            pass
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, mode) as f:
-            f.write(text)
-    except OSError as exc:
-        log(f"warning: could not write failure file {path}: {exc}", sys.stderr)
-
-
 def tune_cpu_allocator():
     """Keep freed memory in glibc's heap instead of returning it to the OS.
 
@@ -278,42 +164,6 @@ def tune_cpu_allocator():
         return False
 
 
-def save_atomic(obj, path, torch):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_json_atomic(obj, path):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def prepare_checkpoint_dir(path):
-    try:
-        os.makedirs(path, exist_ok=True)
-        for name in os.listdir(path):  # left by a run killed while saving
-            if name.startswith(CHECKPOINT_NAME + ".tmp-"):
-                os.remove(os.path.join(path, name))
-        probe = os.path.join(path, f".write-test-{os.getpid()}")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-        return True
-    except OSError as exc:
-        log(
-            f"warning: checkpoint dir {path} is not writable ({exc}); "
-            "continuing without checkpoints"
-        )
-        return False
-
-
 def evaluate(model, x, y, batch_size, torch, F):
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
@@ -326,23 +176,6 @@ def evaluate(model, x, y, batch_size, torch, F):
             correct += (out.argmax(dim=1) == target).sum()
     n = x.shape[0]
     return loss_sum.item() / n, correct.item() / n
-
-
-def agree_on_checkpoint(ckpt, world):
-    """The checkpoint every rank resumes from: its own copy when all copies hold the same
-    epoch (SageMaker restores the checkpoint prefix to every instance), else the newest one,
-    sent by the lowest rank that has it (a host whose checkpoint dir was not restored)."""
-    epochs = world.gather(-1 if ckpt is None else int(ckpt["epoch"]))  # also the barrier:
-    # no rank writes a new checkpoint before every rank has read its own.
-    if len(set(epochs)) == 1:
-        return ckpt
-    src = epochs.index(max(epochs))
-    if world.rank != src:
-        mine = epochs[world.rank]
-        mine = "no checkpoint" if mine < 0 else f"a checkpoint at epoch {mine}"
-        log(f"warning: rank {world.rank}: {mine} here, resuming from rank {src}'s at epoch "
-            f"{epochs[src]}")
-    return world.broadcast(ckpt if world.rank == src else None, src=src)
 
 
 def train(args, p, world=None):
@@ -362,8 +195,8 @@ def train(args, p, world=None):
     import torch
     import torch.nn.functional as F
 
-    from mnist_data import MNIST_MEAN, MNIST_STD, MnistDataError, load_split
-    from model import ARCHITECTURE, INPUT_SHAPE, NUM_CLASSES, Net
+    from mnist_data import MnistDataError, load_split
+    from model import Net
 
     use_cuda = torch.cuda.is_available()
     device = torch.device("cuda" if use_cuda else "cpu")
@@ -399,16 +232,7 @@ def train(args, p, world=None):
     n_train = x_train.shape[0]
     if n_train == 0:
         raise UsageError(f"no training samples in {p['data']}")
-    sampler = None
-    if world.size > 1:
-        from torch.utils.data import DistributedSampler
-
-        # Only len() of the dataset is used: the sampler yields this rank's share of a
-        # permutation seeded by (seed, epoch), padded so every rank has as many samples.
-        sampler = DistributedSampler(
-            range(n_train), num_replicas=world.size, rank=world.rank, shuffle=True,
-            seed=args.seed, drop_last=False,
-        )
+    sampler = world.sampler(n_train, args.seed)  # None with one process
     if world.main:
         share = ""
         if sampler is not None:
@@ -418,21 +242,20 @@ def train(args, p, world=None):
     if world.main:
         for d in (p["model"], p["output_data"]):
             os.makedirs(d, exist_ok=True)
-    ckpt_path = os.path.join(p["checkpoint"], CHECKPOINT_NAME)
+    ckpt_path = os.path.join(p["checkpoint"], checkpoints.CHECKPOINT_NAME)
     # Rank 0 alone writes checkpoints; the others only read them.
-    checkpointing = world.broadcast(prepare_checkpoint_dir(p["checkpoint"]) if world.main else None)
+    checkpointing = world.broadcast(
+        checkpoints.prepare_checkpoint_dir(p["checkpoint"]) if world.main else None
+    )
 
     torch.manual_seed(args.seed)
     shuffle_gen = torch.Generator().manual_seed(args.seed)
     net = Net().to(device)
-    model = net
     if world.size > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
         # Same initial weights on every rank (same seed; DDP also broadcasts rank 0's), then
         # a per-rank stream so the ranks' dropout masks differ.
         torch.manual_seed(args.seed + world.rank)
-        model = DistributedDataParallel(net, device_ids=[world.local_rank] if use_cuda else None)
+    model = world.wrap(net, use_cuda)  # net itself with one process
     optimizer = torch.optim.Adadelta(net.parameters(), lr=args.lr, foreach=True)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=args.gamma)
     scaler = None
@@ -443,51 +266,14 @@ def train(args, p, world=None):
             scaler = torch.cuda.amp.GradScaler()
     history, start_epoch = [], 0
     # Hyperparameters the run started with; a resumed run keeps reporting those.
-    run_args = {k: getattr(args, k) for k in CHECKPOINT_ARGS}
+    run_args = {k: getattr(args, k) for k in checkpoints.CHECKPOINT_ARGS}
+    state = {"model": net, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
 
-    ckpt = None
-    if checkpointing and os.path.exists(ckpt_path):
-        # On the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest.
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    if world.size > 1:
-        ckpt = agree_on_checkpoint(ckpt, world)
+    ckpt = checkpoints.load(ckpt_path, checkpointing, world, torch)
     if ckpt is not None:
-        net.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        rng = ckpt["rng"]
-        ckpt_world = ckpt.get("world_size", 1)
-        if world.size > 1 and ckpt_world == world.size and rng.get("ranks"):
-            rng = rng["ranks"][world.rank]
-        elif world.size > 1:
-            torch.manual_seed(args.seed + world.rank + 7919 * ckpt["epoch"])
-            rng = {}
-        if rng.get("torch") is not None:
-            torch.set_rng_state(rng["torch"])
-        if rng.get("shuffle") is not None:
-            shuffle_gen.set_state(rng["shuffle"])
-        if use_cuda and rng.get("cuda") is not None:
-            torch.cuda.set_rng_state(rng["cuda"])
-        if ckpt_world != world.size and world.main:
-            log(
-                f"warning: checkpoint was written by {ckpt_world} process(es), resuming with "
-                f"{world.size}: data order and dropout differ from an uninterrupted run"
-            )
-        history, start_epoch = ckpt["history"], ckpt["epoch"]
-        run_args.update({k: v for k, v in ckpt.get("args", {}).items() if k in CHECKPOINT_ARGS})
-        changed = {
-            k: (v, getattr(args, k))
-            for k, v in run_args.items()
-            if k != "epochs" and getattr(args, k) != v
-        }
-        if changed and world.main:
-            log(
-                "warning: checkpoint was written with other hyperparameters: "
-                + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
-            )
-        log(f"resuming from checkpoint at epoch {start_epoch}")
+        history, start_epoch = checkpoints.restore(
+            ckpt, args, run_args, state, shuffle_gen, world, use_cuda, torch
+        )
 
     per_rank = n_train if sampler is None else sampler.num_samples
     batches = math.ceil(per_rank / args.batch_size)
@@ -522,11 +308,10 @@ def train(args, p, world=None):
             loss_sum += loss.detach()
             if args.log_interval and (i + 1) % args.log_interval == 0 and world.main:
                 log(f"train epoch {epoch} batch {i + 1}/{batches} loss {loss.item():.6f}")
-        if world.dist is not None:
-            # Every rank has the same number of batches (the sampler pads), so the mean of
-            # the sum is the mean batch loss over all ranks; the all-reduce also makes rank
-            # 0's epoch time that of the slowest rank.
-            world.dist.all_reduce(loss_sum)
+        # Every rank has the same number of batches (the sampler pads), so the mean of the
+        # sum is the mean batch loss over all ranks; the all-reduce also makes rank 0's
+        # epoch time that of the slowest rank. A no-op with one process.
+        world.all_reduce(loss_sum)
         train_loss = loss_sum.item() / (batches * world.size)
         if use_cuda:
             torch.cuda.synchronize()
@@ -534,17 +319,14 @@ def train(args, p, world=None):
         scheduler.step()
 
         t1 = time.perf_counter()
+        test_loss = test_accuracy = None
         if world.main:
             test_loss, test_accuracy = evaluate(net, x_test, y_test, args.test_batch_size, torch, F)
-        if world.dist is not None:
-            # Rank 0 evaluated the whole test set; every rank needs the figures to stop on
-            # the same non-finite loss.
-            figures = torch.zeros(2, dtype=torch.float64, device=device)
-            if world.main:
-                figures += torch.tensor([test_loss, test_accuracy], dtype=torch.float64,
-                                        device=device)
-            world.dist.broadcast(figures, src=0)
-            test_loss, test_accuracy = figures.tolist()
+        # Rank 0 evaluated the whole test set; every rank needs the figures to stop on the
+        # same non-finite loss.
+        test_loss, test_accuracy = world.broadcast_floats(
+            (test_loss, test_accuracy), device, torch
+        )
         eval_seconds = time.perf_counter() - t1
         row = {
             "epoch": epoch,
@@ -568,33 +350,9 @@ def train(args, p, world=None):
                 "try a lower --lr"
             )
 
-        ranks_rng = None
-        if checkpointing and world.size > 1:
-            # Each rank's own RNG streams (dropout), so a resume continues every rank exactly.
-            ranks_rng = world.gather({
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state() if use_cuda else None,
-            })
-        if checkpointing and world.main:
-            extra = {} if ranks_rng is None else {"world_size": world.size}
-            save_atomic(
-                {
-                    **extra,
-                    "epoch": epoch,
-                    "model": net.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "rng": {
-                        "torch": torch.get_rng_state(),
-                        "shuffle": shuffle_gen.get_state(),
-                        "cuda": torch.cuda.get_rng_state() if use_cuda else None,
-                        **({} if ranks_rng is None else {"ranks": ranks_rng}),
-                    },
-                    "history": history,
-                    "args": {**run_args, "epochs": args.epochs},
-                },
-                ckpt_path,
+        if checkpointing:
+            checkpoints.save(
+                ckpt_path, epoch, args, run_args, state, shuffle_gen, history, world, use_cuda,
                 torch,
             )
 
@@ -605,29 +363,7 @@ def train(args, p, world=None):
             f"checkpoint already holds {start_epoch} epochs (>= --epochs {args.epochs}): "
             "writing the model only"
         )
-    final = {k: history[-1][k] for k in METRIC_KEYS} if history else {}
-    metrics = {**final, "epochs": len(history), "history": history}
-    write_json_atomic(metrics, os.path.join(p["output_data"], "metrics.json"))
-
-    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    save_atomic(state, os.path.join(p["model"], "model.pt"), torch)
-    write_json_atomic(
-        {
-            "architecture": ARCHITECTURE,
-            "class": "model.Net",
-            "state_dict": "model.pt",
-            "input_shape": list(INPUT_SHAPE),
-            "num_classes": NUM_CLASSES,
-            "normalization": {"mean": [MNIST_MEAN], "std": [MNIST_STD]},
-            "output": "log_softmax",
-            "torch_version": torch.__version__,
-            "epochs": len(history),
-            "metrics": final,
-            "hyperparameters": {k: v for k, v in run_args.items() if k != "epochs"},
-        },
-        os.path.join(p["model"], "model.json"),
-    )
-    log(f"wrote {p['model']}/model.pt, model.json and {p['output_data']}/metrics.json")
+    write_outputs(p, net, history, run_args, torch)
 
 
 def main(argv=None):

@@ -24,15 +24,17 @@ RESULT_KEYS = ("train_loss", "test_loss", "test_accuracy")
 
 
 @pytest.fixture(scope="module")
-def train_module():
+def distributed_module():
+    """src/distributed.py, imported as train.py imports it (the code dir on sys.path)."""
     sys.path.insert(0, str(SRC))
     try:
-        import train
+        import distributed
 
-        yield train
+        yield distributed
     finally:
         sys.path.remove(str(SRC))
-        sys.modules.pop("train", None)
+        for name in ("distributed", "report"):
+            sys.modules.pop(name, None)
 
 
 def free_port() -> int:
@@ -92,8 +94,8 @@ def epoch_lines(text: str) -> list[dict]:
     return rows
 
 
-def test_the_world_comes_from_torchrun_or_the_host_list(train_module):
-    World, UsageError = train_module.World, train_module.UsageError
+def test_the_world_comes_from_torchrun_or_the_host_list(distributed_module):
+    World, UsageError = distributed_module.World, distributed_module.UsageError
     w = World.from_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1",
                         "SM_HOSTS": '["algo-1", "algo-2"]', "SM_CURRENT_HOST": "algo-1"})
     assert (w.rank, w.size, w.local_rank, w.launcher) == (3, 4, 1, "torchrun")
@@ -114,8 +116,9 @@ def test_the_world_comes_from_torchrun_or_the_host_list(train_module):
         World.from_env({"RANK": "2", "WORLD_SIZE": "2"})
 
 
-def test_world_size_one_makes_no_process_group(train_module):
-    world = train_module.World.from_env({"SM_HOSTS": '["algo-1"]', "SM_CURRENT_HOST": "algo-1"})
+def test_world_size_one_makes_no_process_group(distributed_module):
+    world = distributed_module.World.from_env({"SM_HOSTS": '["algo-1"]',
+                                               "SM_CURRENT_HOST": "algo-1"})
     assert world.init("auto", False, None) is None and world.dist is None
     assert world.gather({"x": 1}) == [{"x": 1}] and world.broadcast(7) == 7
     world.close()  # a no-op without a group
