@@ -23,7 +23,7 @@ from sm_pytest.model import (
     never_ran,
 )
 from sm_pytest.report.junit import junit_properties
-from sm_pytest.run import signals
+from sm_pytest.run import contract, signals
 from sm_pytest.run.artifacts import run_dir_of
 from sm_pytest.sagemaker.names import experiment_name
 from sm_pytest.session import SESSION, SmSession, aggregate
@@ -93,13 +93,20 @@ def cpu_cores() -> int:
 
 
 def local_hosts_problem(run: RunSpec, rootpath: Path, *, emulated: bool = False,
-                        cores: int | None = None) -> str | None:
+                        cores: int | None = None, gpus: int | None = None) -> str | None:
     """Why `run` cannot have its hosts on this machine, or None. Each host is a training
     process that needs a core of its own (the CPU threads are divided among the hosts), so
     a run may have at most as many hosts as there are cores: 2 hosts on 2 cores is fine, 3
-    are refused. Only where the hosts run here: locally and with --sm-emulate."""
+    are refused. Where there are GPUs, the local hosts divide them too (each its own
+    CUDA_VISIBLE_DEVICES: contract.local_host_devices), so at most one host per GPU; with
+    none visible (or CUDA_VISIBLE_DEVICES set to "") every host trains on the CPU. Only
+    where the hosts run here: locally and with --sm-emulate."""
+    if run.instance_count <= 1:
+        return None
     cores = cpu_cores() if cores is None else cores
-    if run.instance_count <= cores:
+    gpus = contract.detect_num_gpus() if gpus is None else gpus
+    few_cores = run.instance_count > cores
+    if not few_cores and not 0 < gpus < run.instance_count:
         return None
     try:
         line = yamlsafe.load(run.path).lines.get(("instance_count",))
@@ -108,11 +115,17 @@ def local_hosts_problem(run: RunSpec, rootpath: Path, *, emulated: bool = False,
     where = f"{_shown(run.path, rootpath)}:{line}" if line else (
         f"{_shown(run.path, rootpath)} (instance_count from its base config)")
     runs_here = " (the emulator runs every host here too)" if emulated else ""
+    on_sagemaker = f"Run it on SageMaker with --sm{' (without --sm-emulate)' if emulated else ''}"
+    if few_cores:
+        return (f"{where}: instance_count {run.instance_count} is more hosts than this machine"
+                f" has CPU cores ({cores}): each local host{runs_here} is a training process"
+                f" that needs at least one core of its own. {on_sagemaker}, or use at most"
+                f" {cores} host{'s' if cores != 1 else ''}")
     return (f"{where}: instance_count {run.instance_count} is more hosts than this machine"
-            f" has CPU cores ({cores}): each local host{runs_here} is a training process"
-            " that needs at least one core of its own. Run it on SageMaker with --sm"
-            f"{' (without --sm-emulate)' if emulated else ''}, or use at most {cores}"
-            f" host{'s' if cores != 1 else ''}")
+            f" has GPUs ({gpus}): each local host{runs_here} gets GPUs of its own (the"
+            f" visible ones are divided among the hosts). {on_sagemaker}, use at most {gpus}"
+            f" host{'s' if gpus != 1 else ''}, or set CUDA_VISIBLE_DEVICES= (empty) to train"
+            " every host on the CPU")
 
 
 class ThresholdsNotMet(Exception):

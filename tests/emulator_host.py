@@ -34,6 +34,9 @@ class MemoryHost:
     def s3_put(self, account, bucket, key, data):
         self.objects[(account, bucket, key)] = data
 
+    def s3_delete(self, account, bucket, key):
+        self.objects.pop((account, bucket, key), None)
+
     def s3_download_prefix(self, account, bucket, prefix, dest: Path) -> int:
         from sm_pytest.sagemaker.emulator.staging import relative_key
 

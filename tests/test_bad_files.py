@@ -132,6 +132,19 @@ BAD_FILES = {
         "experiments/bad.yaml:2: 'instance_count' must be a whole number of hosts*, not a"
         " number",
     ),
+    # One place for the number of hosts: never the sagemaker block, whatever the value.
+    "hosts_in_sagemaker_block": (
+        "base: config/base.yaml\nsagemaker:\n  instance_type: ml.g5.xlarge\n"
+        "  instance_count: 2\n",
+        "experiments/bad.yaml:4: 'sagemaker.instance_count' is not a SageMaker setting: it is"
+        " the number of hosts to train on, the same for every backend; write it at the top"
+        " level of the file, e.g. `instance_count: 2` next to `hyperparameters:`, and remove"
+        " it from the sagemaker block",
+    ),
+    "hosts_in_sagemaker_block_equal_to_top_level": (
+        "base: config/base.yaml\ninstance_count: 2\nsagemaker: {instance_count: 2}\n",
+        "experiments/bad.yaml:3: 'sagemaker.instance_count' is not a SageMaker setting: *",
+    ),
     "unknown_distribution": (
         "base: config/base.yaml\ndistribution:\n  torch_distribute: {enabled: true}\n",
         "experiments/bad.yaml:3: unknown distribution strategy 'torch_distribute': did you"

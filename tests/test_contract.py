@@ -863,6 +863,34 @@ def test_host_names_and_the_local_rendezvous():
     assert 0 < rendezvous.master_port < 65536
 
 
+def test_the_local_rendezvous_port_is_below_the_ephemeral_range(tmp_path, monkeypatch):
+    import socket
+
+    from sm_pytest.run.contract import hosts
+
+    ranges = tmp_path / "ip_local_port_range"
+    ranges.write_text("32768\t60999\n")
+    assert hosts.ephemeral_range(str(ranges)) == (32768, 60999)
+    ports = {hosts.free_local_port(range_file=str(ranges)) for _ in range(20)}
+    assert all(hosts.LOWEST_PORT <= port < 32768 for port in ports), ports
+    assert len(ports) > 1  # chosen at random: two runs at once rarely pick the same one
+    # A port that is taken is not chosen: with only one candidate, bound here, the choice
+    # falls back to one the kernel hands out.
+    with socket.socket() as taken, monkeypatch.context() as patch:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        patch.setattr(hosts, "LOWEST_PORT", port - 2)
+        ranges.write_text(f"{port + 1}\t{port + 5000}\n")
+        patch.setattr(hosts.random, "randint", lambda low, high: port)
+        assert hosts.free_local_port(range_file=str(ranges)) != port
+    # No range to read (not Linux): port 0, the kernel's choice.
+    assert hosts.ephemeral_range(str(tmp_path / "absent")) is None
+    assert 0 < hosts.free_local_port(range_file=str(tmp_path / "absent")) < 65536
+    if hosts.ephemeral_range() is not None:  # this machine's own range
+        low = hosts.ephemeral_range()[0]
+        assert contract.Rendezvous.local().master_port < low
+
+
 def test_a_single_host_without_rendezvous_is_the_single_container_tree(small_job, tmp_path):
     plain = prepare_container_tree(small_job, root=tmp_path / "a")
     explicit = prepare_container_tree(
@@ -924,6 +952,43 @@ def test_torchrun_command_on_one_host_counts_the_gpus(small_job, tmp_path, monke
     tree = _torchrun_tree(small_job, tmp_path, 1, "algo-1", monkeypatch, gpus=4)
     assert tree.command == ["/py", "-m", "torch.distributed.run", "--nnodes", "1",
                             "--nproc_per_node", "4", "train.py", *tree.argv]
+
+
+def test_local_hosts_divide_the_gpus_among_them(small_job, tmp_path, monkeypatch):
+    # Several hosts on one machine: each its own G // N of the visible GPUs, so that two
+    # NCCL ranks never share a device; SM_NUM_GPUS and torchrun's P count that share.
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    trees = [_torchrun_tree(small_job, tmp_path, 2, name, monkeypatch, gpus=4)
+             for name in ("algo-1", "algo-2")]
+    assert [t.env["CUDA_VISIBLE_DEVICES"] for t in trees] == ["0,1", "2,3"]
+    assert [t.env["SM_NUM_GPUS"] for t in trees] == ["2", "2"]
+    for tree in trees:
+        assert tree.command[tree.command.index("--nproc_per_node") + 1] == "2"
+        assert tree.process_env({"CUDA_VISIBLE_DEVICES": "0,1,2,3"})[
+            "CUDA_VISIBLE_DEVICES"] == tree.env["CUDA_VISIBLE_DEVICES"]
+    # From the ones CUDA_VISIBLE_DEVICES lists, in its order; a remainder stays unused.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1,2")
+    assert contract.hosts.visible_gpus() == ["3", "1", "2"]
+    assert [contract.hosts.local_host_devices(("algo-1", "algo-2"), name)
+            for name in ("algo-1", "algo-2")] == ["3", "1"]
+    # Without a distribution (the plain script, device local rank 0) too.
+    plain = dataclasses.replace(small_job, hosts=contract.host_names(2))
+    tree = prepare_container_tree(plain, root=tmp_path / "plain", current_host="algo-2",
+                                  rendezvous=RENDEZVOUS)
+    assert (tree.env["CUDA_VISIBLE_DEVICES"], tree.env["SM_NUM_GPUS"]) == ("1", "1")
+    # CUDA_VISIBLE_DEVICES="" means the CPU: nothing to divide, one process per host.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    cpu = _torchrun_tree(small_job, tmp_path / "cpu", 2, "algo-2", monkeypatch, gpus=4)
+    assert "CUDA_VISIBLE_DEVICES" not in cpu.env and cpu.env["SM_NUM_GPUS"] == "0"
+    assert cpu.command[cpu.command.index("--nproc_per_node") + 1] == "1"
+    # Fewer GPUs than hosts: refused, saying what to do.
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    with pytest.raises(ValueError, match=r"2 hosts on this machine's 1 GPU\(s\).*"
+                                         r"CUDA_VISIBLE_DEVICES= \(empty\)"):
+        _torchrun_tree(small_job, tmp_path / "few", 2, "algo-1", monkeypatch, gpus=1)
+    # One host keeps every GPU and its environment as it was.
+    one = _torchrun_tree(small_job, tmp_path / "one", 1, "algo-1", monkeypatch, gpus=4)
+    assert "CUDA_VISIBLE_DEVICES" not in one.env and one.env["SM_NUM_GPUS"] == "4"
 
 
 def test_bad_host_and_distribution_input(small_job, tmp_path):

@@ -560,3 +560,47 @@ def test_channel_object_names_stay_inside():
 
     with pytest.raises(ValueError, match="unsafe object name"):
         relative_key("data/", "data/../../etc/passwd")
+
+
+# Checkpoint sync as SageMaker does it (model-checkpoints.md): "If a checkpoint is deleted in
+# the SageMaker container, it will also be deleted in the S3 folder."; and a rewrite that keeps
+# size and mtime (shutil.copy2, os.utime) is still a write.
+PRUNE_TRAIN = '''
+import os
+d, host = os.environ["SM_CHECKPOINT_DIR"], os.environ["SM_CURRENT_HOST"]
+os.remove(os.path.join(d, "gone.bin"))  # every host deletes it
+if host == "algo-1":
+    os.remove(os.path.join(d, "half.bin"))  # only one host does: algo-2 still has it
+    path = os.path.join(d, "keep.bin")
+    st = os.stat(path)
+    with open(path, "wb") as f:
+        f.write(b"NEW!")  # the same size as what was restored
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+print("accuracy=0.9", flush=True)
+'''
+
+
+def test_checkpoint_sync_deletes_what_no_host_kept_and_sends_rewrites(emu, tmp_path):
+    sm, s3 = emu.client("sagemaker"), emu.client("s3")
+    source = tmp_path / "prune-src"
+    source.mkdir()
+    (source / "train.py").write_text(PRUNE_TRAIN)
+    emu.upload_source(source, f"s3://{BUCKET}/code/prune.tar.gz")
+    for name in ("gone.bin", "half.bin", "keep.bin"):
+        s3.put_object(Bucket=BUCKET, Key=f"checkpoints/prune-1/{name}", Body=b"OLD!")
+    # under a prefix that merely starts the same: not this job's checkpoints
+    s3.put_object(Bucket=BUCKET, Key="checkpoints/prune-10/gone.bin", Body=b"other")
+    sent = request("prune-1")
+    sent["HyperParameters"]["sagemaker_submit_directory"] = json.dumps(
+        f"s3://{BUCKET}/code/prune.tar.gz")
+    sent["ResourceConfig"]["InstanceCount"] = 2
+    sent["CheckpointConfig"] = {"S3Uri": f"s3://{BUCKET}/checkpoints/prune-1"}
+    sm.create_training_job(**sent)
+    desc = wait_for(sm, "prune-1")
+
+    assert desc["TrainingJobStatus"] == "Completed", desc.get("FailureReason")
+    assert keys(s3, "checkpoints/prune-1") == [
+        "checkpoints/prune-1/half.bin", "checkpoints/prune-1/keep.bin",
+        "checkpoints/prune-10/gone.bin"]
+    body = s3.get_object(Bucket=BUCKET, Key="checkpoints/prune-1/keep.bin")["Body"].read()
+    assert body == b"NEW!"

@@ -184,6 +184,75 @@ def test_a_host_that_crashes_fails_the_job_with_its_reason_and_stops_the_other(e
     assert streams[second.log_stream][-1] == "Reporting training FAILURE"
 
 
+# The race of a crash in a collective, without torch: algo-2 writes its reason and (as
+# destroy_process_group would) lets algo-1 know, then takes 0.5 s more to exit; algo-1 fails
+# with the symptom at once, so it is the first seen to exit.
+SURVIVOR_RACE = '''
+import os, time
+host = os.environ["SM_CURRENT_HOST"]
+crashed = os.path.join(os.environ["SAGEMAKER_BASE_DIR"], "..", "crashed")
+failure = os.path.join(os.environ["SM_OUTPUT_DIR"], "failure")
+if host == "algo-2":
+    time.sleep(0.3)
+    open(failure, "w").write("ValueError: the real reason, on algo-2")
+    open(crashed, "w").close()
+    time.sleep(0.5)
+    os._exit(3)
+deadline = time.time() + 30
+while not os.path.exists(crashed) and time.time() < deadline:
+    time.sleep(0.01)
+open(failure, "w").write("RuntimeError: Connection closed by peer")
+os._exit(1)
+'''
+
+
+def test_the_host_that_caused_a_failure_is_blamed_not_the_survivor(emu, tmp_path):
+    source = tmp_path / "race"
+    source.mkdir()
+    (source / "train.py").write_text(SURVIVOR_RACE)
+    emu.upload_source(source, f"s3://{BUCKET}/code/race.tar.gz")
+    req = hosts_request("race-1")
+    req["HyperParameters"]["sagemaker_submit_directory"] = json.dumps(
+        f"s3://{BUCKET}/code/race.tar.gz")
+    sm = emu.client("sagemaker")
+    sm.create_training_job(**req)
+    desc = wait_for(sm, "race-1")
+
+    assert desc["FailureReason"] == (
+        "AlgorithmError: algo-2: ValueError: the real reason, on algo-2; also failed: algo-1:"
+        " RuntimeError: Connection closed by peer, exit code: 1")
+    (attempt,) = emu.jobs["race-1"].attempts
+    first, second = attempt.hosts
+    assert first.seen_at < second.seen_at  # the survivor did exit first
+    assert attempt.failed_host is second and attempt.also_failed == [first]
+    assert attempt.returncode == 3 and first.returncode == 1
+    streams = emu.log_events("race-1")
+    assert streams[first.log_stream][-1] == "Reporting training FAILURE"
+    assert streams[second.log_stream][-1] == "Reporting training FAILURE"
+
+
+def test_the_emulated_hosts_divide_the_gpus_among_them(emu, monkeypatch):
+    from sm_pytest.run.contract import environment
+
+    # The hosts run on this machine, as local ones do: each its own share of the GPUs (the
+    # count faked: no GPU here).
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(environment, "_gpus_on_host", lambda: 2)
+    sm = emu.client("sagemaker")
+    sm.create_training_job(**hosts_request("gpus-1", epochs=1))
+    assert wait_for(sm, "gpus-1")["TrainingJobStatus"] == "Completed"
+    (attempt,) = emu.jobs["gpus-1"].attempts
+    assert [(h.tree.env["CUDA_VISIBLE_DEVICES"], h.tree.env["SM_NUM_GPUS"])
+            for h in attempt.hosts] == [("0", "1"), ("1", "1")]
+
+    monkeypatch.setattr(environment, "_gpus_on_host", lambda: 1)
+    sm.create_training_job(**hosts_request("gpus-2", epochs=1))
+    desc = wait_for(sm, "gpus-2")
+    assert desc["TrainingJobStatus"] == "Failed"
+    assert "2 hosts on this machine's 1 GPU(s): each local host needs a GPU of its own" in (
+        desc["FailureReason"])
+
+
 def test_stop_training_job_stops_every_host(emu):
     sm = emu.client("sagemaker")
     # Both hosts sleep until stopped ("crash_on" names no host: both wait).

@@ -117,3 +117,50 @@ def test_staging_refuses_what_sagemaker_refuses(host, tmp_path):
                                            "S3Uri": "s3://b/data/train"}}}])
     with pytest.raises(JobError, match="input mode Pipe is not emulated"):
         JobStaging(host, "111", "us-east-1", "job-1", piped).prepare_tree(tmp_path / "c")
+
+
+def test_checkpoint_sync_mirrors_deletions_and_rewrites_that_keep_the_mtime(host, tmp_path):
+    import os
+
+    host.s3_put("111", "b", "ckpt/old.json", b"old")
+    host.s3_put("111", "b", "ckpt-other/old.json", b"not this job's prefix")
+    staging = JobStaging(host, "111", "us-east-1", "job-1", job_request())
+    tree = staging.prepare_tree(tmp_path / "attempt-1")
+    staging.download_checkpoints(tree)
+    (tree.checkpoint_dir / "old.json").unlink()  # deleted in the container
+    state = tree.checkpoint_dir / "state.json"
+    st = state.stat()
+    state.write_text("{1")  # same size ("{}" restored) and, below, the same mtime
+    os.utime(state, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (state.stat().st_size, state.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    staging.sync_checkpoints_up(tree)
+    assert host.s3_get("111", "b", "ckpt/state.json") == b"{1"
+    assert ("111", "b", "ckpt/old.json") not in host.objects
+    assert host.s3_get("111", "b", "ckpt-other/old.json") == b"not this job's prefix"
+
+    # A file this job wrote at one sync and deleted before the next goes too; one left alone
+    # since the last sync is not sent again (another host's newer copy would lose to it).
+    (tree.checkpoint_dir / "epoch-1.json").write_text("1")
+    staging.sync_checkpoints_up(tree)
+    assert host.s3_get("111", "b", "ckpt/epoch-1.json") == b"1"
+    host.s3_put("111", "b", "ckpt/state.json", b"newer, from another host")
+    (tree.checkpoint_dir / "epoch-1.json").unlink()
+    staging.sync_checkpoints_up(tree)
+    assert ("111", "b", "ckpt/epoch-1.json") not in host.objects
+    assert host.s3_get("111", "b", "ckpt/state.json") == b"newer, from another host"
+
+
+def test_a_checkpoint_one_host_deleted_stays_while_another_has_it(host, tmp_path):
+    two = job_request(ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 2})
+    host.s3_put("111", "b", "ckpt/both.json", b"b")
+    staging = JobStaging(host, "111", "us-east-1", "job-1", two)
+    (_, first), (_, second) = staging.prepare_trees(tmp_path / "attempt-1")
+    for tree in (first, second):
+        staging.download_checkpoints(tree)
+    (first.checkpoint_dir / "state.json").unlink()  # algo-2 keeps its copy
+    for tree in (first, second):
+        (tree.checkpoint_dir / "both.json").unlink()
+    for tree in (first, second):
+        staging.sync_checkpoints_up(tree)
+    assert host.s3_get("111", "b", "ckpt/state.json") == b"{}"
+    assert ("111", "b", "ckpt/both.json") not in host.objects

@@ -4,6 +4,7 @@ metrics from every host, and every host stopped when one fails, on max_run or on
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -236,6 +237,117 @@ def test_a_host_that_crashes_fails_the_run_and_stops_the_other(project, monkeypa
     assert "ready" in (attempt / "algo-1.log").read_text()
 
 
+# The reviewer's race: algo-2 fails for a reason of its own, destroys the process group and
+# takes 0.3 s more to exit; algo-1, blocked in all_reduce, gets gloo's "connection closed"
+# and exits at once, before algo-2 is gone. The cause is algo-2's.
+CRASH_IN_COLLECTIVE = textwrap.dedent("""
+    import json, os, sys, time
+    import torch, torch.distributed as dist
+    hosts = json.loads(os.environ["SM_HOSTS"]); me = os.environ["SM_CURRENT_HOST"]
+    rank = hosts.index(me)
+    failure = os.path.join(os.environ["SM_OUTPUT_DIR"], "failure")
+    dist.init_process_group("gloo", init_method="env://", rank=rank, world_size=len(hosts))
+    if me == "algo-2":
+        time.sleep(0.5)
+        open(failure, "w").write("ValueError: the real reason, on algo-2")
+        dist.destroy_process_group(); time.sleep(0.3); os._exit(3)
+    try:
+        t = torch.zeros(1); dist.all_reduce(t)
+    except Exception as exc:
+        open(failure, "w").write(f"RuntimeError (survivor): {exc}")
+        os._exit(1)
+""")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
+def test_the_host_that_caused_a_failure_is_blamed_not_the_survivor(project):
+    # torch is found, not imported: imported into pytest, it crashed later tests' forks.
+    (project.root / "src" / "train.py").write_text(CRASH_IN_COLLECTIVE)
+    project.experiment("crash", TWO_HOSTS.replace("expect", "max_run: 60\n    expect"))
+    result = project.run()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["reason: algo-2: ValueError: the real reason, on algo-2;"
+                                 " also failed: algo-1: RuntimeError (survivor): *"])
+    saved = json.loads((_attempt(project, "crash") / "result.json").read_text())
+    assert saved["failure_reason"].startswith(
+        "algo-2: ValueError: the real reason, on algo-2; also failed: algo-1: "), saved
+    assert saved["exit_code"] == 3
+
+
+def test_blame_order_first_failure_file_written_then_first_seen_exiting():
+    from sm_pytest.run.host_failure import also_failed, blame_order
+    written = {"algo-1": 5.0, "algo-2": 3.0, "algo-3": None, "algo-4": None}
+    seen = {"algo-1": 1.0, "algo-2": 9.0, "algo-3": 4.0, "algo-4": 2.0}
+    order = blame_order(list(written), written_at=written.get, seen_at=seen.get)
+    # Failure files by when they were written, then the others by when they exited.
+    assert order == ["algo-2", "algo-1", "algo-4", "algo-3"]
+    assert blame_order(["algo-3", "algo-4"], written_at=written.get,
+                       seen_at=seen.get) == ["algo-4", "algo-3"]
+    assert also_failed([]) == ""
+    assert also_failed([("algo-1", "RuntimeError: closed\ntraceback"), ("algo-3", "")]) == (
+        "; also failed: algo-1: RuntimeError: closed; algo-3")
+
+
+def test_end_waits_one_drain_deadline_for_all_log_readers(tmp_path):
+    import threading
+
+    from sm_pytest.backends.local_hosts import Host, Hosts
+
+    # Readers that never finish (a pipe held open by a grandchild): end() gives them one
+    # shared deadline, not `drain` seconds each in turn.
+    never = threading.Event()
+    from types import SimpleNamespace
+    no_model = SimpleNamespace(model_dir=tmp_path / "absent")
+    hosts = [Host(f"algo-{i}", tree=no_model, log_path=tmp_path / f"algo-{i}.log")
+             for i in (1, 2, 3)]
+    for host in hosts:
+        host.reader = threading.Thread(target=never.wait, daemon=True)
+        host.reader.start()
+    group = Hosts(tmp_path, hosts, grace=0.0, drain=1.0)
+    started = time.monotonic()
+    try:
+        group.end()
+    finally:
+        never.set()
+    assert time.monotonic() - started < 1.8
+
+
+SAYS_ITS_GPUS = textwrap.dedent("""
+    import os
+    print(f"host={os.environ['SM_CURRENT_HOST']} devices={os.environ.get('CUDA_VISIBLE_DEVICES')}"
+          f" gpus={os.environ['SM_NUM_GPUS']}", flush=True)
+    print("epoch=1 loss=0.1 accuracy=0.95", flush=True)
+""")
+
+
+def test_local_hosts_divide_the_gpus_and_fewer_gpus_than_hosts_is_refused(project,
+                                                                          monkeypatch):
+    from sm_pytest.run.contract import environment
+
+    # No GPU here: the machine's count is faked (nvidia-smi's), the division is real.
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(environment, "_gpus_on_host", lambda: 4)
+    (project.root / "src" / "train.py").write_text(SAYS_ITS_GPUS)
+    project.experiment("pair", TWO_HOSTS)
+    project.run().assert_outcomes(passed=1)
+    attempt = _attempt(project, "pair")
+    assert "host=algo-1 devices=0,1 gpus=2" in (attempt / "algo-1.log").read_text()
+    assert "host=algo-2 devices=2,3 gpus=2" in (attempt / "algo-2.log").read_text()
+
+    monkeypatch.setattr(environment, "_gpus_on_host", lambda: 1)
+    refused = project.run()
+    refused.assert_outcomes(errors=1)
+    refused.stdout.fnmatch_lines([
+        "*experiments/pair.yaml:3: instance_count 2 is more hosts than this machine has GPUs"
+        " (1): each local host gets GPUs of its own*use at most 1 host, or set"
+        " CUDA_VISIBLE_DEVICES= (empty) to train every host on the CPU*"])
+    # CUDA_VISIBLE_DEVICES="": the CPU, every host.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    project.run().assert_outcomes(passed=1)
+    attempt = sorted((project.artifacts / "pair" / "default").glob("attempt-*"))[-1]
+    assert "host=algo-2 devices= gpus=0" in (attempt / "algo-2.log").read_text()
+
+
 def test_max_run_stops_every_host(project):
     (project.root / "src" / "train.py").write_text(SLEEPER)
     project.experiment("slow", TWO_HOSTS.replace("expect", "max_run: 3\n    expect"))
@@ -319,3 +431,38 @@ def test_sigkill_of_pytest_takes_every_host_with_it(project):
             process.kill()
             process.wait()
     assert_gone(pids)
+
+
+# A worker under torchrun, in a session of its own (torch.distributed.elastic
+# SubprocessHandler: start_new_session=True), that takes its time on SIGTERM, as one that
+# saves a checkpoint does: out of reach of a killpg of torchrun's group (processes.py).
+SLOW_TO_STOP_WORKER = textwrap.dedent("""
+    import os, signal, time
+    signal.signal(signal.SIGTERM, lambda *_: time.sleep(120))
+    with open(os.path.join(%r, "rank%%s.pid" %% os.environ["RANK"]), "w") as f:
+        f.write(f"{os.getpid()} {os.getsid(0)}")
+    print("ready", flush=True)
+    time.sleep(300)
+""")
+
+
+def test_max_run_kills_torchruns_workers_on_every_host(project):
+    (project.root / "src" / "train.py").write_text(SLOW_TO_STOP_WORKER % str(project.root))
+    project.experiment("slow", TWO_HOSTS.replace("expect", """max_run: 15
+    distribution: {torch_distributed: {enabled: true}}
+    expect"""))
+    started = time.time()
+    result = project.run()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*slow: the run timed out and produced no verdict"])
+    assert time.time() - started < 60  # not torchrun's own 30 s wait for its workers
+    files = sorted(project.root.glob("rank*.pid"))
+    assert [f.name for f in files] == ["rank0.pid", "rank1.pid"], "a worker never started"
+    workers = [tuple(map(int, f.read_text().split())) for f in files]
+    assert all(pid == session for pid, session in workers)  # each in a session of its own
+    try:
+        assert_gone([pid for pid, _ in workers], within=5)
+    finally:
+        for pid, _ in workers:
+            if process_alive(pid):
+                os.kill(pid, signal.SIGKILL)

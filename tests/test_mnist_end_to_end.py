@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 
+# Imported at collection, not inside the test: a module first imported while pytester's
+# module snapshot is active is dropped again afterwards, and collecting torch's remains can
+# crash the interpreter later in the session.
+torch = pytest.importorskip("torch")
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,7 +30,6 @@ def mnist_project(project):
 
 
 def test_mnist_trains_and_the_model_loads(mnist_project):
-    torch = pytest.importorskip("torch")
     mnist_project.experiment("baseline", """
         base: config/mnist.yaml
         hyperparameters: {epochs: 1, limit-train: 2000}

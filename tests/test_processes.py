@@ -14,6 +14,10 @@ import pytest
 from sm_pytest.run.processes import Group
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+# Without /proc (macOS) a stop kills the group only (processes.py): a worker in a session of
+# its own is out of its reach there.
+needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self/task"),
+                                reason="the process tree is read from /proc")
 
 
 def _alive(pid: int) -> bool:
@@ -96,3 +100,112 @@ def test_signal_after_reaping_reaches_nobody():
     group.signal(signal.SIGKILL)  # the number may be another group's by now: nothing is sent
     group.stop(1.0)
     assert group.returncode == 0
+
+
+# torchrun's shape (torch.distributed.elastic SubprocessHandler: start_new_session=True): a
+# launcher whose worker is in a session, so a process group, of its own. The worker ignores
+# SIGTERM, as one that saves a checkpoint for longer than the grace; the launcher ignores it
+# too ("ignore") or exits at once, leaving its worker behind ("exit").
+LAUNCHER = """
+import os, signal, subprocess, sys
+if sys.argv[2] == "ignore":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+else:
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+worker = subprocess.Popen([sys.executable, "-c", sys.argv[3], sys.argv[1]],
+                          start_new_session=True)
+worker.wait()
+"""
+WORKER = """
+import os, signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(120)
+"""
+
+
+def _launch(tmp_path, mode="ignore") -> tuple[Group, int]:
+    worker_file = tmp_path / "worker.pid"
+    group = Group([sys.executable, "-c", LAUNCHER, str(worker_file), mode, WORKER])
+    deadline = time.monotonic() + 30
+    while not worker_file.exists():
+        assert time.monotonic() < deadline, "the worker never started"
+        time.sleep(0.05)
+    worker = int(worker_file.read_text())
+    assert os.getsid(worker) == worker != os.getsid(group.pid)  # out of reach of killpg
+    return group, worker
+
+
+def _really_gone(pid: int, within: float = 5.0) -> bool:
+    # A killed orphan may stay a zombie until init reaps it: dead all the same.
+    from conftest import process_alive
+
+    deadline = time.monotonic() + within
+    while process_alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)  # leave nothing behind, then fail
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@needs_proc
+def test_stop_with_grace_kills_a_worker_in_a_session_of_its_own(tmp_path):
+    group, worker = _launch(tmp_path)
+    started = time.monotonic()
+    group.stop(grace=0.5)
+    assert time.monotonic() - started < 5  # one grace, then SIGKILL to the whole tree
+    assert group.end() == -signal.SIGKILL
+    assert _really_gone(worker)
+
+
+@needs_proc
+def test_an_immediate_stop_kills_a_worker_in_a_session_of_its_own(tmp_path):
+    # What the emulator's spot reclaim does (stop_hosts(hosts, 0.0)), and end().
+    group, worker = _launch(tmp_path)
+    group.stop(0.0)
+    assert group.end() == -signal.SIGKILL
+    assert _really_gone(worker)
+
+
+@needs_proc
+def test_a_worker_its_launcher_left_behind_on_sigterm_is_killed_after_the_grace(tmp_path):
+    # The launcher exits on SIGTERM and its worker is reparented: the stop remembers it.
+    group, worker = _launch(tmp_path, mode="exit")
+    group.stop(grace=0.5)
+    assert group.end() == 0
+    assert _really_gone(worker)
+
+
+@needs_proc
+def test_the_watchdog_kills_a_worker_in_a_session_of_its_own_when_its_owner_dies(tmp_path):
+    # The owner stands for pytest: SIGKILLed, it runs no handler; its watchdog is left.
+    owner = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+sys.path[:0] = {sys.path!r}
+from pathlib import Path
+import test_processes
+group, worker = test_processes._launch(Path({str(tmp_path)!r}))
+print(group.pid, worker, flush=True)
+time.sleep(120)
+"""], stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(__file__))
+    try:
+        leader, worker = map(int, owner.stdout.readline().split())
+    finally:
+        owner.kill()
+        owner.wait()
+    assert _really_gone(leader) and _really_gone(worker)
+
+
+@needs_proc
+def test_settled_waits_for_the_workers_not_only_the_launcher(tmp_path):
+    group, worker = _launch(tmp_path, mode="exit")
+    group.signal(signal.SIGTERM)  # the launcher exits; its worker ignores it
+    assert group.exited(timeout=10)
+    assert not group.settled(timeout=0.3)
+    group.stop(0.0)
+    assert group.settled(timeout=5)
+    assert group.end() == 0
+    assert _really_gone(worker)

@@ -175,3 +175,18 @@ def test_a_spot_job_that_trained_but_ran_out_of_max_wait_says_so():
         " interruptions count against it); SageMaker stopped it (MaxWaitTimeInSeconds 7200 s,"
         " MaxRuntimeInSeconds 3600 s, 7200 s since the job was created, 3100 s of training)."
         " Give a larger max_wait, another instance_type, or run on-demand (without --spot).")
+
+
+def test_a_config_file_with_instance_count_1_still_runs_and_says_to_remove_it(project):
+    # config/sagemaker.yaml as shipped before multi-host runs held `instance_count: 1`.
+    (project.root / "config" / "sagemaker.yaml").write_text(
+        "instance_type: ml.m5.xlarge\ninstance_count: 1\n")
+    project.pytester.makeini("[pytest]\nsm_config = config/sagemaker.yaml\n")
+    project.experiment("passing", PASSING)
+    result = project.run(*SM)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*config/sagemaker.yaml:2: 'instance_count: 1' in the"
+                                 " SageMaker config file is deprecated and ignored (the number"
+                                 " of hosts is the experiment's top-level instance_count,"
+                                 " default 1); remove it"])
+    assert result.stdout.str().count("is deprecated and ignored") == 1

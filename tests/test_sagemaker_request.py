@@ -490,6 +490,31 @@ def test_instance_count_is_refused_in_settings_with_a_pointer(tmp_path):
                                       " 'instance_count' is not a SageMaker setting")
 
 
+def test_instance_count_1_in_the_config_file_is_accepted_with_a_notice(tmp_path):
+    # config/sagemaker.yaml as shipped before multi-host runs held `instance_count: 1`.
+    config = write(tmp_path / "config" / "sagemaker.yaml", "prefix: p\ninstance_count: 1\n")
+    resolved = res(config=config)
+    assert (resolved.instance_count, resolved.prefix) == (1, "p")
+    assert resolved.sources["instance_count"] == "built-in default"
+    assert resolved.notices == (
+        f"{config}:2: 'instance_count: 1' in the SageMaker config file is deprecated and"
+        " ignored (the number of hosts is the experiment's top-level instance_count, default"
+        " 1); remove it",)
+    # the run's own count still rules, the 1 of the file notwithstanding
+    assert resolve(cli={}, ini={}, config_path=config, experiment_block={},
+                   environ={"HOME": "/nonexistent"}, instance_count=3).instance_count == 3
+    assert res().notices == ()
+
+
+@pytest.mark.parametrize("value", ["2", "0", "true", "1.0", "'1'"])
+def test_instance_count_other_than_1_in_the_config_file_is_still_refused(tmp_path, value):
+    config = write(tmp_path / "config" / "sagemaker.yaml", f"instance_count: {value}\n")
+    with pytest.raises(SettingsError, match=r"'instance_count' is not a SageMaker setting:"
+                                            r" .* top level of the experiment file") as info:
+        res(config=config)
+    assert str(info.value).startswith(f"{config}:1: ")
+
+
 def test_resolved_instance_count_comes_from_the_run():
     resolved = resolve(cli={}, ini={}, config_path=None, experiment_block={},
                        environ={"HOME": "/nonexistent"}, instance_count=4)

@@ -73,6 +73,8 @@ def test_without_distribution_several_hosts_run_the_script_as_is(root):
     ("instance_count: -2\n", "instance_count must be at least 1"),
     ("distribution: {torch_distributed: {enabled: 1}}\n", "must be true or false"),
     ("distribution: {horovod: {enabled: true}}\n", "unknown distribution strategy"),
+    ("sagemaker: {instance_count: 1}\n", "'sagemaker.instance_count' is not a SageMaker"
+                                          " setting: it is the number of hosts"),
 ])
 def test_base_config_mistakes_name_the_config_file(root, base, message):
     with pytest.raises(YamlError, match=message) as info:
@@ -171,11 +173,27 @@ def test_plan_shows_the_hosts_of_local_and_sagemaker_runs(project):
 
 
 def test_instance_count_in_the_sagemaker_block_points_to_the_top_level_key(project):
+    # Refused at collection, so also without --sm (where it used to run ONE host).
     project.experiment("two", "base: config/base.yaml\nsagemaker:\n  instance_count: 2\n")
-    result = project.run_subprocess("--sm", "--sm-region", "us-east-1", "--sm-plan")
-    assert result.ret != 0
-    output = result.stdout.str() + result.stderr.str()
-    assert "experiments/two.yaml:3: 'sagemaker.instance_count': 'instance_count' is not a" \
-           " SageMaker setting: it is the number of hosts to train on" in output
-    assert "write it at the top level of the experiment file" in output
-    assert "Traceback" not in output
+    for args in [(), ("--sm", "--sm-region", "us-east-1", "--sm-plan")]:
+        result = project.run_subprocess(*args)
+        assert result.ret == pytest.ExitCode.INTERRUPTED
+        output = result.stdout.str() + result.stderr.str()
+        assert "ERROR collecting experiments/two.yaml" in output
+        assert "experiments/two.yaml:3: 'sagemaker.instance_count' is not a SageMaker" \
+               " setting: it is the number of hosts to train on" in output
+        assert "write it at the top level of the file" in output
+        assert "Traceback" not in output
+        assert not project.artifacts.exists()  # nothing ran
+
+
+def test_instance_count_in_the_sagemaker_block_is_refused_even_when_it_agrees(root):
+    # Accepted, sagemaker: {instance_count: 2} alone ran ONE host locally (and two with
+    # --sm); equal to the top-level count it is still a second place for one number.
+    for body, line in [("sagemaker:\n  instance_count: 2\n", 2),
+                       ("instance_count: 2\nsagemaker:\n  spot: true\n  instance_count: 2\n", 4)]:
+        with pytest.raises(YamlError, match=r"write it at the top level of the file, e\.g\."
+                                            r" `instance_count: 2`") as info:
+            load(root, body)
+        assert (info.value.path, info.value.line) == (root / "experiments" / "two_hosts.yaml",
+                                                      line)

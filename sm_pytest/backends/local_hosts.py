@@ -17,9 +17,11 @@ Metrics come from every host's lines (SageMaker applies the metric regexes to th
 each machine: automatic-model-tuning-considerations), unprefixed, in arrival order.
 
 One host failing fails the run and stops the others: on SageMaker the job fails when any
-instance fails. ``Hosts`` answers the calls the local backend makes on one process group
-(exited, stop, end, returncode, stuck), so that max_run, Ctrl-C and SIGTERM stop every host
-through the same code path as one.
+instance fails. Which failed host is blamed follows run/host_failure.py (the others get a
+moment to finish failing; the first failure file written wins), as in the emulator.
+``Hosts`` answers the calls the local backend makes on one process group (exited, stop,
+end, returncode, stuck), so that max_run, Ctrl-C and SIGTERM stop every host through the
+same code path as one.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sm_pytest.run import contract
+from sm_pytest.run.host_failure import SETTLE_S, also_failed, blame_order, failure_mtime
 from sm_pytest.run.processes import Group
 from sm_pytest.run.progress import Progress
 
@@ -76,6 +79,8 @@ class Host:
     ended: bool = False
     own_reason: str = ""  # the script's own output/failure, when it wrote one
     finished: bool = False  # exited by itself (not stopped by us)
+    seen_at: float = 0.0  # monotonic time it was seen exiting by itself
+    written_at: float | None = None  # its own failure file's mtime, read before record_exit
 
 
 @dataclass
@@ -90,12 +95,15 @@ class Hosts:
     progress: Progress | None = None
     log_path: Path = field(init=False)
     failed: Host | None = field(default=None, init=False)
+    # The other hosts that failed by themselves, in blame order (run/host_failure.py).
+    also: list[Host] = field(default_factory=list, init=False)
 
     def __post_init__(self):
         self.log_path = self.attempt_dir / "train.log"
         self._lock = threading.Lock()
         self._log = None
         self._merged = False
+        self._settle_until: float | None = None
 
     @property
     def model_dir(self) -> Path:
@@ -156,14 +164,22 @@ class Hosts:
                 assert host.group is not None
                 if host.group.exited():
                     self._finish(host)
-                    if host.returncode != 0 and self.failed is None:
-                        self.failed = host
+            now = time.monotonic()
+            failed = [h for h in self.hosts if h.finished and h.returncode != 0]
+            if failed and self.failed is None:
+                # The others get SETTLE_S to finish failing, so that a survivor's "connection
+                # closed" does not take the blame from the host that caused it.
+                if self._settle_until is None:
+                    self._settle_until = now + SETTLE_S
+                if not self._running() or now >= self._settle_until:
+                    self.failed, *self.also = blame_order(
+                        failed, written_at=lambda h: h.written_at, seen_at=lambda h: h.seen_at)
             if self.failed is not None:
                 self.stop(self.grace)
                 return True
             if not self._running():
                 return True
-            left = deadline - time.monotonic()
+            left = deadline - now
             if left <= 0:
                 return False
             time.sleep(min(_POLL_S, left))
@@ -173,6 +189,8 @@ class Hosts:
         file as the toolkit does (trainer.train), the script's own reason winning."""
         assert host.group is not None
         tree = host.tree
+        host.seen_at = time.monotonic()
+        host.written_at = failure_mtime(tree.failure_file)  # before record_exit writes one
         if tree.failure_file.is_file():
             host.own_reason = tree.failure_file.read_text(errors="replace").strip()
         host.returncode = host.group.end()
@@ -190,7 +208,8 @@ class Hosts:
                     group.signal(signal.SIGTERM)
             deadline = time.monotonic() + grace
             for group in running:
-                group.exited(max(0.0, deadline - time.monotonic()))
+                # settled, not exited: a launcher (torchrun) may exit before its workers
+                group.settled(max(0.0, deadline - time.monotonic()))
         for group in running:
             group.signal(signal.SIGKILL)
 
@@ -200,10 +219,15 @@ class Hosts:
             assert host.group is not None
             host.returncode = host.group.end()
             host.ended = True
+        # One deadline for every reader: their pipes drain in parallel, so waiting `drain`
+        # for each in turn would let N stuck readers hold the run N times as long.
+        deadline = time.monotonic() + self.drain
+        stuck_deadline = time.monotonic() + 0.5
         for host in self.hosts:
             if host.reader is not None:
                 stuck = host.group is not None and bool(host.group.stuck)
-                host.reader.join(timeout=0.5 if stuck else self.drain)
+                until = stuck_deadline if stuck else deadline
+                host.reader.join(timeout=max(0.0, until - time.monotonic()))
         with self._lock:
             if self._log is not None:
                 self._log.close()
@@ -241,22 +265,21 @@ class Hosts:
     def failure_reason(self) -> str:
         """``algo-N: <its reason>``: the failed host's own failure file and its exit, or,
         when it left no reason, its exit and the tail of its own log (train.log's tail may
-        be all the other hosts')."""
+        be all the other hosts'); then ``; also failed: algo-M: ...`` for the other hosts
+        that failed by themselves (run/host_failure.py)."""
         host = self.failed or next(
             (h for h in self.hosts if h.returncode not in (0, None)), None)
         if host is None:
             return ""
-        code = host.returncode
-        if code is not None and code < 0:
-            exit_text = f"killed by signal {signal.Signals(-code).name}"
-        else:
-            exit_text = f"exit code {code}"
+        others = also_failed([(h.name, h.own_reason or _exit_text(h.returncode))
+                              for h in self.also])
+        exit_text = _exit_text(host.returncode)
         if host.own_reason:
-            return f"{host.name}: {host.own_reason}\n({exit_text})"
+            return f"{host.name}: {host.own_reason}{others}\n({exit_text})"
         tail = _tail(host.log_path, FAILED_HOST_TAIL)
         if not tail:
-            return f"{host.name}: {exit_text}"
-        return (f"{host.name}: {exit_text}; the last lines of {host.log_path.name}:\n"
+            return f"{host.name}: {exit_text}{others}"
+        return (f"{host.name}: {exit_text}{others}; the last lines of {host.log_path.name}:\n"
                 + "\n".join(tail))
 
     def metric_lines(self) -> Iterator[str]:
@@ -265,6 +288,12 @@ class Hosts:
             return
         with open(self.log_path, encoding="utf-8", errors="replace") as log:
             yield from unprefixed(log)
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by signal {signal.Signals(-code).name}"
+    return f"exit code {code}"
 
 
 def _tail(path: Path, count: int) -> list[str]:

@@ -53,6 +53,7 @@ class SageMakerSession:
         self.backend = None
         self.experiments = None
         self._settings: dict[tuple[str, str, int], sm_settings.SageMakerSettings] = {}
+        self._notices_said: set[str] = set()
 
     def settings_for(self, run: RunSpec) -> sm_settings.SageMakerSettings:
         """The run's settings. They depend on nothing but its file and `sagemaker:` block
@@ -69,6 +70,10 @@ class SageMakerSession:
                                        experiment_block=run.sagemaker, environ=os.environ,
                                        experiment_path=run.path,
                                        instance_count=run.instance_count)
+        for line in resolved.notices:  # e.g. a deprecated config key; each said once
+            if line not in self._notices_said:
+                self._notices_said.add(line)
+                self.notice(line)
         if resolved.emulate:
             # An emulated account needs no real role or bucket.
             resolved = dataclasses.replace(resolved, role=resolved.role or EMULATED_ROLE,

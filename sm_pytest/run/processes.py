@@ -10,6 +10,26 @@ pytest dies, even by SIGKILL. It works from any thread and on any POSIX system, 
 the program's children too, so no parent-death signal is set: that would need a preexec_fn,
 which Python documents as unsafe in a threaded parent (an xdist worker, the emulator).
 
+A group is not the whole tree, though: a launcher may put its workers in sessions of their
+own (torchrun does: torch.distributed.elastic SubprocessHandler starts each worker with
+start_new_session=True), and a killpg of the launcher's group never reaches them. So on
+Linux every signal goes to the whole tree: the leader's descendants, collected through
+/proc/<pid>/task/*/children while the leader lives (its children are reparented once it
+dies), each remembered with its start time so that it is still found, and never mistaken
+for a reused pid, after the leader is gone; every distinct process group among them gets
+the signal, and SIGKILL also goes to each pid, after a SIGSTOP and a second look at the
+tree so that nothing forks past it. The watchdog's shell walks /proc the same way. Without
+/proc (macOS) only the group is killed, as before: a worker in a session of its own
+outlives a stop there.
+
+Why not PR_SET_CHILD_SUBREAPER: it only adopts orphans for an ancestor of the program. On
+pytest itself, every orphan of every run would become pytest's child, to be reaped by code
+(subprocess, multiprocessing) that does not expect foreign children; in a shim between
+pytest and the program, it costs an interpreter per host, signal forwarding and exit-status
+translation, and the shim's own SIGKILL orphans the tree again. Walking /proc while the
+leader lives covers every stop we make; what a launcher orphans before we stop it (one that
+crashes and leaves its workers) is killed only if we saw it earlier.
+
 The group id is the leader's pid. It is signalled only while the leader is unreaped (alive
 or a zombie), so the number cannot have been taken by another group meanwhile: the leader
 is awaited without reaping it (a pidfd, else waitid's WNOWAIT) and reaped last, in end().
@@ -24,11 +44,69 @@ import signal
 import subprocess
 import time
 
-_WATCHDOG = 'read _ignored; kill -s KILL -- "-$1" 2>/dev/null; exit 0'
+# When the pipe closes: on Linux, collect the tree (see the module's docstring), SIGSTOP it
+# so that nothing forks past us, collect again, then SIGKILL every pid and every group led
+# by one; then the leader's group (the whole of it without /proc).
+_WATCHDOG = r"""read _ignored
+tree() {
+  todo=$1
+  while [ -n "$todo" ]; do
+    next=
+    for p in $todo; do next="$next $(cat /proc/$p/task/*/children 2>/dev/null)"; done
+    todo=$(echo $next)
+    all="$all $todo"
+  done
+}
+all=
+if [ -d "/proc/$1/task" ]; then
+  tree "$1"
+  [ -n "$all" ] && kill -s STOP $all 2>/dev/null
+  tree "$1"
+  for p in $all; do kill -s KILL -- "-$p" 2>/dev/null; done
+  [ -n "$all" ] && kill -s KILL $all 2>/dev/null
+fi
+kill -s KILL -- "-$1" 2>/dev/null
+exit 0"""
 _POLL_S = 0.05  # where neither a pidfd nor waitid exists
 # How long end() waits to reap a leader that was SIGKILLed: one stuck in the kernel (a GPU
 # driver or NFS hang) never exits, and pytest must not hang with it.
 REAP_S = 10.0
+
+
+def _stat(pid: int) -> tuple[int, str] | None:
+    """(process group, start time) of a live process from /proc/<pid>/stat; None when it is
+    gone, a zombie, or there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # After the command: state, ppid, pgrp, ... starttime is field 22 of proc(5), [19] here.
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[2]), fields[19]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid`, through the children files of each of its threads
+    (a child belongs to the thread that forked it); [] without /proc."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as children:
+                    kids = [int(k) for k in children.read().split()]
+            except (OSError, ValueError):
+                continue
+            found.extend(kids)
+            todo.extend(kids)
+    return found
 
 
 class Watchdog:
@@ -70,6 +148,9 @@ class Group:
             self._pidfd = os.pidfd_open(self.pid)
         self._exited = False
         self._ended = False
+        # Every descendant seen, with its start time: a pid whose start time differs later
+        # is another process that reused the number.
+        self._seen: dict[int, str] = {}
 
     @property
     def returncode(self) -> int | None:
@@ -113,18 +194,69 @@ class Group:
             time.sleep(min(_POLL_S, left))
 
     def stop(self, grace: float) -> None:
-        """SIGTERM to the group, SIGKILL to all of it after `grace` seconds, or at once when
-        the leader has exited or `grace` is 0."""
+        """SIGTERM to the tree, SIGKILL to all of it after `grace` seconds (or once the
+        leader and every descendant seen have exited), at once when the leader has exited
+        or `grace` is 0."""
         if grace > 0 and not self.exited():
             self.signal(signal.SIGTERM)
-            self.exited(grace)
+            self.settled(grace)
         self.signal(signal.SIGKILL)
 
+    def settled(self, timeout: float = 0.0) -> bool:
+        """Whether the leader and every descendant seen (at the last signal) have exited,
+        waiting up to `timeout` seconds: a launcher may exit before its workers do, and
+        they get the rest of a grace. Never reaps the leader."""
+        deadline = time.monotonic() + timeout
+        if not self.exited(timeout):
+            return False
+        while self._alive():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(_POLL_S, left))
+        return True
+
+    def _alive(self) -> list[int]:
+        """The descendants seen that still live, after looking at the tree again while the
+        leader lives (see the module's docstring)."""
+        if self.process.returncode is None:
+            for pid in _descendants(self.pid):
+                stat = _stat(pid)
+                if stat is not None:
+                    self._seen.setdefault(pid, stat[1])
+        alive = []
+        for pid, started in list(self._seen.items()):
+            stat = _stat(pid)
+            if stat is None or stat[1] != started:
+                del self._seen[pid]  # gone, or the number is another process's by now
+            else:
+                alive.append(pid)
+        return alive
+
     def signal(self, sig: int) -> None:
-        if self.process.returncode is not None:
-            return  # reaped: the number may belong to another group by now
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, sig)
+        """`sig` to the leader's group and, on Linux, to every group among its descendants;
+        SIGKILL to each descendant as well. A SIGTERM goes once to each group, not to each
+        pid too: a worker's handler (a checkpoint on SIGTERM) must not run twice."""
+        if sig == signal.SIGKILL:
+            # Freeze the tree so that nothing forks between the look and the kill.
+            for pid in self._alive():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGSTOP)
+        pids = self._alive()
+        if self.process.returncode is None:  # reaped: the number may be another group's
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
+        own = os.getpgrp()
+        groups = {stat[0] for stat in map(_stat, pids) if stat is not None}
+        for group in groups - {self.pid, own, 0}:
+            # Led by a live descendant (or joined from one): never a group outside the tree,
+            # as the leader's session is its own and a group cannot cross sessions.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, sig)
+        if sig == signal.SIGKILL:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
 
     def end(self) -> int | None:
         """After the leader exited: kill what it left in its group, release the watchdog,

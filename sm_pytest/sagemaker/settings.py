@@ -115,6 +115,9 @@ class SageMakerSettings:
     environment: dict[str, str] = field(default_factory=dict)
     # Where each value came from (key -> "config/sagemaker.yaml:7", "--spot", ...).
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # One-line notices for the user (deprecated but accepted keys); SageMakerSession passes
+    # them on once per session with its other notices.
+    notices: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
 
 def fingerprint_settings(settings: SageMakerSettings) -> dict[str, Any]:
@@ -341,7 +344,8 @@ class _Layer:
 
 
 
-def _load_config(path: Path) -> tuple[dict, Callable[[str], str]]:
+def _load_config(path: Path) -> tuple[dict, Callable[[str], str], list[str]]:
+    """The config file's values, where each was written, and notices for the user."""
     try:
         doc = load_yaml(path)
     except YamlError as exc:
@@ -352,17 +356,32 @@ def _load_config(path: Path) -> tuple[dict, Callable[[str], str]]:
         return f"{path}:{line}" if line else str(path)
 
     if doc.value is None:
-        return {}, where
+        return {}, where, []
     if not isinstance(doc.value, dict):
         raise SettingsError(f"{path}: must be a mapping of setting to value, e.g."
                             " instance_type: ml.m5.xlarge")
+    notices = []
+    values = dict(doc.value)
     for key in doc.value:
+        if key == "instance_count" and _is_one(doc.value[key]):
+            # config/sagemaker.yaml as shipped before multi-host runs held `instance_count:
+            # 1`; it means what the top-level default means, so projects made from it keep
+            # working, with a notice to remove it. Any other value is refused below.
+            notices.append(f"{where(key)}: 'instance_count: 1' in the SageMaker config file is"
+                           " deprecated and ignored (the number of hosts is the experiment's"
+                           " top-level instance_count, default 1); remove it")
+            del values[key]
+            continue
         if key in _TOP_LEVEL_KEYS:
             raise SettingsError(f"{where(key)}: {_top_level(key)}")
         if key not in CONFIG_KEYS and key not in CONFIG_FILE_ONLY_KEYS:
             raise SettingsError(f"{where(key)}: unknown key {key!r}: "
                                 f"{suggest(key, {**CONFIG_KEYS, **CONFIG_FILE_ONLY_KEYS})}")
-    return doc.value, where
+    return values, where, notices
+
+
+def _is_one(value: Any) -> bool:
+    return type(value) is int and value == 1  # not True, 1.0 or "1": those stay refused
 
 
 def _top_level(key: str) -> str:
@@ -465,9 +484,9 @@ def resolve(
     env_values = {k: environ[v] for k, v in ENV_NAMES.items() if environ.get(v)}
     env_layer = _Layer("environment", env_values,
                        lambda k: f"environment variable {ENV_NAMES[k]}", textual=True)
-    config_values, config_where = ({}, str)
+    config_values, config_where, notices = ({}, str, [])
     if config_path is not None and Path(config_path).is_file():
-        config_values, config_where = _load_config(Path(config_path))
+        config_values, config_where, notices = _load_config(Path(config_path))
     config_layer = _Layer("config", config_values, config_where)
     block_where = _experiment_where(experiment_path)
     block = experiment_block or {}
@@ -519,7 +538,7 @@ def resolve(
                 f" ({values['max_run']}, {sources['max_run']}) for managed spot: MaxWait is the"
                 " time spent waiting for spot capacity plus the run time; raise max_wait or"
                 " lower max_run")
-    return SageMakerSettings(**values, sources=sources)
+    return SageMakerSettings(**values, sources=sources, notices=tuple(notices))
 
 
 def _image_versions(values: dict[str, Any], sources: dict[str, str]) -> None:

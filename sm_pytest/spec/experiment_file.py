@@ -200,6 +200,16 @@ def _inputs(doc: Located, raw: dict, rootdir: Path) -> dict[str, str]:
 
 def _check_hosts(doc: Located, values: dict) -> None:
     """`instance_count` and `distribution` of one file (experiment or base config)."""
+    block = values.get("sagemaker") or {}
+    if "instance_count" in block:
+        # Refused whatever its value (even one equal to the top-level count): one place for
+        # the number of hosts, which the local hosts and the emulator read too. Accepted
+        # here, it would run ONE host locally while --sm launched several.
+        raise doc.error(("sagemaker", "instance_count"), "'sagemaker.instance_count' is not"
+                        " a SageMaker setting: it is the number of hosts to train on, the same"
+                        " for every backend; write it at the top level of the file, e.g."
+                        " `instance_count: 2` next to `hyperparameters:`, and remove it from"
+                        " the sagemaker block")
     count = values.get("instance_count")
     if count is not None and count < 1:
         raise doc.error(("instance_count",), f"instance_count must be at least 1 (the number"

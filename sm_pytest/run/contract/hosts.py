@@ -17,11 +17,15 @@ network interface is the loopback one.
 
 from __future__ import annotations
 
+import os
+import random
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from sm_pytest.run.contract.environment import detect_num_gpus
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -31,8 +35,12 @@ __all__ = [
     "INSTANCE_TYPE_PARAM",
     "Rendezvous",
     "distribution_hyperparameters",
+    "ephemeral_range",
+    "free_local_port",
     "host_names",
     "launcher_env",
+    "local_host_devices",
+    "visible_gpus",
     "torchrun_command",
     "uses_torch_distributed",
 ]
@@ -70,12 +78,94 @@ class Rendezvous:
 
     @classmethod
     def local(cls) -> Rendezvous:
-        """127.0.0.1 and a TCP port that is free now (bound to port 0, then released): host
-        names do not resolve here and 7777 may be in use, e.g. by another run."""
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        return cls("127.0.0.1", port)
+        """127.0.0.1 and a TCP port that is free now: host names do not resolve here and
+        7777 may be in use, e.g. by another run. See :func:`free_local_port`."""
+        return cls("127.0.0.1", free_local_port())
+
+
+# Where the kernel draws ephemeral (port 0, outgoing) ports from, on Linux.
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+# The lowest port picked below the ephemeral range: above the registered services that
+# commonly listen on a development machine (databases, web servers: 3306, 5432, 8080...).
+LOWEST_PORT = 20000
+_PORT_TRIES = 50
+
+
+def ephemeral_range(path: str = EPHEMERAL_RANGE_FILE) -> tuple[int, int] | None:
+    """The kernel's ephemeral port range (``"32768\t60999"`` on Linux), or None where it
+    cannot be read."""
+    try:
+        with open(path, encoding="ascii") as file:
+            low, high = (int(part) for part in file.read().split()[:2])
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
+def free_local_port(*, range_file: str = EPHEMERAL_RANGE_FILE) -> int:
+    """A TCP port on 127.0.0.1 that is free now and, where the kernel says which ports it
+    hands out itself, outside that range.
+
+    The port is released here and bound by the master seconds later. A port from the
+    ephemeral range (what binding port 0 returns) may be taken in between by any other
+    socket the kernel numbers, e.g. the gloo listeners and connections of other runs, which
+    all draw from that range; a port below it is only taken by a program that asks for it
+    by number. So: random ports from ``LOWEST_PORT`` to just below the range, each
+    test-bound; port 0 where the range is unknown or nothing below it is free."""
+    limits = ephemeral_range(range_file)
+    if limits is not None and limits[0] - 1 > LOWEST_PORT:
+        for _ in range(_PORT_TRIES):
+            port = random.randint(LOWEST_PORT, limits[0] - 1)  # noqa: S311 (not a secret)
+            if _bindable(port):
+                return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def visible_gpus(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The GPUs a local run may use, as CUDA_VISIBLE_DEVICES entries: the ones that variable
+    lists (indexes or UUIDs, up to the first invalid one, as CUDA reads it), else ``0`` ..
+    ``G-1`` for the host's G GPUs (environment.detect_num_gpus counts them)."""
+    environ = os.environ if environ is None else environ
+    count = detect_num_gpus(environ)
+    listed = environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is None:
+        return [str(index) for index in range(count)]
+    return [entry.strip() for entry in listed.split(",")][:count]
+
+
+def local_host_devices(hosts: Sequence[str], current_host: str,
+                       environ: Mapping[str, str] | None = None) -> str | None:
+    """CUDA_VISIBLE_DEVICES for ``current_host`` when several local hosts share this
+    machine's GPUs, or None to leave it as it is (one host, or no GPU: CPU training).
+
+    On SageMaker every instance has its own GPUs; here the hosts are processes on one
+    machine, and each using all of them would put one rank per host on the same device
+    (NCCL: "Duplicate GPU detected"). So each host gets its own G // N of the visible GPUs,
+    in host-list order, as the CPU threads are divided; SM_NUM_GPUS and torchrun's
+    --nproc_per_node then count that share. Fewer GPUs than hosts is refused (the plugin
+    says so before the run: items.local_hosts_problem)."""
+    visible = visible_gpus(environ)
+    if len(hosts) <= 1 or not visible:
+        return None
+    share = len(visible) // len(hosts)
+    if share == 0:
+        raise ValueError(
+            f"{len(hosts)} hosts on this machine's {len(visible)} GPU(s): each local host "
+            "needs a GPU of its own; use at most as many hosts as GPUs, or set "
+            "CUDA_VISIBLE_DEVICES= (empty) to train on the CPU")
+    index = list(hosts).index(current_host)
+    return ",".join(visible[index * share:(index + 1) * share])
 
 
 def uses_torch_distributed(distribution: Mapping[str, Any]) -> bool:

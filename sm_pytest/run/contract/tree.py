@@ -37,6 +37,7 @@ from sm_pytest.run.contract.hosts import (
     Rendezvous,
     distribution_hyperparameters,
     launcher_env,
+    local_host_devices,
     torchrun_command,
     uses_torch_distributed,
 )
@@ -345,6 +346,10 @@ def prepare_container_tree(
     _write_json(layout.resource_config_file, resource_config)
     _write_json(layout.input_data_config_file, input_data_config)
 
+    # Several local hosts divide this machine's GPUs among them (hosts.local_host_devices);
+    # a rendezvous is what marks hosts that run here.
+    devices = local_host_devices(hosts, current_host) if rendezvous is not None else None
+    num_gpus = detect_num_gpus(None if devices is None else {"CUDA_VISIBLE_DEVICES": devices})
     # Computed from the files just written, as the toolkit reads them.
     env = toolkit_env(
         layout,
@@ -352,7 +357,7 @@ def prepare_container_tree(
         resource_config,
         input_data_config,
         num_cpus=detect_num_cpus(),
-        num_gpus=detect_num_gpus(),
+        num_gpus=num_gpus,
         num_neurons=0,
         training_job_name=job.job_name,
     )
@@ -363,6 +368,8 @@ def prepare_container_tree(
     env["SAGEMAKER_BASE_DIR"] = str(root)
     if rendezvous is not None:
         env.update(launcher_env(rendezvous, interface, torch_distributed=torch_distributed))
+    if devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = devices
 
     argv = to_cmd_args(split_hyperparameters(decode_hyperparameters(stored))[0])
     if torch_distributed:
@@ -370,7 +377,7 @@ def prepare_container_tree(
         # runner.py: P is the GPU count, else the Neuron count, else 1.
         command = torchrun_command(
             python or sys.executable, program, argv, hosts=tuple(hosts),
-            current_host=current_host, processes_per_host=detect_num_gpus() or 1,
+            current_host=current_host, processes_per_host=num_gpus or 1,
             rendezvous=rendezvous,
         )
     else:

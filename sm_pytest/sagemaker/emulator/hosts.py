@@ -8,8 +8,11 @@ by :meth:`~sm_pytest.sagemaker.emulator.staging.JobStaging.prepare_trees`), its 
 group and its own CloudWatch stream ``<job>/algo-<n>-<epoch seconds>`` ("Each training job
 has one log stream per node on which it was trained", SageMaker developer guide,
 common-info-all-sagemaker-models-logs.md). :class:`HostRun` is one host of one attempt; the
-job runner (:mod:`sm_pytest.sagemaker.emulator.jobs`) polls them together: the first host to
-fail fails the job, and every other host is stopped.
+job runner (:mod:`sm_pytest.sagemaker.emulator.jobs`) polls them together: a host failing
+fails the job (which one is blamed: :mod:`sm_pytest.run.host_failure`, as locally), and
+every other host is stopped. The hosts run on this machine, so they divide its GPUs among
+them as local hosts do (each its own CUDA_VISIBLE_DEVICES share, laid out with its tree:
+:func:`sm_pytest.run.contract.hosts.local_host_devices`).
 
 After the attempt, every host's /opt/ml/model is merged into one model.tar.gz, and every
 host's /opt/ml/output/data into one output.tar.gz (:func:`merge_folders`): "If multiple
@@ -55,6 +58,9 @@ class HostRun:
     #: (timestamp in ms, line) not yet put to the host's stream; guarded by ``lock``.
     pending: list[tuple[int, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: When the job runner saw it exit (monotonic), and its failure file's mtime then.
+    seen_at: float | None = None
+    written_at: float | None = None
 
     @property
     def pid(self) -> int | None:
@@ -142,7 +148,8 @@ def stop_hosts(hosts: Sequence[HostRun], grace: float) -> None:
             process.signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
         for process in running:
-            process.exited(max(0.0, deadline - time.monotonic()))
+            # settled, not exited: a launcher (torchrun) may exit before its workers
+            process.settled(max(0.0, deadline - time.monotonic()))
     for host in hosts:
         if host.process is not None:
             host.process.stop(0.0)

@@ -55,6 +55,10 @@ class JobHost(Protocol):
         """Download every object under ``prefix`` into ``dest``; how many there were."""
         ...
 
+    def s3_delete(self, account: str, bucket: str, key: str) -> None:
+        """Delete the object (no error when there is none, as S3's DeleteObject)."""
+        ...
+
     def new_log_stream(self, account: str, job_name: str, host: str = "algo-1") -> str:
         """A new log stream for one host (``algo-<n>``) of one attempt of the job, created;
         its name. Called with ``host`` only for a multi-instance job."""

@@ -6,7 +6,8 @@ the only part of the Emulator a runner uses. The thread has the source and the c
 downloaded from emulated S3 and the container tree laid out
 (:mod:`sm_pytest.sagemaker.emulator.staging`), runs the program as a subprocess in its own
 process group (one per instance, started together: :mod:`sm_pytest.sagemaker.emulator.hosts`;
-the first host to fail fails the job and stops the others; a stop, MaxRuntime or a spot
+a host failing fails the job and stops the others, the one blamed chosen by
+:mod:`sm_pytest.run.host_failure`; a stop, MaxRuntime or a spot
 reclaim stops them all), streams its output to emulated CloudWatch Logs, has model.tar.gz /
 output.tar.gz and the checkpoints uploaded, and keeps the job stored by moto (a
 ``FakeTrainingJob``) up to date, so DescribeTrainingJob shows what a real job would show.
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from moto.core.utils import utcnow
 
 from sm_pytest.run.contract import ContainerTree
+from sm_pytest.run.host_failure import SETTLE_S, also_failed, blame_order, failure_mtime
 from sm_pytest.sagemaker.emulator.hosts import HostRun, start_hosts, stop_hosts
 from sm_pytest.sagemaker.emulator.staging import JobError, JobStaging
 
@@ -92,8 +94,20 @@ class Attempt:
     seconds: float = 0.0
     #: Every host of the attempt, in host-list order (emulator/hosts.py).
     hosts: list[HostRun] = field(default_factory=list)
-    #: The host whose failure failed the attempt (the first one seen to fail), if any.
+    #: The host whose failure failed the attempt (run/host_failure.py: the first failure
+    #: file written, else the first seen to fail), if any.
     failed_host: HostRun | None = None
+    #: The other hosts that failed by themselves, in blame order.
+    also_failed: list[HostRun] = field(default_factory=list)
+
+
+def _failure_text(host: HostRun) -> str:
+    """A host's failure file, else its exit code."""
+    if host.tree is not None and host.tree.failure_file.is_file():
+        text = host.tree.failure_file.read_text(encoding="utf-8", errors="replace").strip()
+        if text:
+            return text
+    return f"exit code {host.returncode}"
 
 
 class JobRunner(threading.Thread):
@@ -317,8 +331,10 @@ class JobRunner(threading.Thread):
         attempt.outcome = outcome
         if outcome == EXITED:
             for host in hosts:
-                if host is failed or failed is None:  # a host stopped because another
-                    host.tree.record_exit(host.returncode)  # failed reports nothing
+                # A host stopped because another failed reports nothing; one that failed by
+                # itself too does.
+                if failed is None or host is failed or host in attempt.also_failed:
+                    host.tree.record_exit(host.returncode)
                     self._queue_line(host, "Reporting training SUCCESS" if host.returncode == 0
                                      else "Reporting training FAILURE")
         self._flush_logs(attempt)
@@ -331,20 +347,31 @@ class JobRunner(threading.Thread):
         next_flush = started + self.host.log_flush_seconds
         arm = self.spot_arm if self.spot else None
         seen: dict[Path, tuple[int, int]] = {}
+        settle_until = None
         while True:
             # Which host's failure file becomes FailureReason with several hosts is not
             # documented (research: your-algorithms-training-algo-output.md names one
-            # /opt/ml/output/failure per container): the first host seen to fail, in host
-            # order within a poll, and the job ends there, as SageMaker ends a job when one
-            # of its instances' algorithm fails.
-            failed = next((h for h in hosts if h.failed()), None)
-            if failed is not None:
-                attempt.failed_host = failed
-                stop_hosts(hosts, self.host.stop_grace_seconds)
-                return EXITED
-            if all(h.exited() for h in hosts):
-                return EXITED
+            # /opt/ml/output/failure per container). The rule is the local backend's
+            # (run/host_failure.py): after the first failed exit the others get SETTLE_S to
+            # finish failing, then the first failure file written is blamed; the job ends
+            # there, as SageMaker ends a job when one of its instances' algorithm fails.
             now = time.monotonic()
+            for h in hosts:
+                if h.seen_at is None and h.exited():
+                    h.seen_at = now
+                    # Read before record_exit (after the watch) writes one for the host.
+                    h.written_at = failure_mtime(h.tree.failure_file)
+            failed = [h for h in hosts if h.failed()]
+            if failed:
+                settle_until = now + SETTLE_S if settle_until is None else settle_until
+                if all(h.exited() for h in hosts) or now >= settle_until:
+                    attempt.failed_host, *attempt.also_failed = blame_order(
+                        failed, written_at=lambda h: h.written_at,
+                        seen_at=lambda h: math.inf if h.seen_at is None else h.seen_at)
+                    stop_hosts(hosts, self.host.stop_grace_seconds)
+                    return EXITED
+            elif all(h.exited() for h in hosts):
+                return EXITED
             outcome = None
             if self._stop_requested.is_set() or self.host.closing:
                 outcome = STOPPED
@@ -475,6 +502,7 @@ class JobRunner(threading.Thread):
                     text = failure.read_text(encoding="utf-8", errors="replace").strip()
             if failed is not None and len(attempt.hosts) > 1:
                 text = f"{failed.name}: {text}"  # which of the job's hosts it was
+                text += also_failed([(h.name, _failure_text(h)) for h in attempt.also_failed])
             final = ("Failed", "Failed", "Training job failed",
                      f"AlgorithmError: {text}, exit code: 1")
         elif outcome == MAX_RUNTIME:

@@ -17,10 +17,10 @@ output becomes CloudWatch log events in ``/aws/sagemaker/TrainingJobs`` (stream
 ``<job>/algo-<n>-<epoch seconds>``, one per instance per attempt), and model.tar.gz,
 output.tar.gz and the checkpoints go back to S3. ``ResourceConfig.InstanceCount`` N runs N
 hosts, ``algo-1`` .. ``algo-N``, started together, each with its own tree (``hosts/algo-<n>``
-of the attempt's folder) and stream; the first host to fail fails the job and stops the
-others; model.tar.gz is every host's /opt/ml/model merged in host order
-(:mod:`sm_pytest.sagemaker.emulator.hosts`). DescribeTrainingJob then shows what a real
-job shows: InProgress with SecondaryStatus Starting -> Downloading -> Training ->
+of the attempt's folder) and stream; a failing host fails the job and stops the others
+(which host is blamed: :mod:`sm_pytest.run.host_failure`); model.tar.gz is every host's
+/opt/ml/model merged in host order (:mod:`sm_pytest.sagemaker.emulator.hosts`).
+DescribeTrainingJob then shows what a real job shows: InProgress with SecondaryStatus Starting -> Downloading -> Training ->
 Uploading, then Completed, Failed (FailureReason ``AlgorithmError: <the failure file>,
 exit code: 1``) or Stopped (SecondaryStatus Stopped, MaxRuntimeExceeded or
 MaxWaitTimeExceeded), real
@@ -499,6 +499,11 @@ class Emulator:
         """Store ``data`` as the object, as ``account``."""
         with self._as_account(account):
             self._s3.put_object(Bucket=bucket, Key=key, Body=data)
+
+    def s3_delete(self, account: str, bucket: str, key: str) -> None:
+        """Delete the object, as ``account`` (a checkpoint the container deleted)."""
+        with self._as_account(account):
+            self._s3.delete_object(Bucket=bucket, Key=key)
 
     def s3_download_prefix(self, account: str, bucket: str, prefix: str, dest: Path) -> int:
         """Download every object under ``prefix`` into ``dest`` (see relative_key)."""

@@ -7,7 +7,8 @@ channels and lays out one container tree per instance with :mod:`sm_pytest.run.c
 and :meth:`JobStaging.download_checkpoints` fills each host's checkpoint dir from
 CheckpointConfig.S3Uri (the one prefix every host syncs to: "the checkpoints from this S3
 bucket are restored to checkpoint_local_path in each instance", model-checkpoints.md).
-After it, :meth:`JobStaging.sync_checkpoints_up` puts each host's checkpoints back, and
+After it, :meth:`JobStaging.sync_checkpoints_up` puts each host's checkpoints back (and
+deletes the restored ones that no host has any more), and
 :meth:`JobStaging.upload_model` and :meth:`JobStaging.upload_output_data` pack
 model.tar.gz and output.tar.gz as SageMaker does, from every host. A failure SageMaker
 reports as the job's FailureReason is a :class:`JobError`.
@@ -93,13 +94,19 @@ def _truthy(value: Any) -> bool:
     return value is True or str(value).lower() == "true"
 
 
-def _signatures(folder: Path) -> dict[Path, tuple[int, int]]:
-    """(size, mtime) of every file below ``folder``."""
+# What tells a file written since it was restored from one left alone: size and mtime alone
+# miss a rewrite that keeps the mtime (shutil.copy2, os.utime); ctime cannot be set from
+# user space and changes with every write, and a file replaced by a rename has a new inode.
+Signature = tuple[int, int, int, int]
+
+
+def _signatures(folder: Path) -> dict[Path, Signature]:
+    """(size, mtime_ns, ctime_ns, inode) of every file below ``folder``."""
     found = {}
     for path in folder.rglob("*"):
         if path.is_file():
             st = path.stat()
-            found[path] = (st.st_size, st.st_mtime_ns)
+            found[path] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     return found
 
 
@@ -131,9 +138,12 @@ class JobStaging:
     region: str
     job_name: str
     request: dict[str, Any]
-    #: Checkpoint dir -> (size, mtime) of each file restored into it from S3.
-    _restored: dict[Path, dict[Path, tuple[int, int]]] = field(
+    #: Checkpoint dir -> the Signature of each file restored into it from S3 or put there
+    #: from it by the last sync: what S3 holds of that host, as far as this job knows.
+    _restored: dict[Path, dict[Path, Signature]] = field(
         default_factory=dict, init=False, repr=False)
+    #: The checkpoint dirs of the current attempt's hosts, in host order.
+    _checkpoint_dirs: list[Path] = field(default_factory=list, init=False, repr=False)
 
     # --- in ----------------------------------------------------------------------------------
 
@@ -154,15 +164,21 @@ class JobStaging:
         job = self._container_job(root)
         try:
             if len(job.hosts) == 1 and not job.distribution:
-                return [(job.hosts[0], prepare_container_tree(job, root / "container",
-                                                              python=self.host.python))]
-            rendezvous = Rendezvous.local()
-            return [(host, prepare_container_tree(job, root / "hosts" / host,
-                                                  python=self.host.python, current_host=host,
-                                                  rendezvous=rendezvous))
-                    for host in job.hosts]
+                trees = [(job.hosts[0], prepare_container_tree(job, root / "container",
+                                                               python=self.host.python))]
+            else:
+                rendezvous = Rendezvous.local()
+                trees = [(host, prepare_container_tree(job, root / "hosts" / host,
+                                                       python=self.host.python,
+                                                       current_host=host,
+                                                       rendezvous=rendezvous))
+                         for host in job.hosts]
         except (ValueError, OSError) as exc:
             raise JobError(f"AlgorithmError: {exc}, exit code: 1", container=True) from exc
+        # A new attempt (a spot restart) restores into new trees: the old ones are no host's.
+        self._restored.clear()
+        self._checkpoint_dirs = [tree.checkpoint_dir for _, tree in trees]
+        return trees
 
     def _container_job(self, root: Path) -> ContainerJob:
         request = self.request
@@ -274,10 +290,18 @@ class JobStaging:
 
     def sync_checkpoints_up(self, tree: ContainerTree) -> None:
         """Put every file of the checkpoint dir that is new or changed since it was restored
-        to CheckpointConfig.S3Uri, if there is one. SageMaker syncs what the program writes;
-        a file restored and left alone is not written back: with several hosts, every host
-        gets every host's checkpoints, and one host's stale copy of another's file must not
-        overwrite that host's new one."""
+        to CheckpointConfig.S3Uri, if there is one, and delete the keys of restored files
+        that are gone. SageMaker syncs what the program writes; a file restored and left
+        alone is not written back: with several hosts, every host gets every host's
+        checkpoints, and one host's stale copy of another's file must not overwrite that
+        host's new one.
+
+        "If a checkpoint is deleted in the SageMaker container, it will also be deleted in
+        the S3 folder" (developer guide, model-checkpoints.md). Only keys this job restored
+        or wrote are deleted, and with several hosts on the one prefix a key is deleted only
+        when NO host of the attempt has the file any more: one host removing its copy of a
+        file that another host still holds (every host gets every checkpoint) must not take
+        it from the others' next restore."""
         checkpoint = (self.request.get("CheckpointConfig") or {}).get("S3Uri")
         if not checkpoint:
             return
@@ -285,10 +309,20 @@ class JobStaging:
         prefix = _folder_prefix(prefix)
         root = tree.checkpoint_dir
         restored = self._restored.get(root, {})
-        for path, signature in sorted(_signatures(root).items()):
+        current = _signatures(root)
+        for path, signature in sorted(current.items()):
             if restored.get(path) != signature:
                 key = prefix + path.relative_to(root).as_posix()
                 self.host.s3_put(self.account, bucket, key, path.read_bytes())
+        others = [d for d in self._checkpoint_dirs if d != root]
+        for path in sorted(set(restored) - set(current)):
+            relative = path.relative_to(root)
+            if any((other / relative).is_file() for other in others):
+                continue
+            self.host.s3_delete(self.account, bucket, prefix + relative.as_posix())
+        # S3 now holds this host's files as they are; a later sync sends only what changes
+        # after this one, and deletes what goes after it.
+        self._restored[root] = current
 
     def _output_base(self) -> tuple[str, str]:
         """The bucket and the key prefix of the job's output archives."""
