@@ -20,8 +20,8 @@ hosts, ``algo-1`` .. ``algo-N``, started together, each with its own tree (``hos
 of the attempt's folder) and stream; a failing host fails the job and stops the others
 (which host is blamed: :mod:`sm_pytest.run.host_failure`); model.tar.gz is every host's
 /opt/ml/model merged in host order (:mod:`sm_pytest.sagemaker.emulator.hosts`).
-DescribeTrainingJob then shows what a real job shows: InProgress with SecondaryStatus Starting -> Downloading -> Training ->
-Uploading, then Completed, Failed (FailureReason ``AlgorithmError: <the failure file>,
+DescribeTrainingJob then shows what a real job shows: InProgress with SecondaryStatus
+Starting -> Downloading -> Training -> Uploading, then Completed, Failed (FailureReason ``AlgorithmError: <the failure file>,
 exit code: 1``) or Stopped (SecondaryStatus Stopped, MaxRuntimeExceeded or
 MaxWaitTimeExceeded), real
 FinalMetricDataList values from the request's MetricDefinitions, timings, and the
