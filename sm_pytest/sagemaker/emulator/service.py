@@ -1,6 +1,6 @@
 """An in-process SageMaker + S3 + CloudWatch Logs emulator that really runs training jobs.
 
-    from sm_pytest.sagemaker.emulator.service import Emulator
+    from sm_pytest.sagemaker.emulator import Emulator
 
     with Emulator(region="us-east-1") as emu:
         ...  # boto3 / sagemaker.core code that creates training jobs, in any thread
@@ -12,20 +12,19 @@ It starts moto's ``mock_aws()`` in this process and patches moto's SageMaker *re
 layer, so that CreateTrainingJob runs the job the way a SageMaker script-mode container
 would (see :mod:`sm_pytest.sagemaker.emulator.jobs`): sourcedir.tar.gz and the channels come
 from emulated S3, the container tree and the program's arguments and ``SM_*`` variables come
-from :mod:`sm_pytest.run.contract`, the program runs as a subprocess in its own process group, its
-output becomes CloudWatch log events in ``/aws/sagemaker/TrainingJobs`` (stream
+from :mod:`sm_pytest.run.contract`, the program runs as a subprocess in its own process
+group, its output becomes CloudWatch log events in ``/aws/sagemaker/TrainingJobs`` (stream
 ``<job>/algo-<n>-<epoch seconds>``, one per instance per attempt), and model.tar.gz,
 output.tar.gz and the checkpoints go back to S3. ``ResourceConfig.InstanceCount`` N runs N
-hosts, ``algo-1`` .. ``algo-N``, started together, each with its own tree (``hosts/algo-<n>``
-of the attempt's folder) and stream; a failing host fails the job and stops the others
-(which host is blamed: :mod:`sm_pytest.run.host_failure`); model.tar.gz is every host's
-/opt/ml/model merged in host order (:mod:`sm_pytest.sagemaker.emulator.hosts`).
+hosts, ``algo-1`` .. ``algo-N``, started together, each with its own tree
+(``hosts/algo-<n>`` of the attempt's folder) and stream; a failing host fails the job and
+stops the others (which host is blamed: :mod:`sm_pytest.run.host_failure`); model.tar.gz is
+every host's /opt/ml/model merged in host order (:mod:`sm_pytest.sagemaker.emulator.hosts`).
 DescribeTrainingJob then shows what a real job shows: InProgress with SecondaryStatus
-Starting -> Downloading -> Training -> Uploading, then Completed, Failed (FailureReason ``AlgorithmError: <the failure file>,
-exit code: 1``) or Stopped (SecondaryStatus Stopped, MaxRuntimeExceeded or
-MaxWaitTimeExceeded), real
-FinalMetricDataList values from the request's MetricDefinitions, timings, and the
-SecondaryStatusTransitions.
+Starting -> Downloading -> Training -> Uploading, then Completed, Failed (FailureReason
+``AlgorithmError: <the failure file>, exit code: 1``) or Stopped (SecondaryStatus Stopped,
+MaxRuntimeExceeded or MaxWaitTimeExceeded), real FinalMetricDataList values from the
+request's MetricDefinitions, timings, and the SecondaryStatusTransitions.
 
 How: moto's SageMaker, S3, CloudWatch Logs and metrics *response* handlers are patched
 while an Emulator runs (:mod:`sm_pytest.sagemaker.emulator.patches`, which says what and
