@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +129,18 @@ def process_alive(pid: int) -> bool:
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> Project:
     return Project(pytester)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def mnist_project(project: Project) -> Project:
+    """The project with this repository's real train.py, config/mnist.yaml and the MNIST
+    sample, for the tests that really train."""
+    shutil.rmtree(project.root / "src")
+    shutil.copytree(REPO / "src", project.root / "src",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "config" / "mnist.yaml", project.root / "config" / "mnist.yaml")
+    (project.root / "data" / "mnist-sample").symlink_to(REPO / "data" / "mnist-sample")
+    return project

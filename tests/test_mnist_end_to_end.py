@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -17,16 +16,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def mnist_project(project):
-    shutil.rmtree(project.root / "src")
-    shutil.copytree(ROOT / "src", project.root / "src",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "config" / "mnist.yaml", project.root / "config" / "mnist.yaml")
-    (project.root / "data" / "mnist-sample").symlink_to(ROOT / "data" / "mnist-sample")
-    return project
 
 
 def test_mnist_trains_and_the_model_loads(mnist_project):

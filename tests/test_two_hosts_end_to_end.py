@@ -22,15 +22,10 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reaso
 
 
 @pytest.fixture
-def two_hosts_project(project):
-    shutil.rmtree(project.root / "src")
-    shutil.copytree(ROOT / "src", project.root / "src",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "config" / "mnist.yaml", project.root / "config" / "mnist.yaml")
-    (project.root / "data" / "mnist-sample").symlink_to(ROOT / "data" / "mnist-sample")
+def two_hosts_project(mnist_project):
     shutil.copy(ROOT / "experiments" / "two_hosts.yaml",
-                project.root / "experiments" / "two_hosts.yaml")
-    return project
+                mnist_project.root / "experiments" / "two_hosts.yaml")
+    return mnist_project
 
 
 def _attempt(project) -> Path:
