@@ -18,21 +18,15 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _project import EPOCH_LINE, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-EPOCH_LINE = re.compile(r"^epoch=(\d+) .*test_accuracy=(\S+) .*samples_per_second=(\S+)", re.M)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run(name: str, launcher: list[str], args: list[str], data: Path) -> dict:

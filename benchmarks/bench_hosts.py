@@ -25,10 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,20 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from _project import EPOCH_LINE, busy_seconds, free_port, other_load
+
 ROOT = Path(__file__).resolve().parents[1]
-EPOCH_LINE = re.compile(r"^epoch=(\d+) .*test_accuracy=(\S+) .*samples_per_second=(\S+)", re.M)
 QUIET_LOAD = 0.10  # share of the CPUs used by other processes above which a run is "noisy"
-
-
-def busy_seconds() -> float | None:
-    """CPU seconds all processes of the machine have used (/proc/stat), None off Linux."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
-    return (user + nice + system + irq + softirq + sum(fields[7:8])) / os.sysconf("SC_CLK_TCK")
 
 
 def children_seconds() -> float:
@@ -62,17 +50,8 @@ def measured(run, *args) -> dict:
     other than ours used meanwhile (the other engineers' tests on a shared VM)."""
     busy0, ours0 = busy_seconds(), children_seconds()
     wall, accuracy, throughput = run(*args)
-    busy1, ours1 = busy_seconds(), children_seconds()
-    other = None
-    if busy0 is not None and busy1 is not None:
-        other = max(0.0, (busy1 - busy0) - (ours1 - ours0)) / (wall * (os.cpu_count() or 1))
+    other = other_load(busy0, busy_seconds(), children_seconds() - ours0, wall)
     return {"wall": wall, "accuracy": accuracy, "throughput": throughput, "other": other}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def hyperparameters(args, hosts: int) -> dict:
@@ -82,7 +61,7 @@ def hyperparameters(args, hosts: int) -> dict:
 
 
 # ------------------------------------------------------------------------ via the plugin
-def make_project() -> Path:
+def make_mnist_project() -> Path:
     root = Path(tempfile.mkdtemp(prefix="sm-pytest-hosts-"))
     for name in ("src", "config"):
         shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -161,7 +140,7 @@ def main() -> None:
     parser.add_argument("--same-global-batch", action="store_true",
                         help="2 hosts use batch-size / 2 each (same global batch as 1 host)")
     args = parser.parse_args()
-    root = make_project() if args.via == "plugin" else Path(tempfile.mkdtemp())
+    root = make_mnist_project() if args.via == "plugin" else Path(tempfile.mkdtemp())
     run = plugin_run if args.via == "plugin" else torchrun_run
     rows = {1: [], 2: []}
     try:

@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 
+from _project import busy_seconds, other_load
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_PY = os.path.join(ROOT, "src", "train.py")
 RAW_FILES = (
@@ -119,33 +121,16 @@ def reference_worker(root: str, epochs: int, seed: int, threads: int) -> dict:
 
 
 # --------------------------------------------------------------------------- runners
-def _busy_jiffies():
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
-    steal = fields[7] if len(fields) > 7 else 0
-    return user + nice + system + irq + softirq + steal
-
-
 def _measured(cmd, env=None):
     """Run cmd; return (stdout, wall seconds, share of the CPUs used by other processes)."""
-    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    busy0, ru0, t0 = _busy_jiffies(), os.times(), time.perf_counter()
+    busy0, ru0, t0 = busy_seconds(), os.times(), time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    busy1, ru1, wall = _busy_jiffies(), os.times(), time.perf_counter() - t0
+    busy1, ru1, wall = busy_seconds(), os.times(), time.perf_counter() - t0
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout + proc.stderr)
         raise SystemExit(f"benchmark run failed: {' '.join(cmd)} (exit {proc.returncode})")
-    other = None
-    if busy0 is not None:
-        child = (ru1.children_user - ru0.children_user) + (
-            ru1.children_system - ru0.children_system
-        )
-        other = max(0.0, ((busy1 - busy0) / hz - child) / (wall * (os.cpu_count() or 1)))
-    return proc.stdout, wall, other
+    child = (ru1.children_user - ru0.children_user) + (ru1.children_system - ru0.children_system)
+    return proc.stdout, wall, other_load(busy0, busy1, child, wall)
 
 
 def run_reference(root, epochs, seed, threads):
