@@ -6,7 +6,6 @@ is the threshold and baseline check. The hooks that reach these nodes are in plu
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from sm_pytest.model import (
 from sm_pytest.report.junit import junit_properties
 from sm_pytest.run import contract, signals
 from sm_pytest.run.artifacts import run_dir_of
+from sm_pytest.run.contract import cpu_cores
 from sm_pytest.sagemaker.names import experiment_name
 from sm_pytest.session import SESSION, SmSession, aggregate
 from sm_pytest.spec import yamlsafe
@@ -82,14 +82,6 @@ def _shown(path: Path, rootpath: Path) -> Path:
 def _describe(exc: YamlError, rootpath: Path) -> str:
     shown = _shown(exc.path, rootpath)
     return f"{shown}:{exc.line}: {exc.message}" if exc.line else f"{shown}: {exc.message}"
-
-
-def cpu_cores() -> int:
-    """The cores this process may run on (a container or taskset may allow fewer than the
-    machine has)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def local_hosts_problem(run: RunSpec, rootpath: Path, *, emulated: bool = False,

@@ -282,4 +282,4 @@ def thread_share(environ=None, hosts: int = 1) -> dict[str, str]:
     workers = int(environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
     if workers * hosts <= 1 or "OMP_NUM_THREADS" in environ:
         return {}
-    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // (workers * hosts)))}
+    return {"OMP_NUM_THREADS": str(max(1, contract.cpu_cores() // (workers * hosts)))}

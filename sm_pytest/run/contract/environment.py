@@ -133,6 +133,15 @@ def detect_num_gpus(environ: Mapping[str, str] | None = None) -> int:
     return count
 
 
+def cpu_cores() -> int:
+    """The cores this process may run on (a container or taskset may allow fewer than the
+    machine has): what local hosts and xdist workers divide among them. SM_NUM_CPUS stays
+    the toolkit's os.cpu_count() (detect_num_cpus)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def detect_num_cpus() -> int:
     """environment.num_cpus is multiprocessing.cpu_count(), which is os.cpu_count()."""
     return os.cpu_count() or 1
