@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -13,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sm_pytest.backends.local_hosts import Host, Hosts, host_trees
+from sm_pytest.backends.local_hosts import Host, Hosts, exit_text, host_trees
 from sm_pytest.model import (
     COMPLETED,
     FAILED,
@@ -239,12 +238,9 @@ class LocalBackend:
         written = ""
         if handle.tree.failure_file.is_file():
             written = handle.tree.failure_file.read_text(errors="replace").strip()
-        if code is not None and code < 0:
-            exit_text = f"killed by signal {signal.Signals(-code).name}"
-        else:
-            exit_text = f"exit code {code}"
+        ended = exit_text(code)
         # The script's own reason, else the toolkit's message that record_exit wrote.
-        return f"{written}\n({exit_text})" if written else exit_text
+        return f"{written}\n({ended})" if written else ended
 
     def _result(self, handle: LocalHandle, status: str, reason: str) -> RunResult:
         if handle.process.stuck:  # a leader that could not be reaped: said with any outcome

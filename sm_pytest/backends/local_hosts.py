@@ -35,12 +35,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sm_pytest.run import contract
+from sm_pytest.run import artifacts, contract
 from sm_pytest.run.host_failure import SETTLE_S, also_failed, blame_order, failure_mtime
 from sm_pytest.run.processes import Group
 from sm_pytest.run.progress import Progress
 
-__all__ = ["HOSTS_DIR", "Host", "Hosts", "host_trees", "unprefixed"]
+__all__ = ["HOSTS_DIR", "Host", "Hosts", "exit_text", "host_trees", "unprefixed"]
 
 HOSTS_DIR = "hosts"
 # Lines of a failed host's own log quoted in the reason when it left no reason of its own.
@@ -271,15 +271,15 @@ class Hosts:
             (h for h in self.hosts if h.returncode not in (0, None)), None)
         if host is None:
             return ""
-        others = also_failed([(h.name, h.own_reason or _exit_text(h.returncode))
+        others = also_failed([(h.name, h.own_reason or exit_text(h.returncode))
                               for h in self.also])
-        exit_text = _exit_text(host.returncode)
+        ended = exit_text(host.returncode)
         if host.own_reason:
-            return f"{host.name}: {host.own_reason}{others}\n({exit_text})"
-        tail = _tail(host.log_path, FAILED_HOST_TAIL)
+            return f"{host.name}: {host.own_reason}{others}\n({ended})"
+        tail = artifacts.tail(host.log_path, FAILED_HOST_TAIL)
         if not tail:
-            return f"{host.name}: {exit_text}{others}"
-        return (f"{host.name}: {exit_text}{others}; the last lines of {host.log_path.name}:\n"
+            return f"{host.name}: {ended}{others}"
+        return (f"{host.name}: {ended}{others}; the last lines of {host.log_path.name}:\n"
                 + "\n".join(tail))
 
     def metric_lines(self) -> Iterator[str]:
@@ -290,15 +290,8 @@ class Hosts:
             yield from unprefixed(log)
 
 
-def _exit_text(code: int | None) -> str:
+def exit_text(code: int | None) -> str:
+    """How a host process ended, for a failure reason: its exit code or the signal."""
     if code is not None and code < 0:
         return f"killed by signal {signal.Signals(-code).name}"
     return f"exit code {code}"
-
-
-def _tail(path: Path, count: int) -> list[str]:
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return []
-    return lines[-count:]
