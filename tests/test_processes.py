@@ -47,6 +47,21 @@ def test_a_finished_program_is_reaped_with_its_exit_status():
     assert group.end() == 3  # safe to call again
 
 
+def test_the_exit_status_is_read_before_the_program_is_reaped():
+    running = Group([sys.executable, "-c", "import time; time.sleep(30)"])
+    assert running.exit_status() is None
+    running.stop(0.0)
+    assert running.exited(timeout=10)
+    assert running.exit_status() == -signal.SIGKILL
+    running.end()
+
+    failed = Group([sys.executable, "-c", "raise SystemExit(3)"])
+    assert failed.exited(timeout=10)
+    assert failed.exit_status() == 3
+    assert failed.returncode is None  # still not reaped
+    assert failed.end() == 3 and failed.exit_status() == 3
+
+
 def test_the_program_gets_a_group_of_its_own():
     group = Group([sys.executable, "-c", "import time; time.sleep(30)"])
     try:

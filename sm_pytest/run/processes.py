@@ -193,6 +193,22 @@ class Group:
                 return False
             time.sleep(min(_POLL_S, left))
 
+    def exit_status(self) -> int | None:
+        """The leader's exit status once it has exited (negative: the signal that ended it),
+        read without reaping it (waitid with WNOWAIT), so that its group id is not reused
+        before end(); None while it runs, or where it cannot be read before end()."""
+        if self.process.returncode is not None:
+            return self.process.returncode
+        if not self.exited():
+            return None
+        try:
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except (AttributeError, ChildProcessError, OSError):
+            return None
+        if info is None:
+            return None
+        return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
     def stop(self, grace: float) -> None:
         """SIGTERM to the tree, SIGKILL to all of it after `grace` seconds (or once the
         leader and every descendant seen have exited), at once when the leader has exited

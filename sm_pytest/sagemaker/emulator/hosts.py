@@ -25,7 +25,6 @@ in host-list order, later ones overriding, and so does the emulator.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -70,22 +69,10 @@ class HostRun:
         return self.process is not None and self.process.exited()
 
     def failed(self) -> bool:
-        """The program has exited with a status other than 0. Read without reaping it
-        (waitid with WNOWAIT): Group.end reaps the leader later, after killing what it left
-        in its process group, whose id must not be reused before that."""
-        if not self.exited():
-            return False
-        status = self.process.returncode
-        if status is None:
-            try:
-                info = os.waitid(os.P_PID, self.process.pid,
-                                 os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except (AttributeError, ChildProcessError, OSError):
-                return False
-            if info is None:
-                return False
-            status = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
-        return status != 0
+        """The program has exited with a status other than 0, read without reaping it:
+        Group.end reaps the leader later, after killing what it left behind."""
+        status = self.process.exit_status() if self.process is not None else None
+        return status is not None and status != 0
 
     def take_pending(self) -> list[tuple[int, str]]:
         with self.lock:
