@@ -46,7 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     upload.add_argument("--bucket", required=True, help="the S3 bucket")
     upload.add_argument("--prefix", default="sm-pytest", help="key prefix (default: sm-pytest)")
     upload.add_argument("--region", default=None, help="AWS region (default: AWS config)")
+    sync = commands.add_parser(
+        "mlflow-sync", help="send to MLflow the runs a session could not track there")
+    sync.add_argument("--artifacts", type=Path, default=Path("sm-artifacts"),
+                      help="the session's artifacts folder, which holds tracking.sqlite"
+                           " (default: sm-artifacts)")
+    sync.add_argument("--uri", default=None,
+                      help="send them to this tracking URI instead of the one each session"
+                           " used (e.g. a server that moved)")
     args = parser.parse_args(argv)
+    if args.command == "mlflow-sync":
+        return _mlflow_sync(args)
     if args.command == "upload-dataset":
         return _upload_dataset(args)
     if args.command == "fetch-mnist":
@@ -78,6 +88,29 @@ def _upload_dataset(args) -> int:
     print(uri)
     print(f"use it in an experiment:  inputs: {{training: {uri}}}")
     return 0
+
+
+def _mlflow_sync(args) -> int:
+    from importlib.util import find_spec
+
+    from sm_pytest.store.mlflow_setup import EXTRA, MlflowSetupError, check_uri
+
+    db_path = args.artifacts / "tracking.sqlite"
+    if not db_path.is_file():
+        print(f"sm-pytest mlflow-sync: {db_path} does not exist; give the artifacts folder"
+              " of the session with --artifacts DIR", file=sys.stderr)
+        return 2
+    try:
+        if find_spec("mlflow") is None:
+            raise MlflowSetupError(f"it needs the MLflow client: {EXTRA}")
+        uri = check_uri(args.uri, origin="--uri") if args.uri else None
+        from sm_pytest.store.mlflow_tracking import sync
+
+        left = sync(db_path, uri)
+    except MlflowSetupError as exc:
+        print(f"sm-pytest mlflow-sync: {exc}", file=sys.stderr)
+        return 2
+    return 1 if left else 0
 
 
 if __name__ == "__main__":

@@ -249,6 +249,7 @@ class RunRecord(TrainingFields):
     order: int = 0
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     swept: dict[str, Any] = field(default_factory=dict)
+    instance_count: int = 1  # hosts the run trained on
     cached: bool = False  # every repeat came from the run cache
     repeats: list[RepeatRecord] = field(default_factory=list)
     repeat_finals: dict[str, list[float]] = field(default_factory=dict)
@@ -277,6 +278,7 @@ class RunRecord(TrainingFields):
             experiment=run.experiment, description=run.description, path=str(run.path),
             run_id=run.run_id, name=run.name, order=order,
             hyperparameters=run.hyperparameters, swept=run.swept,
+            instance_count=run.instance_count,
             cached=bool(repeats) and all(r.cached for r in repeats), repeats=repeats,
             repeat_finals=finals_per_metric(list(results) or [result]),
             fingerprint=repeats[0].fingerprint if repeats else "",
@@ -299,8 +301,17 @@ class RunRecord(TrainingFields):
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
-        values = dict(data)
-        values["repeats"] = [RepeatRecord(**r) for r in values.get("repeats", [])]
-        values["gate"] = [GateRow(**g) for g in values.get("gate", [])]
-        values["checks"] = [CheckRecord(**c) for c in values.get("checks", [])]
+        """The record `to_json()` wrote. Keys this version does not know are dropped: the
+        MLflow outbox keeps records on disk across upgrades."""
+        values = _known(cls, data)
+        values["repeats"] = [RepeatRecord(**_known(RepeatRecord, r))
+                             for r in values.get("repeats", [])]
+        values["gate"] = [GateRow(**_known(GateRow, g)) for g in values.get("gate", [])]
+        values["checks"] = [CheckRecord(**_known(CheckRecord, c))
+                            for c in values.get("checks", [])]
         return cls(**values)
+
+
+def _known(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {key: value for key, value in data.items() if key in names}

@@ -22,6 +22,14 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("sm_experiment_paths", "folders whose YAML files are experiments (relative"
                   " to the rootdir); YAML anywhere else is never collected",
                   type="args", default=["experiments"])
+    group.addoption("--sm-mlflow", dest="sm_mlflow", metavar="URI", default=None,
+                    help="also track every run in MLflow: a server (http://HOST:PORT), an"
+                         " embedded store (sqlite:///mlruns.db) or a SageMaker MLflow ARN"
+                         " (default: ini sm_mlflow_uri; needs sm-pytest[mlflow])")
+    parser.addini("sm_mlflow_uri", "MLflow tracking URI to track every run in, as"
+                  " --sm-mlflow")
+    parser.addini("sm_mlflow_log_models", "with MLflow tracking: log each run's model folder"
+                  " as an artifact", type="bool", default=True)
     sm = parser.getgroup("sm-pytest-sagemaker", "SageMaker training jobs (sm-pytest)")
     sm.addoption("--sm", action="store_true", default=False,
                  help="run every selected experiment as a SageMaker Training Job")
@@ -40,7 +48,8 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("sm_config", "SageMaker defaults file (relative to the rootdir)",
                   default=DEFAULT_CONFIG_PATH.as_posix())
     sm.addoption("--sm-history", metavar="EXPERIMENT", default=None,
-                 help="print the whole SageMaker Experiments history of EXPERIMENT and exit")
+                 help="print every recorded run of EXPERIMENT and exit: from MLflow with"
+                      " --sm-mlflow (or ini sm_mlflow_uri), else from SageMaker Experiments")
     gate = parser.getgroup("sm-pytest-gating", "regression gating (sm-pytest)")
     gate.addoption("--sm-save-baseline", metavar="NAME", default=None,
                    help="record the final metrics of every run as baseline NAME, except runs"

@@ -19,7 +19,7 @@ from sm_pytest.model import RunRecord
 from sm_pytest.run import signals
 from sm_pytest.sagemaker.names import experiment_name
 from sm_pytest.sagemaker_hooks import NOTICES, SageMakerHooks, make_sagemaker_session
-from sm_pytest.session import SESSION, SmSession
+from sm_pytest.session import SESSION, SmSession, mlflow_uri
 from sm_pytest.spec.yamlsafe import YamlError
 from sm_pytest.terminal import terminal_emitter, write_terminal_line
 
@@ -103,6 +103,18 @@ def pytest_cmdline_main(config: pytest.Config):
     name = config.getoption("sm_history")
     if not name:
         return None
+    uri = mlflow_uri(config)
+    if uri:
+        from sm_pytest.store.mlflow_runs import history_frame as mlflow_history
+
+        try:
+            frame = mlflow_history(uri, name)
+        except Exception as exc:  # unreachable, refused: said plainly, not as a traceback
+            raise pytest.UsageError(f"--sm-history {name}: MLflow at {uri}:"
+                                    f" {type(exc).__name__}: {exc}") from None
+        print(frame.to_string(index=False) if not frame.empty else
+              f"no runs recorded in MLflow experiment {name!r} at {uri}")
+        return 0
     from sm_pytest.backends.sagemaker_session import boto_session
     from sm_pytest.sagemaker.experiments import HistoryError, history_frame
 
@@ -160,6 +172,9 @@ class Recorder:
             self.cut_short = "the session was interrupted"
         elif why and any(item.nodeid not in self.ran for item in session.items):
             self.cut_short = f"the session stopped early ({why})"
+        with signals.deferred():
+            self.session.close_trackers(
+                interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         session = self.session

@@ -47,6 +47,32 @@ def configured_path(config: pytest.Config, name: str) -> Path:
     return (config.rootpath / config.getini(name)).resolve()
 
 
+def mlflow_uri(config: pytest.Config) -> str:
+    """The MLflow tracking URI of --sm-mlflow, else of ini sm_mlflow_uri, checked; "" when
+    neither is given."""
+    option = config.getoption("sm_mlflow")
+    raw = option or config.getini("sm_mlflow_uri")
+    if not raw:
+        return ""
+    from sm_pytest.store.mlflow_setup import MlflowSetupError, check_uri
+
+    try:
+        if option:
+            return check_uri(option, base=Path(config.invocation_params.dir))
+        return check_uri(raw, origin=f"ini sm_mlflow_uri in {config.inipath}",
+                         base=config.rootpath)
+    except MlflowSetupError as exc:
+        raise pytest.UsageError(f"nothing was run: {exc}") from None
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the current folder when it is inside it, as a user types it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 @dataclasses.dataclass
 class Pending:
     """One repeat of an item: launched (handle) or taken from the run cache (cached)."""
@@ -93,6 +119,9 @@ class SmSession:
         # --sm-plan: the plan is printed at collection and nothing is launched (an xdist
         # worker never plans: the controller refuses --sm-plan with -n).
         self.plan_only = bool(config.getoption("sm_plan")) and not hasattr(config, "workerinput")
+        # Checked here, so that a wrong URI or a missing extra stops the session before
+        # anything runs; only the controller tracks (xdist workers send it their records).
+        self.mlflow_uri = "" if hasattr(config, "workerinput") else mlflow_uri(config)
         self.sagemaker = None
         if config.getoption("sm"):
             self.sagemaker = sagemaker_factory(config, self.session_id)
@@ -248,12 +277,33 @@ class SmSession:
 
     @property
     def trackers(self) -> list[Tracker]:
-        """Where finished items are recorded: the embedded store, always."""
+        """Where finished items are recorded: the embedded store, always, and first, then
+        MLflow with --sm-mlflow."""
         if self._trackers is None:
             from sm_pytest.store.tracking import LocalTracker
 
             self._trackers = [LocalTracker(self.tracking_db, self.session_id)]
+            if self.mlflow_uri:
+                from sm_pytest.store.mlflow_tracking import SYNC_COMMAND, MlflowTracker
+
+                self._trackers.append(MlflowTracker(
+                    self.mlflow_uri, self.session_id, self.tracking_db,
+                    log_models=self.config.getini("sm_mlflow_log_models"),
+                    rootdir=self.config.rootpath,
+                    sync_hint=f"{SYNC_COMMAND} --artifacts {_shown(self.artifacts_root)}"))
         return self._trackers
+
+    def close_trackers(self, *, interrupted: bool) -> None:
+        """The end of the session, for every tracker that was used; what they say goes to
+        the notices after the summary table."""
+        if self._trackers is None:
+            return
+        for tracker in self._trackers:
+            try:
+                self.notices += tracker.close(interrupted=interrupted)
+            except Exception as exc:
+                self.notices.append(f"{type(tracker).__name__} could not finish:"
+                                    f" {type(exc).__name__}: {exc}")
 
     def record(self, rec: RunRecord) -> None:
         self.records.append(rec)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 
 AWS = {"sagemaker", "boto3", "botocore", "moto", "s3transfer"}
+# Imported only with --sm-mlflow and a `tune:` block.
+OPTIONAL = {"mlflow", "optuna"}
 
 RECORD_MODULES = """
 import json, sys
@@ -28,7 +30,7 @@ def test_plugin_import_is_light():
     code = ("import sys, json, sm_pytest.plugin; "
             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
     loaded = set(json.loads(subprocess.check_output([sys.executable, "-c", code], text=True)))
-    assert not loaded & (AWS | {"torch", "pandas", "numpy"})
+    assert not loaded & (AWS | OPTIONAL | {"torch", "pandas", "numpy"})
 
 
 def test_local_run_imports_no_aws_module(project):
@@ -37,6 +39,6 @@ def test_local_run_imports_no_aws_module(project):
     project.run_subprocess().assert_outcomes(passed=1)
     collected = set(json.loads((project.root / "collected.json").read_text()))
     finished = set(json.loads((project.root / "finished.json").read_text()))
-    assert not collected & (AWS | {"torch", "pandas"})
-    assert not finished & (AWS | {"torch"})
+    assert not collected & (AWS | OPTIONAL | {"torch", "pandas"})
+    assert not finished & (AWS | OPTIONAL | {"torch"})
     assert "pandas" in finished  # the summary table was built

@@ -16,6 +16,13 @@ def test_the_local_store_is_a_tracker_of_finished_items(tmp_path):
     assert isinstance(LocalTracker(tmp_path / "t.sqlite", "s1"), Tracker)
 
 
+def test_mlflow_is_a_tracker_of_finished_items(tmp_path):
+    from sm_pytest.store.mlflow_tracking import MlflowTracker
+
+    assert isinstance(MlflowTracker("http://127.0.0.1:5000", "s1", tmp_path / "t.sqlite"),
+                      Tracker)
+
+
 def test_sagemaker_experiments_has_the_job_tracker_methods():
     from sm_pytest.sagemaker.experiments import SageMakerExperiments
 
@@ -44,6 +51,9 @@ class Spy:
     def record(self, rec):
         self.seen.append((rec.name, rec.verdict))
 
+    def close(self, *, interrupted):
+        return [f"SPY closed, interrupted={interrupted}"]
+
 SPY = Spy()
 
 @pytest.hookimpl(trylast=True)
@@ -57,6 +67,10 @@ def pytest_unconfigure(config):
     result.assert_outcomes(passed=1, failed=1)
     assert ("SPY [('lr_sweep[accuracy=0.5]', 'fail'), ('lr_sweep[accuracy=0.97]', 'pass')]"
             in result.stdout.str())
+    # closed once at the end, and what it says comes after the table
+    out = result.stdout.str()
+    assert out.count("SPY closed, interrupted=False") == 1
+    assert out.index("sm-pytest runs") < out.index("SPY closed")
     frame = runs_frame(project.artifacts / "tracking.sqlite")
     assert sorted(frame["verdict"]) == ["fail", "pass"]
 
@@ -76,11 +90,17 @@ class BrokenTracker:
     def record(self, rec):
         raise ConnectionError("tracking server unreachable")
 
+    def close(self, *, interrupted):
+        raise ConnectionError("still unreachable")
+
 class Spy:
     seen = []
 
     def record(self, rec):
         self.seen.append(rec.name)
+
+    def close(self, *, interrupted):
+        return []
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
@@ -100,6 +120,8 @@ def pytest_unconfigure(config):
         "run baseline was not tracked by BrokenTracker: ConnectionError: tracking server"
         " unreachable")
     assert table < notice
+    assert ("BrokenTracker could not finish: ConnectionError: still unreachable"
+            in out[table:])
     assert "INTERNALERROR" not in out
     frame = runs_frame(project.artifacts / "tracking.sqlite")
     assert list(frame["verdict"]) == ["pass"]

@@ -1,5 +1,5 @@
 """The one small interface of a tracker that records finished items: the embedded store
-(tracking.LocalTracker) today, MLflow next.
+(tracking.LocalTracker) and MLflow (mlflow_tracking.MlflowTracker).
 
 It is called on the controller, once per item, with the item's RunRecord, after the
 attempt folders are written: a tracker that fails costs no result. SageMaker Experiments is
@@ -20,4 +20,9 @@ if TYPE_CHECKING:
 class Tracker(Protocol):
     def record(self, rec: RunRecord) -> None:
         """Keep one finished item: its runs (one per repeat), their params and series."""
+        ...
+
+    def close(self, *, interrupted: bool) -> list[str]:
+        """The session has ended (`interrupted`: by Ctrl-C or a signal): finish what is
+        open. Returns the lines to print after the summary table."""
         ...
