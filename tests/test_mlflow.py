@@ -389,6 +389,23 @@ def test_a_server_that_never_answers_costs_one_short_wait(project):
             " `sm-pytest mlflow-sync --artifacts sm-artifacts` sends them") in again.stdout.str()
 
 
+def test_a_refused_call_is_named_and_the_run_kept(project, mlflow_server):
+    """The server answers but refuses: a deleted experiment cannot take runs. The session
+    passes, the notice says what to do, and the run waits in the outbox."""
+    client = mlflow_server.client()
+    client.delete_experiment(client.create_experiment("mlf_deleted"))
+    project.experiment("mlf_deleted", "base: config/base.yaml\n")
+    result = project.run("--sm-mlflow", mlflow_server.uri)
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    assert "MLflow: 1 of 1 runs were not tracked" in out
+    assert "the MLflow experiment 'mlf_deleted' is deleted; restore it" in out
+    from sm_pytest.store.mlflow_outbox import Outbox
+
+    assert [r.kind for r in Outbox(project.artifacts / "tracking.sqlite").rows()] == [
+        "run", "end"]
+
+
 def test_an_interrupted_session_ends_its_runs_as_killed(project, mlflow_server):
     project.experiment("mlf_interrupted", """
         base: config/base.yaml
