@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -38,6 +39,22 @@ def make_project() -> Path:
     (root / "config" / "base.yaml").write_text(CONFIG)
     (root / "experiments").mkdir()
     (root / "pytest.ini").write_text("[pytest]\n")
+    return root
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_mnist_project() -> Path:
+    """A throw-away copy of this project's training code and config, with the MNIST
+    sample linked in, and no experiments yet."""
+    root = Path(tempfile.mkdtemp(prefix="sm-pytest-mnist-"))
+    for name in ("src", "config"):
+        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "data").mkdir()
+    (root / "data" / "mnist-sample").symlink_to(ROOT / "data" / "mnist-sample")
+    (root / "experiments").mkdir()
+    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
     return root
 
 

@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _project import EPOCH_LINE, busy_seconds, free_port, other_load
+from _project import EPOCH_LINE, busy_seconds, free_port, make_mnist_project, other_load
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET_LOAD = 0.10  # share of the CPUs used by other processes above which a run is "noisy"
@@ -61,17 +61,6 @@ def hyperparameters(args, hosts: int) -> dict:
 
 
 # ------------------------------------------------------------------------ via the plugin
-def make_mnist_project() -> Path:
-    root = Path(tempfile.mkdtemp(prefix="sm-pytest-hosts-"))
-    for name in ("src", "config"):
-        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "data").mkdir()
-    (root / "data" / "mnist-sample").symlink_to(ROOT / "data" / "mnist-sample")
-    (root / "experiments").mkdir()
-    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
-    return root
-
-
 def plugin_run(root: Path, args, hosts: int, index: int) -> tuple[float, float, float]:
     name = f"hosts{hosts}_run{index}"
     body = {"base": "config/mnist.yaml", "hyperparameters": hyperparameters(args, hosts)}

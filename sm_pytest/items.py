@@ -187,10 +187,13 @@ class ExperimentItem(pytest.Item):
             # Failed outside the except block, so the report is the reason alone, not the
             # reason twice with "During handling of the above exception".
             pytest.fail(self.result.failure_reason, pytrace=False)
-        self.result = aggregate(self.results)
+        self.result = aggregate(self.results, self.run)
         if not self.result.ok:
             self._finish(ERROR, [], None)
-            pytest.fail(checks.crash_report(self.run.name, self.result), pytrace=False)
+            report = checks.crash_report(self.run.name, self.result)
+            if self.run.tune is not None:
+                report += "\n\n" + self._trials_report()
+            pytest.fail(report, pytrace=False)
 
     def _check_hosts(self, session: SmSession) -> None:
         """More hosts than this machine can run: the item errors before anything starts."""
@@ -221,12 +224,20 @@ class ExperimentItem(pytest.Item):
         reports = []
         if not all(v.passed for v in verdicts):
             reports.append(checks.threshold_report(self.run.name, verdicts, self.result))
+            if self.run.tune is not None:  # judged on the best trial: here are the others
+                reports.append(self._trials_report())
         gate = None
         if session.gate is not None:
-            gate = session.gate.judge(self.run, finals_per_metric(self.results))
+            judged = [self.result] if self.run.tune is not None else self.results
+            gate = session.gate.judge(self.run, finals_per_metric(judged))
             if gate.failed:
                 reports.append(gate.message)
         return verdicts, gate, reports
+
+    def _trials_report(self) -> str:
+        from sm_pytest.report.trials import trials_report
+
+        return trials_report(self.run, self.pending[0].trials if self.pending else [])
 
     def _stop_in_worker(self, session: SmSession) -> bool:
         """An xdist worker interrupted while awaiting its job: stop the jobs now and settle
@@ -245,7 +256,7 @@ class ExperimentItem(pytest.Item):
         before it waited for this job): judged if it completed, an error otherwise.
         hand_over=False: a test report will carry the record after all."""
         self.results = results
-        self.result = aggregate(results)
+        self.result = aggregate(results, self.run)
         if self.result.ok:
             verdicts, gate, reports = self._judge()
             self._finish(FAIL if reports else PASS, verdicts, gate)
@@ -262,9 +273,10 @@ class ExperimentItem(pytest.Item):
             self.config.stash[SESSION].record(self.sm_record)
 
     def _finish(self, verdict: str, verdicts, gate) -> None:
+        trials = self.pending[0].trials if self.pending else []
         self.sm_record = model.RunRecord.of(self.run, self.order, self.result, verdict,
                                             verdicts, pending=self.pending,
-                                            results=self.results, gate=gate)
+                                            results=self.results, gate=gate, trials=trials)
         self.user_properties.extend(junit_properties(self.sm_record))
 
     def repr_failure(self, excinfo, style=None):

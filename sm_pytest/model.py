@@ -238,6 +238,29 @@ class RepeatRecord(TrainingFields):
 
 
 @dataclass(kw_only=True)
+class TrialRecord(TrainingFields):
+    """One trial of a `tune:` item's search."""
+
+    number: int  # from 1, in the order the trials started
+    values: dict[str, Any] = field(default_factory=dict)  # the point of the tune ranges
+    hyperparameters: dict[str, Any] = field(default_factory=dict)  # all it ran with
+    objective: float | None = None  # None: it failed, or was stopped early
+    best: bool = False
+    stopped_early: bool = False
+
+
+class TrialSource(Protocol):
+    """What the record keeps of one trial (backends.local_tuning.Trial)."""
+
+    number: int
+    values: dict[str, Any]
+    run: RunSpec
+    result: RunResult | None
+    objective: float | None
+    stopped_early: bool
+
+
+@dataclass(kw_only=True)
 class RunRecord(TrainingFields):
     """One item of the session: its run, its result, its verdict and how it was judged."""
 
@@ -259,15 +282,22 @@ class RunRecord(TrainingFields):
     gate_state: str = ""  # gating.gate's NO_ENTRY, UNGATED or GATED; empty: not compared
     verdict: str = ""  # pass, fail or error
     checks: list[CheckRecord] = field(default_factory=list)
+    # A `tune:` item: its objective, and every trial; the item's own fields are its best
+    # trial's.
+    objective_metric: str = ""
+    trials: list[TrialRecord] = field(default_factory=list)
 
     @classmethod
     def of(cls, run: RunSpec, order: int, result: RunResult, verdict: str,
            verdicts: list[Verdict], *, pending: Sequence[RepeatSource] | None = None,
-           results: Sequence[RunResult] | None = None, gate: GateSummary | None = None
-           ) -> RunRecord:
+           results: Sequence[RunResult] | None = None, gate: GateSummary | None = None,
+           trials: Sequence[TrialSource] = ()) -> RunRecord:
         """The record of an item: `result` is its (aggregated) result, `results` one per
-        repeat, none when the run never started (its repeats have no result)."""
+        repeat, none when the run never started (its repeats have no result). A search:
+        `trials`, and `result` its best trial's."""
         pending, results = pending or [], results or []
+        if run.tune is not None:
+            results = [result]  # the item is judged, gated and saved on its best trial
         repeats = [RepeatRecord(fingerprint=p.fingerprint, parts=p.parts,
                                 cache_name=p.cache_name, cached=p.cached is not None,
                                 miss=p.miss, result_path=str(r.artifact_dir / "result.json"),
@@ -288,6 +318,8 @@ class RunRecord(TrainingFields):
             verdict=verdict,
             checks=[CheckRecord(v.threshold.metric, v.threshold.text, v.actual, v.passed)
                     for v in verdicts],
+            objective_metric=run.tune.objective_metric if run.tune is not None else "",
+            trials=_trial_records(trials, run.tune),
             **_training(result))
 
     @property
@@ -309,7 +341,28 @@ class RunRecord(TrainingFields):
         values["gate"] = [GateRow(**_known(GateRow, g)) for g in values.get("gate", [])]
         values["checks"] = [CheckRecord(**_known(CheckRecord, c))
                             for c in values.get("checks", [])]
+        values["trials"] = [TrialRecord(**_known(TrialRecord, t))
+                            for t in values.get("trials", [])]
         return cls(**values)
+
+
+def best_trial_number(trials: Sequence[TrialSource], tune) -> int | None:
+    """The number of the trial with the best objective (the first of equals)."""
+    best = None
+    for trial in trials:
+        if trial.objective is not None and (best is None or tune.better(trial.objective,
+                                                                        best.objective)):
+            best = trial
+    return None if best is None else best.number
+
+
+def _trial_records(trials: Sequence[TrialSource], tune) -> list[TrialRecord]:
+    best = best_trial_number(trials, tune) if tune is not None else None
+    return [TrialRecord(number=t.number, values=dict(t.values),
+                        hyperparameters=t.run.hyperparameters, objective=t.objective,
+                        best=t.number == best, stopped_early=t.stopped_early,
+                        **_training(t.result))
+            for t in trials if t.result is not None]
 
 
 def _known(cls, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -83,6 +83,7 @@ class Pending:
     handle: Any = None
     cached: RunResult | None = None
     miss: str = ""
+    trials: list = dataclasses.field(default_factory=list)  # a search's (local_tuning.Trial)
 
     @property
     def cache_name(self) -> str:
@@ -217,6 +218,8 @@ class SmSession:
         """Prepare every repeat of `run`: take it from the cache with --sm-reuse, else launch
         it now on SageMaker (jobs run side by side); local repeats start in finish(), one
         after another, so they neither compete for the machine nor outlive a Ctrl-C."""
+        if run.tune is not None:
+            return [self._start_search(run)]
         pendings = []
         for repeat in run.repeats():
             pending = Pending(repeat, *self.fingerprint(repeat))
@@ -232,10 +235,37 @@ class SmSession:
             pendings.append(pending)
         return pendings
 
+    def _start_search(self, run: RunSpec) -> Pending:
+        """A `tune:` item: its trials are chosen as they run, so they start in finish()."""
+        if self.sagemaker is not None:
+            raise ValueError(
+                f"{run.path}: a tune: item cannot run with --sm yet; this version searches"
+                " on this machine only (SageMaker tuning jobs are being built). Run it"
+                " without --sm, or deselect it with -k 'not ...'")
+        return Pending(run, *self.fingerprint(run))
+
+    def _search(self, pending: Pending) -> list[RunResult]:
+        """Every trial's result, in the order they started (pending.trials has the rest)."""
+        from sm_pytest.backends.local_tuning import run_search
+        from sm_pytest.backends.searchers import SearchSetupError
+
+        try:
+            pending.trials = run_search(pending.run, self.backend, self.artifacts_root)
+        except SearchSetupError as exc:
+            return [never_ran(str(exc), run_dir_of(self.artifacts_root, pending.run.experiment,
+                                                   pending.run.folder),
+                              backend=self.backend.name)]
+        except RunInterrupted as exc:
+            pending.trials = getattr(exc, "trials", [])
+            raise
+        return [trial.result for trial in pending.trials]
+
     def finish(self, pendings: list[Pending]) -> list[RunResult]:
         """Every repeat's result. A repeat that cannot start is a result too (never_ran),
         so the repeats before it keep theirs; an interrupt carries them all (RunInterrupted).
         A signal noted as one repeat ended starts no other (signals.py)."""
+        if pendings and pendings[0].run.tune is not None:
+            return self._search(pendings[0])
         results = []
         for number, pending in enumerate(pendings, 1):
             if pending.cached is not None:
@@ -315,8 +345,9 @@ class SmSession:
                 # the end, and neither the other trackers nor the run cache lose the run.
                 self.notices.append(f"run {rec.name} was not tracked by"
                                     f" {type(tracker).__name__}: {type(exc).__name__}: {exc}")
-        if rec.verdict == PASS:
-            # Only runs that passed may be reused later (--sm-reuse).
+        if rec.verdict == PASS and not rec.objective_metric:
+            # Only runs that passed may be reused later (--sm-reuse); not a search's trials
+            # yet: a search's fingerprint does not hold its ranges.
             for repeat in rec.repeats:
                 if not repeat.cached and repeat.status == COMPLETED:
                     self.cache.remember(repeat.fingerprint, repeat.parts, repeat.cache_name,
@@ -330,9 +361,20 @@ class SmSession:
                 and any(path.is_relative_to(d) for d in self.experiment_dirs))
 
 
-def aggregate(results: list[RunResult]) -> RunResult:
+def aggregate(results: list[RunResult], run: RunSpec | None = None) -> RunResult:
     """One result for an item: itself, or with `repeat` the first failure if any run
-    failed, else the first run with every final metric averaged over the repeats."""
+    failed, else the first run with every final metric averaged over the repeats. A search
+    (`run.tune`): its best trial, else its first if none completed."""
+    if run is not None and run.tune is not None and results:
+        metric = run.tune.objective_metric
+        scored = [r for r in results if r.ok and metric in r.final_metrics
+                  and r.final_metrics[metric] == r.final_metrics[metric]]
+        best = None
+        for result in scored:
+            if best is None or run.tune.better(result.final_metrics[metric],
+                                               best.final_metrics[metric]):
+                best = result
+        return best or results[0]
     if len(results) == 1:
         return results[0]
     for result in results:

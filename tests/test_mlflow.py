@@ -206,6 +206,30 @@ def test_each_repeat_is_a_child_of_its_item(project, mlflow_server):
     assert len(seeds) == 2, seeds  # each repeat has its own seed
 
 
+def test_each_trial_of_a_search_is_a_child_of_its_item(project, mlflow_server):
+    project.experiment("mlf_search", """
+        base: config/base.yaml
+        tune:
+          strategy: Grid
+          objective: {metric: accuracy, type: Maximize}
+          max_parallel_jobs: 2
+          ranges: {accuracy: {values: [0.91, 0.97, 0.95]}}
+        expect: {accuracy: ">= 0.9"}
+    """)
+    project.run("--sm-mlflow", mlflow_server.uri).assert_outcomes(passed=1)
+    client = mlflow_server.client()
+    parent, children = family(client, "mlf_search")
+    (item,) = children.values()
+    assert item.data.metrics["accuracy"] == 0.97  # the best trial's
+    trials = {r.info.run_name: r for r in runs_of(client, "mlf_search")
+              if r.data.tags.get("mlflow.parentRunId") == item.info.run_id}
+    assert sorted(trials) == [f"mlf_search trial {n}" for n in (1, 2, 3)]
+    best = [r for r in trials.values() if r.data.tags["sm_pytest.best"] == "true"]
+    assert [r.info.run_name for r in best] == ["mlf_search trial 2"]
+    assert all(r.data.tags["sm_pytest.kind"] == "trial" for r in trials.values())
+    assert trials["mlf_search trial 3"].data.params["accuracy"] == "0.95"
+
+
 def test_under_xdist_the_controller_tracks_every_workers_runs(project, mlflow_server):
     project.experiment("mlf_xdist", SWEEP)
     result = project.run_subprocess("-n", "2", "--sm-mlflow", mlflow_server.uri)

@@ -212,6 +212,11 @@ class LocalBackend:
                 reason = self._failure_reason(handle)
             return self._result(handle, status, reason)
 
+    def finished(self, handle: LocalHandle) -> bool:
+        """Whether the run's program has exited, without waiting: wait() then returns
+        at once. For searches that watch several runs at a time (local_tuning.py)."""
+        return handle.process.exited(0)
+
     def stop(self, handle: LocalHandle) -> None:
         handle.process.stop(TERMINATE_GRACE_S)
 

@@ -256,7 +256,9 @@ def draw(records: list[RunRecord], root: Path) -> list[Path]:
     that a matrix experiment checks or gates against each of its swept parameters."""
     drawn: list[Path] = []
     for rec in records:
-        if rec.metric_series and not rec.cached:
+        if rec.trials:
+            drawn += search_plots(rec, root)
+        elif rec.metric_series and not rec.cached:
             path = Path(rec.artifact_dir) / "learning_curve.png"
             drawn.append(learning_curve(rec.metric_series, path, rec.name))
     by_experiment: dict[str, list[RunRecord]] = {}
@@ -275,4 +277,23 @@ def draw(records: list[RunRecord], root: Path) -> list[Path]:
                 others = [p for p in params if p != param]
                 drawn.append(sweep_plot(rows, param, metric, root / "plots" / name,
                                         f"{experiment}: {metric} vs {param}", others=others))
+    return drawn
+
+
+def search_plots(rec: RunRecord, root: Path) -> list[Path]:
+    """A search (`tune:`): each trial's learning curve, and under `root`/plots its objective
+    against each searched hyperparameter and in the order the trials ran."""
+    drawn = [learning_curve(t.metric_series, Path(t.artifact_dir) / "learning_curve.png",
+                            f"{rec.name} trial {t.number}")
+             for t in rec.trials if t.metric_series]
+    objective = rec.objective_metric
+    rows = [{**t.values, "trial": t.number, objective: t.objective}
+            for t in rec.trials if t.objective is not None]
+    for param in dict.fromkeys(p for t in rec.trials for p in t.values):
+        name = folder_name(f"{rec.name}-{objective}-vs-{param}") + ".png"
+        drawn.append(sweep_plot(rows, param, objective, root / "plots" / name,
+                                f"{rec.name}: {objective} vs {param}", others=[]))
+    name = folder_name(f"{rec.name}-{objective}-by-trial") + ".png"
+    drawn.append(sweep_plot(rows, "trial", objective, root / "plots" / name,
+                            f"{rec.name}: {objective} in trial order", others=[]))
     return drawn

@@ -16,28 +16,35 @@ _JOB_COLUMNS = ["job", "instance", "billable_s", "spot_saving"]
 
 def frame(records: list[RunRecord]):
     """Build the summary DataFrame; columns: experiment, run, status, verdict, the swept
-    hyperparameters, the final metrics, duration and the artifact folder."""
+    hyperparameters, the final metrics, duration and the artifact folder. A search (`tune:`)
+    has one row per trial, numbered in `trial`, its best marked in `best`; its verdict, on
+    the best trial's row, is the item's."""
     import pandas as pd
 
     records = sorted(records, key=lambda r: (r.experiment, r.order))
-    swept = _union(r.swept for r in records)
-    metrics = _union(r.final_metrics for r in records)
+    swept = _union([r.swept for r in records] + [t.values for r in records for t in r.trials])
+    metrics = _union([r.final_metrics for r in records]
+                     + [t.final_metrics for r in records for t in r.trials])
     gated = _union({g.metric: None for g in r.gate if g.gated} for r in records)
+    searched = any(r.trials for r in records)
     rows = []
     for rec in records:
-        row = {"experiment": rec.experiment, "run": rec.run_id or "-",
-               "status": rec.shown_status, "verdict": rec.verdict}
-        row.update({name: rec.swept.get(name) for name in swept})
-        row.update({name: rec.final_metrics.get(name) for name in metrics})
         arrows = {g.metric: g.arrow for g in rec.gate if g.gated}
-        row.update({f"Δ {name}": arrows.get(name, "") for name in gated})
-        row["duration_s"] = round(rec.duration_s, 1)
-        row["artifacts"] = rec.artifact_dir
-        row.update(job=rec.job_name, instance=rec.instance_type,
-                   billable_s=rec.billable_seconds, spot_saving=rec.spot_saving)
-        rows.append(row)
+        item = {"experiment": rec.experiment, "run": rec.run_id or "-",
+                **{f"Δ {name}": arrows.get(name, "") for name in gated}}
+        if not rec.trials:
+            rows.append({**item, **_training_row(rec, rec.shown_status, rec.verdict,
+                                                 rec.swept, swept, metrics)})
+        # The verdict on the best trial's row, or the first's when none completed.
+        judged = next((t for t in rec.trials if t.best), rec.trials[0] if rec.trials else None)
+        for trial in rec.trials:
+            status = "stopped early" if trial.stopped_early else trial.status
+            rows.append({**item, "trial": trial.number, "best": "*" if trial.best else "",
+                         **_training_row(trial, status, rec.verdict if trial is judged else "",
+                                         {**rec.swept, **trial.values}, swept, metrics)})
     on_sagemaker = any(rec.backend == "sagemaker" for rec in records)
-    columns = _LEADING + [s for s in swept if s not in _LEADING] + [
+    columns = _LEADING[:2] + (["trial", "best"] if searched else []) + _LEADING[2:] + [
+        s for s in swept if s not in _LEADING] + [
         m for m in metrics if m not in swept and m not in _LEADING] + [
         f"Δ {name}" for name in gated] + _TRAILING[:1] + (
         _JOB_COLUMNS if on_sagemaker else []) + _TRAILING[1:]
@@ -45,7 +52,21 @@ def frame(records: list[RunRecord]):
     for column in ("billable_s", "spot_saving"):
         if column in df:
             df[column] = pd.to_numeric(df[column])  # None -> NaN, shown blank
+    if searched:
+        df["trial"] = df["trial"].astype("Int64")  # blank for the items that are no search
+        df["best"] = df["best"].fillna("")
     return df
+
+
+def _training_row(run, status: str, verdict: str, values: dict, swept: list[str],
+                  metrics: list[str]) -> dict:
+    """The columns of one training: an item's (RunRecord) or a trial's (TrialRecord)."""
+    return {"status": status, "verdict": verdict,
+            **{name: values.get(name) for name in swept},
+            **{name: run.final_metrics.get(name) for name in metrics},
+            "duration_s": round(run.duration_s, 1), "artifacts": run.artifact_dir,
+            "job": run.job_name, "instance": run.instance_type,
+            "billable_s": run.billable_seconds, "spot_saving": run.spot_saving}
 
 
 def _union(dicts) -> list[str]:
@@ -69,8 +90,10 @@ def write(df, directory: Path, *, notes: list[str] = (), pictures: list[Path] = 
     write_text_atomic(csv_path, df.to_csv(index=False))
     passed = int((df["verdict"] == PASS).sum())
     cached = int((df["status"] == CACHED).sum())
+    # A search is one item however many trials it has.
+    items = len(df[["experiment", "run"]].drop_duplicates())
     lines = ["# sm-pytest summary", "",
-             f"{passed} of {len(df)} runs passed"
+             f"{passed} of {items} runs passed"
              + (f", {cached} reused from the run cache" if cached else "") + "."]
     if "billable_s" in df and df["billable_s"].notna().any():
         lines.append(f"SageMaker billable time: {df['billable_s'].sum():.0f} s.")

@@ -18,6 +18,8 @@ from typing import Any
 from sm_pytest.messages import suggest, type_name
 from sm_pytest.spec import thresholds, tolerances, yamlsafe
 from sm_pytest.spec.metrics import MetricDefinition, regex_problem
+from sm_pytest.spec.tune_parse import parse_tune
+from sm_pytest.spec.tuning import TuneSpec
 from sm_pytest.spec.yamlsafe import Located, YamlError
 
 DEFAULT_ENTRY_POINT = "train.py"
@@ -58,6 +60,9 @@ EXPERIMENT_KEYS = {
     "expect": ((dict,), "a mapping of metric name to a threshold such as '>= 0.95'"),
     "marks": ((list,), "a list of pytest marker names, e.g. [sweep, slow]"),
     "repeat": ((int, dict), "a number of seeds to repeat each run with, e.g. 3"),
+    "tune": ((dict,), "a mapping describing a hyperparameter search, e.g. {strategy: Random,"
+                      " objective: {metric: accuracy, type: Maximize}, max_jobs: 8,"
+                      " ranges: {lr: {min: 0.01, max: 1.0}}}"),
 }
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _MARK = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -90,6 +95,9 @@ class RunSpec:
     # Enabled strategies only, e.g. {"torch_distributed": {"enabled": True}}; a strategy
     # written with `enabled: false` (say, to turn off the base file's) is left out.
     distribution: Mapping[str, Any] = field(default_factory=dict)
+    # A `tune:` block: this item is a search, whose trials are trial(...) of it.
+    tune: TuneSpec | None = None
+    trial_index: int | None = None  # which trial of the search this is, numbered from 1
 
     @property
     def torch_distributed(self) -> bool:
@@ -101,7 +109,15 @@ class RunSpec:
     def folder(self) -> str:
         """The run's folder under its experiment in the artifacts tree."""
         base = self.run_id or "default"
+        if self.trial_index is not None:
+            return f"{base}-trial{self.trial_index:03d}"
         return base if self.repeat_index is None else f"{base}-repeat{self.repeat_index + 1}"
+
+    def trial(self, number: int, values: Mapping[str, Any]) -> RunSpec:
+        """Trial `number` of this item's search: its hyperparameters with `values` (one
+        point of the tune ranges) over them, in a folder of its own."""
+        return dataclasses.replace(self, hyperparameters={**self.hyperparameters, **values},
+                                   trial_index=number)
 
     def repeats(self) -> list[RunSpec]:
         """The runs to execute for this item: itself, or one per seed with `repeat`."""
@@ -335,6 +351,31 @@ def _expand(raw: dict, axes: list[tuple[str, list]]) -> list[dict[str, Any]]:
     return combos
 
 
+def _tune(doc: Located, raw: dict, definitions: dict[str, MetricDefinition],
+          axes: list[tuple[str, list]], repeat: tolerances.Repeat | None) -> TuneSpec | None:
+    """The file's search, checked against the rest of the file. With a matrix or zip, each
+    cell is a search of its own over the same ranges."""
+    if "tune" not in raw:
+        return None
+    if repeat is not None:
+        raise doc.error(("repeat",), "'repeat' cannot be combined with 'tune': a search runs"
+                        " each trial once and judges its best trial; remove one of them")
+    tune = parse_tune(doc)
+    _check_hyperparameters(doc, ("tune", "ranges"), {spec.name: None for spec in tune.ranges})
+    if tune.objective_metric not in definitions:
+        known = ", ".join(sorted(definitions)) or "none are defined"
+        raise doc.error(("tune", "objective", "metric"), f"no metric definition produces"
+                        f" {tune.objective_metric!r}, the objective of the search (defined:"
+                        f" {known}); add it to metric_definitions or fix the name")
+    swept = {name: section for section in ("matrix", "zip") for name in raw.get(section) or {}}
+    for spec in tune.ranges:
+        if spec.name in swept:
+            raise doc.error(("tune", "ranges", spec.name), f"{spec.name!r} is both searched"
+                            f" by 'tune' and swept by {swept[spec.name]!r}; keep it in one of"
+                            " them")
+    return tune
+
+
 def load_experiment(path: Path, rootdir: Path) -> list[RunSpec]:
     """Read, validate and expand one experiment file into its runs."""
     doc = yamlsafe.load(path)
@@ -411,6 +452,7 @@ def load_experiment(path: Path, rootdir: Path) -> list[RunSpec]:
     if repeat is not None and any(name == repeat.seed_key for name, _ in axes):
         raise doc.error(("repeat",), f"'repeat' varies {repeat.seed_key!r}, which the matrix"
                         " already sweeps; remove one of them")
+    tune = _tune(doc, raw, definitions, axes, repeat)
     experiment = path.stem
     runs = []
     for swept in _expand(raw, axes):
@@ -420,7 +462,10 @@ def load_experiment(path: Path, rootdir: Path) -> list[RunSpec]:
                 experiment=experiment,
                 run_id=run_id,
                 path=path,
-                line=doc.line_of(("matrix",)) or doc.line_of(("zip",)) or 1,
+                # The block that makes the items (line_of would fall back to the file's
+                # first line for a key that is not there).
+                line=next((doc.line_of((key,)) or 1 for key in ("matrix", "zip", "tune")
+                           if key in raw), 1),
                 description=raw.get("description", base.get("description", "")),
                 source_dir=source_dir.resolve(),
                 entry_point=entry_point,
@@ -436,6 +481,7 @@ def load_experiment(path: Path, rootdir: Path) -> list[RunSpec]:
                 repeat=repeat,
                 instance_count=instance_count,
                 distribution=distribution,
+                tune=tune,
             )
         )
     return runs

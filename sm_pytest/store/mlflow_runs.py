@@ -4,6 +4,7 @@
       run       lr_sweep 20261201-...      the file in one session (sm_pytest.kind = file)
         run     lr_sweep[lr=0.5]           one item: params, metric steps, tags, artifacts
           run   lr_sweep[lr=0.5] repeat 1  with `repeat`: one per repeat, under its item
+          run   lr_search trial 3          with `tune:`: one per trial, under its item
 
 Nesting is MLflow's own: the `mlflow.parentRunId` tag. A run's status mirrors how its
 training ended (FINISHED, FAILED, or KILLED when stopped or interrupted); the verdict of its
@@ -20,9 +21,16 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sm_pytest.model import COMPLETED, INTERRUPTED, STOPPED, RepeatRecord, RunRecord
+from sm_pytest.model import (
+    COMPLETED,
+    INTERRUPTED,
+    STOPPED,
+    RepeatRecord,
+    RunRecord,
+    TrialRecord,
+)
 
-FILE, ITEM, REPEAT = "file", "item", "repeat"
+FILE, ITEM, REPEAT, TRIAL = "file", "item", "repeat", "trial"
 _STATUS = {COMPLETED: "FINISHED", INTERRUPTED: "KILLED", STOPPED: "KILLED"}
 PARENT = "mlflow.parentRunId"
 ARTIFACT_FILES = ("train.log", "result.json", "metrics.csv")
@@ -124,12 +132,18 @@ class RunLogger:
         experiment_id = self.experiment_id(rec.experiment)
         if replace:
             self._delete_earlier(experiment_id, common["sm_pytest.record"])
-        repeats = rec.repeats if len(rec.repeats) > 1 else []
+        repeats = rec.repeats if len(rec.repeats) > 1 and not rec.trials else []
         item = self.client.create_run(
             experiment_id, start_time=_ms(rec.started_at), run_name=rec.name,
             tags={**common, PARENT: parent, **_outcome_tags(rec, ITEM), **_item_tags(rec)})
         item_id = item.info.run_id
-        if repeats:
+        if rec.trials:
+            # The item holds the verdict and its best trial's finals; each trial is a run.
+            self._send(item_id, params=_params(rec, rec.hyperparameters),
+                       metrics=_finals(rec.final_metrics, rec.ended_at))
+            for trial in rec.trials:
+                self._log_trial(experiment_id, item_id, rec, trial, common, log_models)
+        elif repeats:
             # The item holds the verdict and the mean finals; each repeat its own series.
             self._send(item_id, params=_params(rec, rec.hyperparameters),
                        metrics=_finals(rec.final_metrics, rec.ended_at))
@@ -156,8 +170,24 @@ class RunLogger:
         self.client.set_terminated(run.info.run_id, status=mlflow_status(repeat.status),
                                    end_time=_ms(repeat.ended_at))
 
-    def _log_training(self, run_id: str, rec: RunRecord, run: RunRecord | RepeatRecord,
-                      log_models: bool) -> None:
+    def _log_trial(self, experiment_id: str, item_id: str, rec: RunRecord,
+                   trial: TrialRecord, common: dict[str, str], log_models: bool) -> None:
+        tags = {**common, PARENT: item_id, "sm_pytest.kind": TRIAL,
+                "sm_pytest.trial": str(trial.number), "sm_pytest.status": trial.status,
+                "sm_pytest.best": str(trial.best).lower(),
+                "sm_pytest.stopped_early": str(trial.stopped_early).lower()}
+        if trial.failure_reason:
+            tags["sm_pytest.failure_reason"] = trial.failure_reason
+        if trial.job_name:
+            tags["sm_pytest.job_name"] = trial.job_name
+        run = self.client.create_run(experiment_id, start_time=_ms(trial.started_at),
+                                     run_name=f"{rec.name} trial {trial.number}", tags=tags)
+        self._log_training(run.info.run_id, rec, trial, log_models)
+        self.client.set_terminated(run.info.run_id, status=mlflow_status(trial.status),
+                                   end_time=_ms(trial.ended_at))
+
+    def _log_training(self, run_id: str, rec: RunRecord,
+                      run: RunRecord | RepeatRecord | TrialRecord, log_models: bool) -> None:
         """Params, every metric step and the attempt folder's files of one training."""
         metrics = [(name, step, value, run.ended_at)
                    for name, values in run.metric_series.items()

@@ -10,7 +10,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from sm_pytest.model import RepeatRecord, RunRecord
+from sm_pytest.model import RepeatRecord, RunRecord, TrialRecord
 from sm_pytest.store.sqlite import connect
 
 _SCHEMA = """
@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS runs (
     backend TEXT, instance_type TEXT, job_name TEXT,
     started_at REAL, ended_at REAL, duration_s REAL,
     artifact_dir TEXT, log_path TEXT, model_dir TEXT, failure_reason TEXT,
-    repeat_index INTEGER
+    repeat_index INTEGER, trial INTEGER
 );
 CREATE TABLE IF NOT EXISTS params (
     run_pk INTEGER NOT NULL REFERENCES runs(id), key TEXT, value TEXT, swept INTEGER
@@ -37,11 +37,15 @@ CREATE INDEX IF NOT EXISTS params_by_run ON params(run_pk);
 """
 
 
-def _add_repeat_index(connection: sqlite3.Connection) -> None:
+def _add_columns(connection: sqlite3.Connection) -> None:
+    """A store written before repeats (repeat_index) or searches (trial) had rows of their
+    own gets the column."""
     columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
-    if "repeat_index" not in columns:  # a store written before repeats had rows of their own
+    for column in ("repeat_index", "trial"):
+        if column in columns:
+            continue
         try:
-            connection.execute("ALTER TABLE runs ADD COLUMN repeat_index INTEGER")
+            connection.execute(f"ALTER TABLE runs ADD COLUMN {column} INTEGER")
         except sqlite3.OperationalError as exc:  # another session added it just now
             if "duplicate column" not in str(exc):
                 raise
@@ -55,14 +59,17 @@ class LocalTracker:
     def record(self, rec: RunRecord) -> None:
         """One row per training run: an item's, or with `repeat` one per repeat (numbered
         from 1 in repeat_index, each with its own seed and series), all with the item's
-        verdict. Runs taken from the run cache are in the store already."""
-        runs: list[tuple[RunRecord | RepeatRecord, int | None]]
-        if len(rec.repeats) > 1:
-            runs = [(repeat, index + 1) for index, repeat in enumerate(rec.repeats)
+        verdict. A search: one row per trial, numbered in `trial`. Runs taken from the run
+        cache are in the store already."""
+        runs: list[tuple[RunRecord | RepeatRecord | TrialRecord, int | None, int | None]]
+        if rec.trials:
+            runs = [(trial, None, trial.number) for trial in rec.trials]
+        elif len(rec.repeats) > 1:
+            runs = [(repeat, index + 1, None) for index, repeat in enumerate(rec.repeats)
                     if not repeat.cached]
         else:
-            runs = [] if rec.cached else [(rec, None)]
-        with connect(self.db_path, _SCHEMA, upgrade=_add_repeat_index) as db:
+            runs = [] if rec.cached else [(rec, None, None)]
+        with connect(self.db_path, _SCHEMA, upgrade=_add_columns) as db:
             db.execute(
                 "INSERT INTO experiments(name, description, path) VALUES (?, ?, ?)"
                 " ON CONFLICT(name) DO UPDATE SET description=excluded.description,"
@@ -72,30 +79,33 @@ class LocalTracker:
             (experiment_id,) = db.execute(
                 "SELECT id FROM experiments WHERE name = ?", (rec.experiment,)
             ).fetchone()
-            for run, repeat_index in runs:
-                self._insert_run(db, experiment_id, rec, run, repeat_index)
+            for run, repeat_index, trial in runs:
+                self._insert_run(db, experiment_id, rec, run, repeat_index, trial)
 
     def close(self, *, interrupted: bool) -> list[str]:
         return []  # every record was committed as it came
 
     def _insert_run(self, db: sqlite3.Connection, experiment_id: int, rec: RunRecord,
-                    run: RunRecord | RepeatRecord, repeat_index: int | None) -> None:
+                    run: RunRecord | RepeatRecord | TrialRecord, repeat_index: int | None,
+                    trial: int | None) -> None:
         """One row: the item's names and verdict (`rec`), what the training gave and the
-        hyperparameters it ran with (`run`: the item itself, or one of its repeats)."""
+        hyperparameters it ran with (`run`: the item itself, one of its repeats or one of
+        its trials)."""
         cursor = db.execute(
             "INSERT INTO runs(experiment_id, session, run_id, name, status, verdict, backend,"
             " instance_type, job_name, started_at, ended_at, duration_s, artifact_dir,"
-            " log_path, model_dir, failure_reason, repeat_index)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " log_path, model_dir, failure_reason, repeat_index, trial)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (experiment_id, self.session, rec.run_id, rec.name, run.status, rec.verdict,
              run.backend, run.instance_type, run.job_name, run.started_at, run.ended_at,
              run.duration_s, run.artifact_dir, run.log_path, run.model_dir,
-             run.failure_reason, repeat_index),
+             run.failure_reason, repeat_index, trial),
         )
         run_pk = cursor.lastrowid
+        searched = run.values if isinstance(run, TrialRecord) else {}  # the tuned values
         db.executemany(
             "INSERT INTO params(run_pk, key, value, swept) VALUES (?, ?, ?, ?)",
-            [(run_pk, key, json.dumps(value), int(key in rec.swept))
+            [(run_pk, key, json.dumps(value), int(key in rec.swept or key in searched))
              for key, value in run.hyperparameters.items()],
         )
         db.executemany(
