@@ -39,12 +39,16 @@ __all__ = [
     "MAX_ENTITY_NAME",
     "MAX_JOB_NAME",
     "MAX_SDK_NAME",
+    "MAX_TUNING_JOB_NAME",
+    "MAX_TUNING_TOKEN",
+    "TUNING_JOB_NAME_PATTERN",
     "display_name",
     "experiment_name",
     "job_component_name",
     "job_name",
     "run_group",
     "trial_component_name",
+    "tuning_job_name",
 ]
 
 JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
@@ -52,6 +56,11 @@ ENTITY_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,119}")
 MAX_JOB_NAME = 63
 MAX_ENTITY_NAME = 120
 MAX_SDK_NAME = 59  # sagemaker.core.experiments.run: MAX_NAME_LEN_IN_BACKEND / 2 - 1
+TUNING_JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}")
+MAX_TUNING_JOB_NAME = 32
+# A longer token would leave too little of a tuning job's 32 characters to the experiment
+# and the run for a reader to tell searches apart.
+MAX_TUNING_TOKEN = 16
 RUN_GROUP_PREFIX = "Default-Run-Group-"  # run.py TRIAL_NAME_TEMPLATE
 JOB_COMPONENT_SUFFIX = "-aws-training-job"
 MAX_ROLLOVER = 999
@@ -247,3 +256,23 @@ def display_name(run: RunSpec) -> str:
     if len(name) > MAX_ENTITY_NAME or not all(_kept_whole(v) for _, v in pairs):
         name = _fit(experiment, values, "--", _run_hash(run), MAX_ENTITY_NAME)
     return _checked(name, ENTITY_NAME_PATTERN, MAX_ENTITY_NAME)
+
+
+def tuning_job_name(run: RunSpec, token: str) -> str:
+    """``<experiment>-<run id>-<token>`` in the 32 characters a tuning job name may have
+    (HyperParameterTuningJobName: ``[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}``), e.g.
+    ``lr-search-3fa2c1004``; cut as :func:`job_name` cuts, with the hash of the experiment and
+    run id before the token. SageMaker names each trial ``<tuning job>-<NNN>-<8 hex>``, at
+    most 45 characters, within a training job's 63.
+
+    ``token`` (the session token and the launch index) is never cut; at most 16 characters."""
+    token = _check_token(token)
+    if len(token) > MAX_TUNING_TOKEN:
+        raise ValueError(f"tuning job name token {token!r} is longer than {MAX_TUNING_TOKEN}"
+                         " characters")
+    experiment = slug(run.experiment) or experiment_name(run.experiment)
+    run_part = _run_part(run)
+    name = _join(experiment, run_part, token)
+    if len(name) > MAX_TUNING_JOB_NAME or not _readable_in_full(run, run_part):
+        name = _fit(experiment, run_part, "-", f"{_run_hash(run)}-{token}", MAX_TUNING_JOB_NAME)
+    return _checked(name, TUNING_JOB_NAME_PATTERN, MAX_TUNING_JOB_NAME)

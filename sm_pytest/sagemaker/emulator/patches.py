@@ -52,6 +52,9 @@ because these are moto internals):
   answers that filter from the experiment's trials and returns whole trial components, as
   AWS does; every other search is moto's.
 
+Hyperparameter tuning jobs (Create, Describe, Stop and ListTrainingJobsForHyperParameterTuningJob)
+run real trials: :mod:`sm_pytest.sagemaker.emulator.tuning`.
+
 Experiments (CreateExperiment, CreateTrial, CreateTrialComponent, DescribeTrialComponent)
 go to moto; :mod:`sm_pytest.sagemaker.emulator.trial_components` adds what the service does and
 moto does not: the job's own trial component ``<job>-aws-training-job`` (with its
@@ -104,7 +107,7 @@ from moto.sagemaker.responses import SageMakerResponse  # noqa: E402
 from moto.sagemakermetrics.responses import SageMakerMetricsResponse  # noqa: E402
 from werkzeug.exceptions import NotFound  # noqa: E402
 
-from sm_pytest.sagemaker.emulator import service_rules, trial_components  # noqa: E402
+from sm_pytest.sagemaker.emulator import service_rules, trial_components, tuning  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
     from sm_pytest.sagemaker.emulator.jobs import JobRunner
@@ -429,6 +432,7 @@ _PATCHES = {
     "list_training_jobs": _patched_list_training_jobs,
     "stop_training_job": _patched_stop_training_job,
     **trial_components.PATCHES,
+    **tuning.handlers(active),
 }
 
 

@@ -26,6 +26,10 @@ Starting -> Downloading -> Training -> Uploading, then Completed, Failed (Failur
 MaxRuntimeExceeded or MaxWaitTimeExceeded), real FinalMetricDataList values from the
 request's MetricDefinitions, timings, and the SecondaryStatusTransitions.
 
+CreateHyperParameterTuningJob runs a search whose trials are such jobs, created through
+CreateTrainingJob, at most MaxParallelTrainingJobs at a time
+(:mod:`sm_pytest.sagemaker.emulator.tuning`).
+
 How: moto's SageMaker, S3, CloudWatch Logs and metrics *response* handlers are patched
 while an Emulator runs (:mod:`sm_pytest.sagemaker.emulator.patches`, which says what and
 why, and refuses a moto other than the pinned one). Every request is checked against the
@@ -82,6 +86,7 @@ from sm_pytest.sagemaker.cloudwatch import LOG_GROUP, read_stream
 from sm_pytest.sagemaker.emulator import logs as paged_logs
 from sm_pytest.sagemaker.emulator.jobs import JobRunner, SpotArm
 from sm_pytest.sagemaker.emulator.staging import relative_key
+from sm_pytest.sagemaker.emulator.tuning import TuningRunner
 
 __all__ = ["Emulator", "EmulatorError"]
 
@@ -172,8 +177,9 @@ class Emulator:
         self.workdir: Path | None = None
 
         #: Every accepted CreateTrainingJob request, as the client sent it: the JSON body that
-        #: reached the endpoint, from any client in any thread (calls refused by an injected
-        #: error or as a duplicate name are in ``calls`` / ``injected`` only).
+        #: reached the endpoint, from any client in any thread, a tuning job's trials included
+        #: (calls refused by an injected error or as a duplicate name are in ``calls`` /
+        #: ``injected`` only).
         self.requests: list[dict[str, Any]] = []
         #: Every SageMaker operation that reached the emulator, in order (throttled and
         #: refused ones included).
@@ -185,6 +191,9 @@ class Emulator:
         self.refused: list[tuple[str, str]] = []
         #: Job name -> its runner (``.describe()``, ``.attempts``, ``.log_streams``, ...).
         self.jobs: dict[str, JobRunner] = {}
+        #: Tuning job name -> its runner (``.trials``, ``.points``, ``.peak_parallel``, ...);
+        #: its trials are in ``jobs`` too (emulator/tuning.py).
+        self.tuning_jobs: dict[str, TuningRunner] = {}
 
         #: Held while a stored job is read or changed, by the patched handlers and the job
         #: runners (see jobs.py); reentrant.
@@ -204,6 +213,7 @@ class Emulator:
         self._session: Any = None
         self._s3: Any = None
         self._logs: Any = None
+        self._sagemaker: Any = None
 
     # --- lifetime ----------------------------------------------------------------------------
 
@@ -237,7 +247,8 @@ class Emulator:
             internal = Config(retries={"max_attempts": 3, "mode": "standard"})
             self._s3 = self.client("s3", config=internal)
             self._logs = self.client("logs", config=internal)
-            for client in (self._s3, self._logs):
+            self._sagemaker = self.client("sagemaker", config=internal)
+            for client in (self._s3, self._logs, self._sagemaker):
                 client.meta.events.register("before-sign", self._add_account_header)
         except BaseException:
             self._teardown()
@@ -250,7 +261,8 @@ class Emulator:
             return
         self._closing = True
         deadline = time.monotonic() + timeout
-        for runner in list(self.jobs.values()):
+        # Searches first: none may start a trial once the trials are being joined.
+        for runner in [*self.tuning_jobs.values(), *self.jobs.values()]:
             runner.join(max(0.0, deadline - time.monotonic()))
         self._teardown()
 
@@ -387,11 +399,13 @@ class Emulator:
         return paged_logs.paginate(page_size, empty_pages)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until every job has ended; False when ``timeout`` seconds ran out first."""
+        """Wait until every job and tuning job has ended; False when ``timeout`` seconds ran
+        out first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self.lock:
-                running = [r for r in self.jobs.values() if not r.done.is_set()]
+                running = [r for r in [*self.tuning_jobs.values(), *self.jobs.values()]
+                           if not r.done.is_set()]
             if not running:
                 return True
             for runner in running:
@@ -462,6 +476,14 @@ class Emulator:
             )
             self.jobs[name] = runner
             runner.start()
+
+    def sagemaker_call(self, account: str, operation: str, **params: Any) -> dict[str, Any]:
+        """Call the emulated SageMaker (``operation`` in boto3's snake_case) as ``account``:
+        a tuning job creates and stops its trials so, through the handlers any client's
+        calls go through. Throttling is retried (botocore standard mode, 3 attempts), as the
+        service retries its own calls."""
+        with self._as_account(account):
+            return getattr(self._sagemaker, operation)(**params)
 
     # --- the JobHost of the job runners (see job_host.py) ------------------------------------
 
