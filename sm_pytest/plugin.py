@@ -106,12 +106,15 @@ def pytest_cmdline_main(config: pytest.Config):
     uri = mlflow_uri(config)
     if uri:
         from sm_pytest.store.mlflow_runs import history_frame as mlflow_history
+        from sm_pytest.store.mlflow_tracking import describe
 
         try:
             frame = mlflow_history(uri, name)
+        except LookupError as exc:
+            raise pytest.UsageError(f"--sm-history {name}: {exc}") from None
         except Exception as exc:  # unreachable, refused: said plainly, not as a traceback
             raise pytest.UsageError(f"--sm-history {name}: MLflow at {uri}:"
-                                    f" {type(exc).__name__}: {exc}") from None
+                                    f" {describe(exc)}") from None
         print(frame.to_string(index=False) if not frame.empty else
               f"no runs recorded in MLflow experiment {name!r} at {uri}")
         return 0

@@ -286,7 +286,7 @@ def test_cached_runs_are_not_logged_again_and_the_parent_says_so(project, mlflow
     parents = [r for r in runs if r.data.tags["sm_pytest.kind"] == "file"]
     items = [r for r in runs if r.data.tags["sm_pytest.kind"] == "item"]
     assert len(parents) == 2 and len(items) == 1
-    second = max(parents, key=lambda r: r.info.start_time)
+    second = max(parents, key=lambda r: r.data.tags["sm_pytest.session"])  # time-ordered
     assert second.data.tags["sm_pytest.cached_items"] == "mlf_cached"
     assert items[0].data.tags["mlflow.parentRunId"] != second.info.run_id
 
@@ -361,9 +361,9 @@ def test_a_server_that_stops_mid_session_costs_no_result_and_the_replay_sends_th
         result.assert_outcomes(passed=2, failed=1)  # every result, as without MLflow
         server.process.wait(timeout=30)
         out = result.stdout.str()
-        assert f"MLflow: 2 of 3 runs were not tracked at {server.uri}; they are kept, and" \
+        assert f"MLflow: 2 of 3 runs not tracked at {server.uri}; kept, and" \
                f" `sm-pytest mlflow-sync --artifacts sm-artifacts` sends them:" in out, out
-        assert "mlf_outage[accuracy=0.96]: not reachable ([Errno 111] Connection refused" in out
+        assert "mlf_outage[accuracy=0.96]: not reachable (connection refused)" in out
         assert "the parent runs of mlf_outage stay RUNNING in MLflow until then" in out
         assert "Traceback" not in out and "INTERNALERROR" not in out
         # Nothing lost: the attempt folders, the local store and the summary have all three.
@@ -372,7 +372,7 @@ def test_a_server_that_stops_mid_session_costs_no_result_and_the_replay_sends_th
         assert len(runs_frame(project.artifacts / "tracking.sqlite")) == 3
         assert len(pd.read_csv(project.artifacts / "summary.csv")) == 3
         summary_md = (project.artifacts / "summary.md").read_text()
-        assert "2 of 3 runs were not tracked" in summary_md
+        assert "2 of 3 runs not tracked" in summary_md
 
         server.start()  # the same store, back on another port
         sync = subprocess.run(
@@ -402,7 +402,7 @@ def test_a_server_that_never_answers_costs_one_short_wait(project):
     result = project.run("--sm-mlflow", uri)
     result.assert_outcomes(passed=2, failed=1)
     assert time.monotonic() - began < 60
-    assert "MLflow: 3 of 3 runs were not tracked" in result.stdout.str()
+    assert "MLflow: 3 of 3 runs not tracked" in result.stdout.str()
     from sm_pytest.store.mlflow_outbox import Outbox
 
     rows = Outbox(project.artifacts / "tracking.sqlite").rows()
@@ -422,12 +422,111 @@ def test_a_refused_call_is_named_and_the_run_kept(project, mlflow_server):
     result = project.run("--sm-mlflow", mlflow_server.uri)
     result.assert_outcomes(passed=1)
     out = result.stdout.str()
-    assert "MLflow: 1 of 1 runs were not tracked" in out
+    assert "MLflow: 1 of 1 run not tracked" in out
     assert "the MLflow experiment 'mlf_deleted' is deleted; restore it" in out
     from sm_pytest.store.mlflow_outbox import Outbox
 
     assert [r.kind for r in Outbox(project.artifacts / "tracking.sqlite").rows()] == [
         "run", "end"]
+
+
+def test_a_server_that_never_answers_is_waited_for_once(project, monkeypatch):
+    """It accepts connections and says nothing: the first item waits out MLflow's timeout,
+    the others are only queued, and the end of the session does not wait again."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held = []
+    threading.Thread(target=lambda: held.extend(iter(lambda: listener.accept(), None)),
+                     daemon=True).start()
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")  # the user's setting wins
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    project.experiment("mlf_silent", SWEEP)
+    began = time.monotonic()
+    try:
+        result = project.run("--sm-mlflow", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    finally:
+        listener.close()
+    result.assert_outcomes(passed=2, failed=1)
+    assert time.monotonic() - began < 20  # one wait of 2 s, not one per item
+    out = result.stdout.str()
+    assert "MLflow: 3 of 3 runs not tracked" in out and "not answering (timed out)" in out
+
+
+def test_a_call_refused_halfway_leaves_no_half_run(project, mlflow_server):
+    """The item run exists when its artifacts are refused: it is taken back, the record
+    waits in the outbox, and the replay logs it once."""
+    project.experiment("mlf_halfway", "base: config/base.yaml\n")
+    project.pytester.makeconftest("""
+import mlflow
+from mlflow.exceptions import MlflowException
+
+ORIGINAL = mlflow.MlflowClient.log_artifact
+
+def refuse(self, *args, **kwargs):
+    raise MlflowException("artifact store refused the upload")
+
+def pytest_configure(config):
+    mlflow.MlflowClient.log_artifact = refuse
+
+def pytest_unconfigure(config):
+    mlflow.MlflowClient.log_artifact = ORIGINAL
+""")
+    result = project.run("--sm-mlflow", mlflow_server.uri)
+    result.assert_outcomes(passed=1)
+    assert "artifact store refused the upload" in result.stdout.str()
+    client = mlflow_server.client()
+    _, children = family(client, "mlf_halfway")
+    assert children == {}  # deleted, not left RUNNING
+    (project.root / "conftest.py").unlink()
+    from sm_pytest.store.mlflow_tracking import sync
+
+    assert sync(project.artifacts / "tracking.sqlite", write=lambda line: None) == 0
+    _, children = family(client, "mlf_halfway")
+    assert list(children) == ["mlf_halfway"]
+    assert children["mlf_halfway"].info.status == "FINISHED"
+
+
+ENV_TRAIN = """
+import os
+print("MLFLOW_VARS", sorted(k for k in os.environ if k.startswith("MLFLOW_")), flush=True)
+print("epoch=1 loss=0.1 accuracy=0.97", flush=True)
+"""
+
+
+def test_the_runs_do_not_inherit_the_trackers_http_settings(project, mlflow_server):
+    (project.root / "src" / "train.py").write_text(ENV_TRAIN)
+    project.experiment("mlf_env", "base: config/base.yaml\nmatrix: {accuracy: [1, 2, 3]}\n")
+    project.run("--sm-mlflow", mlflow_server.uri).assert_outcomes(passed=3)
+    logs = sorted((project.artifacts / "mlf_env").glob("*/attempt-0001/train.log"))
+    assert len(logs) == 3
+    assert all("MLFLOW_VARS []" in log.read_text() for log in logs)
+
+
+def test_a_reused_run_that_mlflow_never_saw_is_logged_once(project, mlflow_server):
+    project.experiment("mlf_unseen", "base: config/base.yaml\n")
+    project.run("--sm-reuse").assert_outcomes(passed=1)  # trained without MLflow
+    project.run("--sm-reuse", "--sm-mlflow", mlflow_server.uri).assert_outcomes(passed=1)
+    project.run("--sm-reuse", "--sm-mlflow", mlflow_server.uri).assert_outcomes(passed=1)
+    items = [r for r in runs_of(mlflow_server.client(), "mlf_unseen")
+             if r.data.tags["sm_pytest.kind"] == "item"]
+    assert len(items) == 1 and items[0].data.tags["sm_pytest.reused"] == "true"
+
+
+def test_history_of_an_unknown_experiment_is_an_error_naming_those_there(project,
+                                                                         mlflow_server):
+    project.experiment("mlf_known", "base: config/base.yaml\n")
+    project.run("--sm-mlflow", mlflow_server.uri).assert_outcomes(passed=1)
+    result = project.pytester.runpytest("--sm-history", "mlf_unknown", "--sm-mlflow",
+                                        mlflow_server.uri)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "has no experiment 'mlf_unknown'; it has" in result.stderr.str()
+    assert "mlf_known" in result.stderr.str()
+    dashed = project.pytester.runpytest("--sm-history", "mlf-known", "--sm-mlflow",
+                                        mlflow_server.uri)
+    assert dashed.ret == 0 and "mlf_known" in dashed.stdout.str()
 
 
 def test_an_interrupted_session_ends_its_runs_as_killed(project, mlflow_server):
@@ -451,7 +550,7 @@ def test_an_interrupted_session_ends_its_runs_as_killed(project, mlflow_server):
         if process.poll() is None:
             process.kill()
     assert process.returncode == pytest.ExitCode.INTERRUPTED, output
-    assert "MLflow: 1 runs tracked" in output, output
+    assert "MLflow: 1 run tracked" in output, output
     parent, children = family(mlflow_server.client(), "mlf_interrupted")
     assert parent.info.status == "KILLED"
     (child,) = children.values()
@@ -485,6 +584,8 @@ def test_long_series_and_many_params_are_sent_in_batches_within_the_limits(mlflo
     ("http://", "has no host; write it as http://HOST:PORT"),
     ("sqlite:///no/such/folder/mlruns.db", "the folder"),
     ("sqlite://mlruns.db", "write an sqlite store as sqlite:///FILE.db"),
+    ("http://localhost:notaport", "the port must be a number from 1 to 65535"),
+    ("localhost:5000", "write a server as http://localhost:5000"),
     ("arn:aws:sagemaker:us-east-1:123:mlflow-tracking-server/team",
      "is not the ARN of a SageMaker MLflow tracking server"),
 ])

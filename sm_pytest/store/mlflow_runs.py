@@ -14,6 +14,7 @@ an MlflowClient made by mlflow_setup.make_client.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -65,6 +66,7 @@ class RunLogger:
         self._limits = validation
         self._experiments: dict[str, str] = {}
         self._parents: dict[tuple[str, str], str] = {}
+        self._created: list[str] = []  # the runs of the item being logged, to take back
 
     # -- experiments and parents -----------------------------------------------------------
 
@@ -110,6 +112,10 @@ class RunLogger:
                 self._parents[key] = run.info.run_id
         return self._parents[key]
 
+    def has_parent(self, experiment: str, session: str) -> bool:
+        """Whether this logger made or found the file's parent run in `session`."""
+        return (experiment, session) in self._parents
+
     def end_parent(self, experiment: str, session: str, status: str, tags: dict[str, str],
                    end: float) -> str:
         parent = self.parent(experiment, session, start=end)
@@ -122,21 +128,56 @@ class RunLogger:
     def log(self, rec: RunRecord, session: str, *, git_commit: str = "",
             log_models: bool = True, replace: bool = False) -> str:
         """The item's runs under its file's parent; `replace`: first delete what an earlier,
-        unfinished attempt left of them. Returns the item run's id."""
+        unfinished attempt left of them. Returns the item run's id. A reused item (from the
+        run cache) is not logged again if MLflow has its training already."""
         common = {"sm_pytest.session": session, "sm_pytest.record": record_key(session,
                                                                                 rec.name)}
         if git_commit:
             common["mlflow.source.git.commit"] = git_commit
-        parent = self.parent(rec.experiment, session, start=rec.started_at,
+        # A reused item's times are its training's, in an earlier session.
+        parent = self.parent(rec.experiment, session,
+                             start=time.time() if rec.cached else rec.started_at,
                              tags=_file_tags(rec, common))
         experiment_id = self.experiment_id(rec.experiment)
+        if rec.cached:
+            earlier = self._trained_before(experiment_id, rec.fingerprint)
+            if earlier is not None:
+                return earlier
+            common["sm_pytest.reused"] = "true"  # trained in a session MLflow did not see
         if replace:
             self._delete_earlier(experiment_id, common["sm_pytest.record"])
+        self._created = []
+        try:
+            return self._log_item(experiment_id, parent, rec, common, log_models)
+        except BaseException:
+            # Half an item would show as a RUNNING run with a verdict: take it back, and
+            # leave the whole item to the outbox's next attempt.
+            for run_id in reversed(self._created):
+                with contextlib.suppress(Exception):
+                    self.client.delete_run(run_id)
+            raise
+
+    def _create(self, experiment_id: str, **kwargs) -> str:
+        run_id = self.client.create_run(experiment_id, **kwargs).info.run_id
+        self._created.append(run_id)
+        return run_id
+
+    def _trained_before(self, experiment_id: str, fingerprint: str) -> str | None:
+        """The item run of an earlier session that trained this fingerprint, if any."""
+        if not fingerprint:
+            return None
+        found = self.client.search_runs(
+            [experiment_id], max_results=1,
+            filter_string=f"tags.`sm_pytest.fingerprint` = '{fingerprint}'"
+                          f" and tags.`sm_pytest.kind` = '{ITEM}'")
+        return found[0].info.run_id if found else None
+
+    def _log_item(self, experiment_id: str, parent: str, rec: RunRecord,
+                  common: dict[str, str], log_models: bool) -> str:
         repeats = rec.repeats if len(rec.repeats) > 1 and not rec.trials else []
-        item = self.client.create_run(
+        item_id = self._create(
             experiment_id, start_time=_ms(rec.started_at), run_name=rec.name,
             tags={**common, PARENT: parent, **_outcome_tags(rec, ITEM), **_item_tags(rec)})
-        item_id = item.info.run_id
         if rec.trials:
             # The item holds the verdict and its best trial's finals; each trial is a run.
             self._send(item_id, params=_params(rec, rec.hyperparameters),
@@ -161,30 +202,26 @@ class RunLogger:
     def _log_repeat(self, experiment_id: str, item_id: str, rec: RunRecord,
                     repeat: RepeatRecord, number: int, common: dict[str, str],
                     log_models: bool) -> None:
-        run = self.client.create_run(
-            experiment_id, start_time=_ms(repeat.started_at),
-            run_name=f"{rec.name} repeat {number}",
-            tags={**common, PARENT: item_id, "sm_pytest.repeat": str(number),
-                  **_outcome_tags(repeat, REPEAT)})
-        self._log_training(run.info.run_id, rec, repeat, log_models)
-        self.client.set_terminated(run.info.run_id, status=mlflow_status(repeat.status),
-                                   end_time=_ms(repeat.ended_at))
+        self._log_child(experiment_id, rec, repeat, f"{rec.name} repeat {number}",
+                        {**common, PARENT: item_id, "sm_pytest.repeat": str(number),
+                         **_outcome_tags(repeat, REPEAT)}, log_models)
 
     def _log_trial(self, experiment_id: str, item_id: str, rec: RunRecord,
                    trial: TrialRecord, common: dict[str, str], log_models: bool) -> None:
-        tags = {**common, PARENT: item_id, "sm_pytest.kind": TRIAL,
-                "sm_pytest.trial": str(trial.number), "sm_pytest.status": trial.status,
-                "sm_pytest.best": str(trial.best).lower(),
-                "sm_pytest.stopped_early": str(trial.stopped_early).lower()}
-        if trial.failure_reason:
-            tags["sm_pytest.failure_reason"] = trial.failure_reason
-        if trial.job_name:
-            tags["sm_pytest.job_name"] = trial.job_name
-        run = self.client.create_run(experiment_id, start_time=_ms(trial.started_at),
-                                     run_name=f"{rec.name} trial {trial.number}", tags=tags)
-        self._log_training(run.info.run_id, rec, trial, log_models)
-        self.client.set_terminated(run.info.run_id, status=mlflow_status(trial.status),
-                                   end_time=_ms(trial.ended_at))
+        self._log_child(experiment_id, rec, trial, f"{rec.name} trial {trial.number}",
+                        {**common, PARENT: item_id, **_outcome_tags(trial, TRIAL),
+                         "sm_pytest.trial": str(trial.number),
+                         "sm_pytest.best": str(trial.best).lower(),
+                         "sm_pytest.stopped_early": str(trial.stopped_early).lower()},
+                        log_models)
+
+    def _log_child(self, experiment_id: str, rec: RunRecord, run: RepeatRecord | TrialRecord,
+                   name: str, tags: dict[str, str], log_models: bool) -> None:
+        run_id = self._create(experiment_id, start_time=_ms(run.started_at), run_name=name,
+                              tags=tags)
+        self._log_training(run_id, rec, run, log_models)
+        self.client.set_terminated(run_id, status=mlflow_status(run.status),
+                                   end_time=_ms(run.ended_at))
 
     def _log_training(self, run_id: str, rec: RunRecord,
                       run: RunRecord | RepeatRecord | TrialRecord, log_models: bool) -> None:
@@ -245,19 +282,20 @@ def _key(name: str) -> str:
     return "".join(c if c.isalnum() or c in "_-./: " else "_" for c in str(name))[:250]
 
 
-def _cut(value: Any, limit: int) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
-    return text if len(text) <= limit else text[:limit - 12] + " [cut short]"
-
-
-def _param_value(value: Any) -> str:
+def _text(value: Any) -> str:
+    """A param or tag value as MLflow keeps it: strings as they are, the rest as JSON."""
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def _cut(value: Any, limit: int) -> str:
+    text = _text(value)
+    return text if len(text) <= limit else text[:limit - 12] + " [cut short]"
 
 
 def _params(rec: RunRecord, hyperparameters: dict[str, Any]) -> dict[str, str]:
     """The resolved hyperparameters, then where the run ran (under the names of
     _PLACEMENT, or `sm_pytest.<name>` if a hyperparameter has that name already)."""
-    params = {key: _param_value(value) for key, value in hyperparameters.items()}
+    params = {key: _text(value) for key, value in hyperparameters.items()}
     placement = {"backend": rec.backend, "instance_type": rec.instance_type,
                  "instance_count": str(rec.instance_count)}
     for name in _PLACEMENT:
@@ -269,13 +307,13 @@ def _finals(finals: dict[str, float], at: float) -> list[tuple[str, int, float, 
     return [(name, 0, value, at) for name, value in finals.items()]
 
 
-def _outcome_tags(run: RunRecord | RepeatRecord, kind: str) -> dict[str, str]:
+def _outcome_tags(run: RunRecord | RepeatRecord | TrialRecord, kind: str) -> dict[str, str]:
     tags = {"sm_pytest.kind": kind, "sm_pytest.status": run.status}
     if run.failure_reason:
         tags["sm_pytest.failure_reason"] = run.failure_reason
     if run.job_name:
         tags["sm_pytest.job_name"] = run.job_name
-    if run.fingerprint:
+    if getattr(run, "fingerprint", ""):  # a trial has its search's, on the item
         tags["sm_pytest.fingerprint"] = run.fingerprint
     return tags
 
@@ -315,11 +353,23 @@ def _file_tags(rec: RunRecord, common: dict[str, str]) -> dict[str, str]:
 def history_frame(uri: str, experiment: str):
     """Every run of MLflow experiment `experiment`, one row each (pandas, from
     mlflow.search_runs), oldest first, with the names a person reads first."""
+    from sm_pytest.store.mlflow_setup import make_client
+
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):].split("?")[0]).is_file():
+        raise LookupError(f"{uri} does not exist: there is no history in it")
+    client = make_client(uri)  # with sm-pytest's bounded retries
+    names = [experiment, experiment.replace("-", "_")]  # `lr-sweep` names lr_sweep's too
+    found = next((e for e in map(client.get_experiment_by_name, dict.fromkeys(names)) if e),
+                 None)
+    if found is None:
+        known = sorted(e.name for e in client.search_experiments(max_results=20))
+        raise LookupError(f"MLflow at {uri} has no experiment {experiment!r}; it has"
+                          f" {', '.join(known) or 'none'}")
     import mlflow
 
     # search_runs reads the process's tracking URI; this process only reads history.
     mlflow.set_tracking_uri(uri)
-    frame = mlflow.search_runs(experiment_names=[experiment], output_format="pandas")
+    frame = mlflow.search_runs(experiment_ids=[found.experiment_id], output_format="pandas")
     if frame.empty:
         return frame
     named = {"tags.mlflow.runName": "run", "tags.sm_pytest.kind": "kind",

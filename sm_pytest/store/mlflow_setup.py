@@ -5,7 +5,6 @@ error at start-up; MLflow itself is imported when the first run is recorded."""
 
 from __future__ import annotations
 
-import os
 import re
 from importlib.util import find_spec
 from pathlib import Path
@@ -20,14 +19,16 @@ FULL_MLFLOW = "pip install 'mlflow==3.17.2'"
 # (sagemaker-mlflow 0.5 `mlflow_sagemaker_helpers.py` accepts these two resource types).
 _ARN = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:"
                   r"(mlflow-tracking-server|mlflow-app)/[A-Za-z0-9][A-Za-z0-9-]*")
+_HOST_PORT = re.compile(r"[\w.-]+:\d+(/.*)?")  # a server written without its scheme
 _DATABASES = ("sqlite", "postgresql", "mysql", "mssql")
 
 # MLflow retries a refused connection 7 times with a doubling backoff, over four minutes
-# per call: a session would hang on a server that is down. These apply unless the user has
-# set the variables; a run that is not logged is kept for `sm-pytest mlflow-sync`.
+# per call, and waits 120 s for each answer: a session would hang on a server that is down.
+# These apply unless the user has set the variables (the runs do not inherit them); a run
+# that is not logged is kept for `sm-pytest mlflow-sync`.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
                  # MLflow prints a "View run" line per run ended; the summary links the
                  # experiments once instead.
                  "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
@@ -41,13 +42,17 @@ def is_arn(uri: str) -> bool:
     return uri.startswith("arn:")
 
 
+def check_client(origin: str) -> None:
+    if find_spec("mlflow") is None:
+        raise MlflowSetupError(f"{origin} needs the MLflow client: {EXTRA}")
+
+
 def check_uri(uri: str, *, origin: str = "--sm-mlflow", base: Path | None = None) -> str:
     """`uri` as MLflow will be given it, or MlflowSetupError saying what to change. `origin`
     names where it was written (the option or the ini value). A relative sqlite path is made
     absolute against `base`, so that `sm-pytest mlflow-sync` finds the same file later."""
     uri = uri.strip()
-    if find_spec("mlflow") is None:
-        raise MlflowSetupError(f"{origin} needs the MLflow client: {EXTRA}")
+    check_client(origin)
     if is_arn(uri):
         if not _ARN.fullmatch(uri):
             raise MlflowSetupError(
@@ -64,7 +69,14 @@ def check_uri(uri: str, *, origin: str = "--sm-mlflow", base: Path | None = None
         if not parsed.hostname:
             raise MlflowSetupError(f"{origin} {uri!r} has no host; write it as"
                                    " http://HOST:PORT")
+        try:
+            parsed.port  # noqa: B018 (urllib checks the port only when asked for it)
+        except ValueError:
+            raise MlflowSetupError(f"{origin} {uri!r}: the port must be a number from 1 to"
+                                   " 65535, as in http://HOST:5000") from None
         return uri
+    if _HOST_PORT.fullmatch(uri):
+        raise MlflowSetupError(f"{origin} {uri!r}: write a server as http://{uri}")
     if scheme in _DATABASES:
         if find_spec("sqlalchemy") is None or find_spec("alembic") is None:
             raise MlflowSetupError(f"{origin} {uri}: a {scheme} store needs the full MLflow"
@@ -97,10 +109,17 @@ def _sqlite_uri(uri: str, origin: str, base: Path) -> str:
     return f"sqlite:///{file}" + (f"?{query}" if query else "")
 
 
+def bound_http_waits() -> None:
+    """HTTP_DEFAULTS in this process, where the user has not set them; never in a run's."""
+    from sm_pytest.run.contract.environment import set_for_this_process
+
+    for name, value in HTTP_DEFAULTS.items():
+        set_for_this_process(name, value)
+
+
 def make_client(uri: str):
     """An MlflowClient for `uri`, with bounded HTTP retries (HTTP_DEFAULTS)."""
-    for name, value in HTTP_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+    bound_http_waits()
     import mlflow
 
     if is_arn(uri):

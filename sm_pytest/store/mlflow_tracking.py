@@ -19,9 +19,6 @@ from sm_pytest.model import FAIL, PASS, RunRecord
 from sm_pytest.store.mlflow_outbox import END, RUN, Outbox, Row
 from sm_pytest.store.mlflow_runs import RunLogger, mlflow_status
 
-# After MLflow did not answer, records are only queued for this long, not tried: a session
-# must not wait on every item for a server that is down, and one that is back gets the rest.
-RETRY_AFTER_S = 60.0
 SYNC_COMMAND = "sm-pytest mlflow-sync"
 
 
@@ -35,8 +32,10 @@ class MlflowTracker:
         self.git_commit = git_commit(rootdir) if rootdir is not None else ""
         self.sync_hint = sync_hint  # the command that sends what is left, for this project
         self._logger: RunLogger | None = None
-        self._down = ""  # why MLflow is taken as unreachable, "" while it answers
-        self._down_at = 0.0
+        # Why MLflow is taken as unreachable, "" while it answers. Once it did not answer,
+        # the session's records are only queued: a session must not wait on every item for
+        # a server that is down. The end of the session tries once more (close).
+        self._down = ""
         self._seen: dict[str, list[RunRecord]] = {}  # experiment -> its items, in order
         self._not_sent: dict[str, str] = {}  # item name -> why it was not tracked
 
@@ -50,12 +49,11 @@ class MlflowTracker:
 
     def record(self, rec: RunRecord) -> None:
         self._seen.setdefault(rec.experiment, []).append(rec)
-        if rec.cached:
-            return  # in MLflow since the session that trained it; the parent says so
+        # A reused item too: MLflow may not have seen the session that trained it.
         row = self.outbox.add(self.uri, self.session, RUN, rec.experiment, rec.name,
                               {"record": rec.to_json(), "git_commit": self.git_commit,
                                "log_models": self.log_models})
-        if self._down and time.monotonic() - self._down_at < RETRY_AFTER_S:
+        if self._down:
             self._not_sent[rec.name] = self._down
             self.outbox.not_sent(row.id, self._down)
             return
@@ -67,25 +65,29 @@ class MlflowTracker:
         except Exception as exc:
             reason = describe(exc)
             if unreachable(exc):
-                self._down, self._down_at = reason, time.monotonic()
+                self._down = reason
             self.outbox.not_sent(row.id, reason)
             self._not_sent[row.name] = reason
             return False
-        self._down = ""
         self.outbox.sent(row.id)
         self._not_sent.pop(row.name, None)
         return True
 
     def close(self, *, interrupted: bool) -> list[str]:
-        """End each file's parent run, then send whatever this session still holds back (a
-        server that is back gets it now); the notices say where the runs are, or what is
-        left and how to send it."""
+        """End each file's parent run, then send whatever this session still holds back;
+        the notices say where the runs are, or what is left and how to send it. A server
+        that refused connections gets one more try (a refusal is quick), one that did not
+        answer in time does not, nor any after a Ctrl-C, which wants the session over."""
         for experiment, recs in self._seen.items():
             status, tags = parent_outcome(recs, interrupted=interrupted)
             self.outbox.add(self.uri, self.session, END, experiment, experiment,
                             {"status": status, "tags": tags, "end": time.time()})
         held_back = dict(self._not_sent)
-        self._down = ""  # one more try, however recent the last failure
+        if self._down and (interrupted or not self._down.startswith(REFUSED)):
+            for row in self.outbox.rows(session=self.session):
+                self.outbox.not_sent(row.id, self._down)
+            return self._notices(held_back)
+        self._down = ""
         for row in self.outbox.rows(session=self.session):
             if self._down:  # the rest would wait for the same server
                 self.outbox.not_sent(row.id, self._down)
@@ -94,7 +96,9 @@ class MlflowTracker:
         return self._notices(held_back)
 
     def _notices(self, held_back: dict[str, str]) -> list[str]:
-        tracked = sum(1 for recs in self._seen.values() for r in recs if not r.cached)
+        recs = [r for group in self._seen.values() for r in group]
+        tracked = len(recs)
+        reused = sum(1 for r in recs if r.cached)
         left = self.outbox.rows(session=self.session)
         earlier = [row for row in self.outbox.rows(uri=self.uri)
                    if row.session != self.session and row.kind == RUN]
@@ -105,15 +109,18 @@ class MlflowTracker:
                          f" ({', '.join(sessions)}) are still to be sent; `{self.sync_hint}`"
                          " sends them")
         if not left:
-            notes.insert(0, f"MLflow: {tracked} runs tracked at {self.uri}" + self._links())
+            what = f" ({reused} reused from the run cache)" if reused else ""
+            notes.insert(0, f"MLflow: {_runs(tracked)} tracked at {self.uri}{what}"
+                         + self._links())
             if held_back:
                 notes.append(f"MLflow: {len(held_back)} of them were sent at the end of the"
                              f" session, after MLflow failed ({next(iter(held_back.values()))})")
             return notes
         runs = [row for row in left if row.kind == RUN]
-        parents = [row.experiment for row in left if row.kind == END]
-        lines = [f"MLflow: {len(runs)} of {tracked} runs were not tracked at {self.uri};"
-                 f" they are kept, and `{self.sync_hint}` sends them:"]
+        parents = [row.experiment for row in left if row.kind == END and self._logger
+                   is not None and self._logger.has_parent(row.experiment, self.session)]
+        lines = [f"MLflow: {len(runs)} of {_runs(tracked)} not tracked at {self.uri};"
+                 f" kept, and `{self.sync_hint}` sends them:"]
         lines += [f"  {row.name}: {row.last_error}" for row in runs]
         if parents:
             lines.append(f"  the parent runs of {', '.join(parents)} stay RUNNING in MLflow"
@@ -202,30 +209,50 @@ def sync(db_path: Path, uri: str | None = None, *, write=print) -> int:
     return left
 
 
+REFUSED = "not reachable (connection refused)"
+_HTTP_STATUS = re.compile(r"error code (\d{3})")
+
+
+def _chain(exc: BaseException | None):
+    """`exc` and what it was raised from or during: MLflow wraps the requests error."""
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 def unreachable(exc: BaseException) -> bool:
     """MLflow did not answer (as opposed to refusing one call): a request that could not
-    be made, or a server saying it is unavailable."""
+    be made or got no answer (requests' errors are OSErrors), or a server saying it is
+    unavailable."""
     try:
-        from mlflow.exceptions import MlflowException, RestException
+        from mlflow.exceptions import RestException
     except ImportError:
-        return isinstance(exc, OSError)
+        RestException = ()  # noqa: N806 (nothing is a RestException without MLflow)
     if isinstance(exc, RestException):
         return exc.error_code in ("TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR")
-    if isinstance(exc, MlflowException):
-        return "API request to" in str(exc)  # MLflow's wording for a request not made
-    return isinstance(exc, OSError)
-
-
-_ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")\]]+")
+    return any(isinstance(e, OSError) for e in _chain(exc))
 
 
 def describe(exc: BaseException) -> str:
-    """One short line: a connection failure as `not reachable ([Errno 111] ...)`."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if "API request to" in text or isinstance(exc, OSError):
-        found = _ERRNO.search(text)
-        return f"not reachable ({found.group(0).strip() if found else text[:160]})"
+    """One short line: why the server was not reached, or what it answered."""
+    chain = list(_chain(exc))
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return REFUSED
+    if any(isinstance(e, TimeoutError) or "Timeout" in type(e).__name__ for e in chain):
+        return "not answering (timed out)"
+    text = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+    status = _HTTP_STATUS.search(text)
+    if status is not None:
+        return (f"HTTP {status.group(1)} from the server (is the URI an MLflow tracking"
+                " server, and may you use it?)")
+    if any(isinstance(e, OSError) for e in chain):
+        deepest = chain[-1]
+        return f"not reachable ({type(deepest).__name__}: {str(deepest)[:200]})"
     return f"{type(exc).__name__}: {text[:300]}"
+
+
+def _runs(count: int) -> str:
+    return f"{count} run" if count == 1 else f"{count} runs"
 
 
 def git_commit(rootdir: Path) -> str:

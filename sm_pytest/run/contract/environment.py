@@ -92,6 +92,24 @@ def is_owned_variable(name: str) -> bool:
     return name.startswith(OWNED_PREFIX) or name in OWNED_VARIABLES
 
 
+# Variables sm-pytest set in its own process for its own use (its MLflow client's retry
+# caps), which the programs it starts must not inherit: a training script of the user's
+# that calls MLflow itself keeps MLflow's own defaults, whichever item it is.
+_FOR_THIS_PROCESS_ONLY: set[str] = set()
+
+
+def set_for_this_process(name: str, value: str) -> None:
+    """Set ``name`` in os.environ unless the user has, and keep it from every run."""
+    if name not in os.environ:
+        os.environ[name] = value
+        _FOR_THIS_PROCESS_ONLY.add(name)
+
+
+def inherited(name: str) -> bool:
+    """Whether a run's program gets ``name`` from the environment it is started from."""
+    return not is_owned_variable(name) and name not in _FOR_THIS_PROCESS_ONLY
+
+
 # --- host probes ---------------------------------------------------------------------------
 
 

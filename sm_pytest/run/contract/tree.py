@@ -28,7 +28,7 @@ from sm_pytest.run.contract.environment import (
     NETWORK_INTERFACE,
     detect_num_cpus,
     detect_num_gpus,
-    is_owned_variable,
+    inherited,
     pythonpath,
     toolkit_env,
 )
@@ -123,7 +123,7 @@ class ContainerTree(ContainerLayout):
         first, then ``base``'s own PYTHONPATH.
         """
         base = os.environ if base is None else base
-        merged = {k: v for k, v in base.items() if not is_owned_variable(k)}
+        merged = {k: v for k, v in base.items() if inherited(k)}
         merged.update(self.env)
         merged["PYTHONPATH"] = pythonpath(self.code_dir, base)
         return merged
