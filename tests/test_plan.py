@@ -174,3 +174,33 @@ def test_local_runs_on_several_hosts_read_as_n_x_local():
     assert lines[1].split()[:3] == ["two_hosts", "local", "2"]
     assert "2 x local" in lines[1] and " x " not in lines[2]
     assert lines[-1] == "at most $0.00 for 2 runs"
+
+
+def test_a_search_is_bounded_by_all_its_trials():
+    search = SimpleNamespace(name="lr_search", max_run=3600, instance_count=1,
+                             tune=SimpleNamespace(max_jobs=12))
+    (row,) = plan.plan_rows([search], settings_for=lambda repeat: SageMakerSettings(
+        max_run=3600, keep_alive_s=0), prices=PRICES)
+    one_job = plan_row("x", backend="sagemaker", max_run_s=3600,
+                       instance_type="ml.m5.xlarge", prices=PRICES).cost_bound
+    assert row.run == "lr_search (12 trials)"
+    assert row.cost_bound == pytest.approx(12 * one_job)
+    (local,) = plan.plan_rows([search])
+    assert local.run == "lr_search (12 trials)" and local.cost_bound == 0.0
+
+
+def test_the_plan_of_a_search_names_its_trials(project):
+    project.experiment("lr_search", """
+        base: config/base.yaml
+        tune:
+          strategy: Random
+          objective: {metric: accuracy, type: Maximize}
+          max_jobs: 6
+          max_parallel_jobs: 2
+          random_seed: 1
+          ranges: {accuracy: {min: 0.5, max: 0.99}}
+    """)
+    result = project.run("--sm-plan")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*lr_search (6 trials)*local*", "at most $0.00 for 1 run"])
+    assert not project.artifacts.exists() or not (project.artifacts / "lr_search").exists()

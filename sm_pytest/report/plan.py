@@ -25,6 +25,7 @@ shown as "?" and left out of the total, which says so.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -117,15 +118,28 @@ def plan_rows(repeats: Iterable[RunSpec], *, reused: Callable[[RunSpec], bool] |
     for repeat in repeats:
         reuse = "-" if reused is None else "yes" if reused(repeat) else "no"
         if settings_for is None:
-            rows.append(plan_row(repeat.name, backend="local", max_run_s=repeat.max_run,
-                                 reuse=reuse, instance_count=repeat.instance_count))
-            continue
-        s = settings_for(repeat)
-        rows.append(plan_row(repeat.name, backend="sagemaker", max_run_s=s.max_run,
-                             instance_type=s.instance_type, spot=s.spot, reuse=reuse,
-                             prices=prices, instance_count=s.instance_count,
-                             keep_alive_s=0 if s.spot else s.keep_alive_s, emulated=s.emulate))
+            row = plan_row(repeat.name, backend="local", max_run_s=repeat.max_run,
+                           reuse=reuse, instance_count=repeat.instance_count)
+        else:
+            s = settings_for(repeat)
+            row = plan_row(repeat.name, backend="sagemaker", max_run_s=s.max_run,
+                           instance_type=s.instance_type, spot=s.spot, reuse=reuse,
+                           prices=prices, instance_count=s.instance_count,
+                           keep_alive_s=0 if s.spot else s.keep_alive_s, emulated=s.emulate)
+        rows.append(_searched(row, repeat))
     return rows
+
+
+def _searched(row: PlanRow, run: RunSpec) -> PlanRow:
+    """A `tune:` item launches up to max_jobs trials, each bounded like one job: running
+    them side by side changes when they are billed, not how much."""
+    tune = getattr(run, "tune", None)
+    if tune is None:
+        return row
+    trials = tune.max_jobs
+    return dataclasses.replace(
+        row, run=f"{row.run} ({_plural(trials, 'trial')})",
+        cost_bound=None if row.cost_bound is None else row.cost_bound * trials)
 
 
 # --- the table -----------------------------------------------------------------------------
