@@ -236,16 +236,26 @@ class SmSession:
         return pendings
 
     def _start_search(self, run: RunSpec) -> Pending:
-        """A `tune:` item: its trials are chosen as they run, so they start in finish()."""
+        """A `tune:` item. With --sm its tuning job is launched now, like any job; on this
+        machine its trials are chosen as they run, so they start in finish()."""
+        pending = Pending(run, *self.fingerprint(run))
         if self.sagemaker is not None:
-            raise ValueError(
-                f"{run.path}: a tune: item cannot run with --sm yet; this version searches"
-                " on this machine only (SageMaker tuning jobs are being built). Run it"
-                " without --sm, or deselect it with -k 'not ...'")
-        return Pending(run, *self.fingerprint(run))
+            from sm_pytest.backends.sagemaker_tuning import submit_search
+
+            pending.handle = submit_search(self.backend, run, self.artifacts_root)
+            # The same list: a search that nobody waits for still leaves its trials
+            # (SageMakerHooks settles the item with them at the end).
+            pending.trials = pending.handle.trials
+        return pending
 
     def _search(self, pending: Pending) -> list[RunResult]:
         """Every trial's result, in the order they started (pending.trials has the rest)."""
+        if pending.handle is not None:  # a SageMaker tuning job, launched at start
+            search = pending.handle
+            trials = search.wait()  # RunInterrupted carries pending.trials, the same list
+            if not trials:
+                return [never_ran(search.failure(), search.attempt_dir, backend="sagemaker")]
+            return [trial.result for trial in trials]
         from sm_pytest.backends.local_tuning import run_search
         from sm_pytest.backends.searchers import SearchSetupError
 
@@ -337,6 +347,7 @@ class SmSession:
 
     def record(self, rec: RunRecord) -> None:
         self.records.append(rec)
+        self._remember(rec)  # before the trackers: a second Ctrl-C in one must not cost it
         for tracker in self.trackers:
             try:
                 tracker.record(rec)
@@ -345,6 +356,8 @@ class SmSession:
                 # the end, and neither the other trackers nor the run cache lose the run.
                 self.notices.append(f"run {rec.name} was not tracked by"
                                     f" {type(tracker).__name__}: {type(exc).__name__}: {exc}")
+
+    def _remember(self, rec: RunRecord) -> None:
         if rec.verdict == PASS and not rec.objective_metric:
             # Only runs that passed may be reused later (--sm-reuse); not a search's trials
             # yet: a search's fingerprint does not hold its ranges.

@@ -186,14 +186,6 @@ def test_optuna_missing_is_one_clear_error(tuning, monkeypatch):
             in result.stdout.str())
 
 
-def test_a_search_with_sm_is_refused_plainly_for_now(tuning):
-    pytest.importorskip("moto")
-    tuning.experiment("lr_search", search("Random"))
-    result = tuning.run_subprocess("--sm", "--sm-emulate", "--sm-region", "us-east-1")
-    result.assert_outcomes(errors=1)
-    assert "a tune: item cannot run with --sm yet" in result.stdout.str()
-
-
 def test_ctrl_c_mid_search_keeps_every_trial_so_far(tuning):
     tuning.experiment("lr_search", search("Random", max_jobs=6, ranges=(
         "    accuracy: {min: 0.5, max: 0.99}\n    pause: {values: [1.5]}\n"
@@ -223,7 +215,9 @@ def test_ctrl_c_mid_search_keeps_every_trial_so_far(tuning):
 def test_plots_draw_the_objective_against_each_range_and_in_trial_order(tuning):
     tuning.experiment("lr_search", search("Random", max_jobs=4, ranges=(
         "    accuracy: {min: 0.5, max: 0.99}\n    optimizer: {values: [sgd, adam]}\n")))
-    tuning.run("--sm-plots").assert_outcomes(passed=1)
+    # In a process of its own: matplotlib imported inside an in-process run would be
+    # dropped from sys.modules after it, and load twice in this one (tests/test_plots.py).
+    tuning.run_subprocess("--sm-plots").assert_outcomes(passed=1)
     plots = sorted(p.name for p in (tuning.artifacts / "plots").glob("*.png"))
     assert plots == ["lr_search-accuracy-by-trial.png", "lr_search-accuracy-vs-accuracy.png",
                      "lr_search-accuracy-vs-optimizer.png"]

@@ -108,6 +108,8 @@ class SageMakerBackend:
         self.handles: list[JobHandle] = []
         self.live_progress = True  # metric lines from the log of each running job
         self.stopped: list[str] = []  # names of running jobs this session asked to stop
+        # Tuning jobs (sagemaker_tuning.TuningSearch), stopped and fetched with the jobs.
+        self.searches: list = []
         self._queue: list[JobHandle] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -144,9 +146,12 @@ class SageMakerBackend:
             raise
         # Fetched in the background as soon as the job ended; a job that never launched
         # has nothing to fetch.
-        return handle.result if handle.result is not None else self._collect(handle)
+        return handle.result if handle.result is not None else self.collect(handle)
 
     def stop(self, handle: JobHandle) -> None:
+        if not isinstance(handle, JobHandle):  # a search: it stops its tuning job itself
+            handle.stop()
+            return
         with self._lock:
             if handle.stop_requested or handle.done.is_set() or handle.collecting:
                 return
@@ -164,12 +169,15 @@ class SageMakerBackend:
         # claimed but not launched yet: the launcher sees stop_requested and stops it
 
     def stop_all(self) -> None:
-        """Stop every job this session launched that is still running (see `stopped`)."""
+        """Stop every job and tuning job this session launched that is still running
+        (see `stopped`)."""
         with self._lock:
             self._queue.clear()
             pending = [h for h in self.handles if not h.done.is_set()]
         for handle in pending:
             self.stop(handle)
+        for search in list(self.searches):
+            search.stop()
 
     def close(self) -> None:
         """Stop the poller, and let launches and fetches in flight finish (a launch stops
@@ -196,6 +204,11 @@ class SageMakerBackend:
                 self.progress(f"{handle.job_name}: could not fetch what it left: {exc}\n")
                 continue
             results.append(handle.result)
+        for search in self.searches:
+            try:
+                results += search.leftovers()
+            except Exception as exc:
+                self.progress(f"{search.name}: could not fetch what its trials left: {exc}\n")
         return results
 
     def _collect_unfinished(self, handle: JobHandle) -> RunResult:
@@ -208,7 +221,7 @@ class SageMakerBackend:
             handle.status = "Stopped"
             handle.error = ("this session ended before the job did, and stopped it; train.log"
                             " holds its log up to then")
-        return self._collect(handle)
+        return self.collect(handle)
 
     # -- launching --------------------------------------------------------------------------
 
@@ -236,7 +249,7 @@ class SageMakerBackend:
             request, warnings = build(None)
             if self.experiments is not None:
                 config = self.experiments.start_run(run, handle.job_name)
-                handle.request = request  # from here on, _collect finishes the Run
+                handle.request = request  # from here on, collect finishes the Run
                 request, warnings = build(config)
         except Exception as exc:
             self._fail_before_launch(handle, f"could not prepare the job: {exc}")
@@ -275,6 +288,19 @@ class SageMakerBackend:
             handle.stop_requested = False
             self.stop(handle)
         self._wake.set()
+
+    def launch_soon(self, launch: Callable[[], None]) -> None:
+        """`launch` on a launching thread, as jobs are launched (a tuning job's): close()
+        lets it finish."""
+        self._launcher.submit(launch)
+
+    def training_request(self, run: RunSpec, settings: SageMakerSettings,
+                         job_name: str) -> tuple[dict, list[str]]:
+        """The CreateTrainingJob request of `run` without Experiments, its code and data
+        uploaded (once a session): a tuning job's training job definition."""
+        return requests.build_request(
+            run, settings, job_name=job_name, image_uri=self._image(settings),
+            source_uri=self._source_uri(run, settings), inputs=self._inputs(run, settings))
 
     def _create(self, request: dict) -> None:
         from sagemaker.core.resources import TrainingJob
@@ -407,7 +433,7 @@ class SageMakerBackend:
 
     def _finalize(self, handle: JobHandle) -> None:
         try:
-            handle.result = self._collect(handle)
+            handle.result = self.collect(handle)
         except Exception as exc:  # the waiter collects again and reports what went wrong
             self.progress(f"{handle.job_name}: fetching its results failed: {exc}\n")
         finally:
@@ -415,7 +441,9 @@ class SageMakerBackend:
 
     # -- after the job ------------------------------------------------------------------------
 
-    def _collect(self, handle: JobHandle) -> RunResult:
+    def collect(self, handle: JobHandle) -> RunResult:
+        """What the ended job left, fetched into its attempt folder: its log, model and
+        output, as a RunResult (also for a tuning job's trials, sagemaker_tuning.py)."""
         attempt = handle.attempt_dir
         log_path = attempt / "train.log"
         describe = handle.describe

@@ -32,6 +32,8 @@ Parts, so that a cache miss can say which one changed:
   multi-host runs existed. The SageMaker ``backend`` part carries the count too
   (``fingerprint_settings``, kept there so that existing digests stay); it is the same
   number, since ``settings.resolve`` takes it from the run.
+- ``search``: a ``tune:`` item's whole block (strategy, objective, limits, ranges, early
+  stopping, seed), only for such items: a search of other ranges is another search.
 - ``version``: this module's hashing scheme; bumping it invalidates every entry.
 
 Not included: ``max_run`` and ``expect``. A longer time limit or a new threshold re-judges
@@ -44,6 +46,7 @@ Folder hashes are memoised per process on every file's (relative path, size, mti
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import numbers
@@ -153,6 +156,9 @@ def fingerprint_parts(run: RunSpec, *, backend: str,
         parts["hosts"] = _sha256(canonical_json(
             {"instance_count": run.instance_count, "distribution": dict(run.distribution)},
             "hosts"))
+    if run.tune is not None:
+        # A search: its ranges, strategy, objective, limits and seed; its trials follow.
+        parts["search"] = _sha256(canonical_json(dataclasses.asdict(run.tune), "tune"))
     for channel in sorted(run.inputs):
         parts[INPUT_PREFIX + channel] = _input_hash(channel, str(run.inputs[channel]))
     return dict(sorted(parts.items()))

@@ -41,6 +41,7 @@ _PART_NAMES = {
     "metric_definitions": "metric definitions changed",
     "source": "source changed",
     "backend": "backend/instance settings changed",
+    "search": "the tune: block changed",
 }
 
 
