@@ -236,9 +236,12 @@ class SmSession:
         return pendings
 
     def _start_search(self, run: RunSpec) -> Pending:
-        """A `tune:` item. With --sm its tuning job is launched now, like any job; on this
-        machine its trials are chosen as they run, so they start in finish()."""
+        """A `tune:` item. With --sm-reuse an unchanged search is taken back whole. With
+        --sm its tuning job is launched now, like any job; on this machine its trials are
+        chosen as they run, so they start in finish()."""
         pending = Pending(run, *self.fingerprint(run))
+        if self.reuse and self._reuse_search(pending):
+            return pending
         if self.sagemaker is not None:
             from sm_pytest.backends.sagemaker_tuning import submit_search
 
@@ -248,8 +251,35 @@ class SmSession:
             pending.trials = pending.handle.trials
         return pending
 
+    def _reuse_search(self, pending: Pending) -> bool:
+        """Whether the run cache has this search (its best trial, whose search.json lists
+        the others): then `pending` holds it, else why not."""
+        from sm_pytest.run.search_file import read_search
+
+        hit = self.cache.lookup(pending.fingerprint)
+        trials = read_search(hit.result_path, pending.run) if hit is not None else None
+        if trials is None:
+            pending.miss = ("its search.json is gone or unreadable" if hit is not None else
+                            self.cache.explain_miss(pending.parts, pending.cache_name,
+                                                    item_name=pending.run.name))
+            return False
+        pending.cached, pending.trials = hit.run_result(), trials
+        return True
+
     def _search(self, pending: Pending) -> list[RunResult]:
-        """Every trial's result, in the order they started (pending.trials has the rest)."""
+        """Every trial's result, in the order they started (pending.trials has the rest).
+        A search that found a best trial leaves search.json beside it, for --sm-reuse."""
+        if pending.cached is not None:
+            return [trial.result for trial in pending.trials]
+        results = self._run_search(pending)
+        best = aggregate(results, pending.run)
+        if pending.trials and best.ok:
+            from sm_pytest.run.search_file import write_search
+
+            write_search(best, pending.trials)
+        return results
+
+    def _run_search(self, pending: Pending) -> list[RunResult]:
         if pending.handle is not None:  # a SageMaker tuning job, launched at start
             search = pending.handle
             trials = search.wait()  # RunInterrupted carries pending.trials, the same list
@@ -358,9 +388,10 @@ class SmSession:
                                     f" {type(tracker).__name__}: {type(exc).__name__}: {exc}")
 
     def _remember(self, rec: RunRecord) -> None:
-        if rec.verdict == PASS and not rec.objective_metric:
-            # Only runs that passed may be reused later (--sm-reuse); not a search's trials
-            # yet: a search's fingerprint does not hold its ranges.
+        if rec.verdict == PASS:
+            # Only runs that passed may be reused later (--sm-reuse). A search is kept by
+            # its best trial (the only repeat of its record), whose search.json lists the
+            # others; its fingerprint holds its tune: block.
             for repeat in rec.repeats:
                 if not repeat.cached and repeat.status == COMPLETED:
                     self.cache.remember(repeat.fingerprint, repeat.parts, repeat.cache_name,

@@ -234,3 +234,24 @@ def test_searches_under_xdist_reach_the_controller_with_their_trials(tuning):
         ("lr_search", 1), ("lr_search", 2), ("lr_search", 3),
         ("other_search", 1), ("other_search", 2)]
     assert (summary["best"] == "*").sum() == 2
+
+
+def test_an_unchanged_search_is_reused_whole_and_a_changed_one_searches_again(tuning):
+    tuning.experiment("lr_search", search("Random", max_jobs=3))
+    tuning.run("--sm-reuse").assert_outcomes(passed=1)
+    first = pd.read_csv(tuning.artifacts / "summary.csv")
+    again = tuning.run("--sm-reuse")
+    again.assert_outcomes(passed=1)
+    assert "run cache: 1 reused, 0 trained" in again.stdout.str()
+    reused = pd.read_csv(tuning.artifacts / "summary.csv")
+    assert list(reused["status"]) == ["cached"] * 3
+    assert list(reused["accuracy"]) == list(first["accuracy"])
+    assert list(reused["best"].fillna("")) == list(first["best"].fillna(""))
+    assert not list((tuning.artifacts / "lr_search").glob("*/attempt-0002"))  # nothing ran
+    runs = runs_frame(tuning.artifacts / "tracking.sqlite")
+    assert len(runs) == 3  # the reused trials are in the store once
+    tuning.experiment("lr_search", search("Random", max_jobs=3, seed=9))
+    changed = tuning.run("--sm-reuse")
+    changed.assert_outcomes(passed=1)
+    assert "the tune: block changed" in changed.stdout.str()
+    assert len(list((tuning.artifacts / "lr_search").glob("*/attempt-0002"))) == 3

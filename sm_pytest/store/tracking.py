@@ -63,7 +63,7 @@ class LocalTracker:
         cache are in the store already."""
         runs: list[tuple[RunRecord | RepeatRecord | TrialRecord, int | None, int | None]]
         if rec.trials:
-            runs = [(trial, None, trial.number) for trial in rec.trials]
+            runs = [] if rec.cached else [(trial, None, trial.number) for trial in rec.trials]
         elif len(rec.repeats) > 1:
             runs = [(repeat, index + 1, None) for index, repeat in enumerate(rec.repeats)
                     if not repeat.cached]
