@@ -5,7 +5,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -107,6 +111,28 @@ def _no_refusals(result: pytest.RunResult, allowed: bool) -> pytest.RunResult:
         refused = [line for line in result.outlines if REFUSED_NOTICE in line]
         assert not refused, "\n".join(result.outlines)
     return result
+
+
+def signal_pytest_when(root: Path, args: list[str], log: Path, text: str, *,
+                       sig: int = signal.SIGINT, timeout: float = 60.0) -> tuple[int, str]:
+    """`pytest experiments ARGS` in `root` as a process of its own, sent `sig` once `text`
+    is in `log`: its exit code and whole output. Killed if the test fails first."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "experiments", "-p", "no:cacheprovider", *args],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not (log.exists() and text in log.read_text(errors="replace")):
+            assert time.monotonic() < deadline and process.poll() is None, (
+                f"{text!r} never appeared in {log}")
+            time.sleep(0.1)
+        process.send_signal(sig)
+        output, _ = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return process.returncode, output
 
 
 def process_alive(pid: int) -> bool:

@@ -7,9 +7,6 @@ import json
 import shlex
 import shutil
 import signal
-import subprocess
-import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -17,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import signal_pytest_when
 from sm_pytest.spec.tolerances import parse_tolerances
 
 REPO = Path(__file__).resolve().parents[1]
@@ -535,23 +533,11 @@ def test_an_interrupted_session_saves_nothing(project):
     before = baseline.read_text()
     project.experiment("a_quick", GATED.replace("tolerances", "hyperparameters: {accuracy: 0.96}"
                                                 "\n    tolerances"))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "experiments", "-p", "no:cacheprovider",
-         "--sm-baseline", "main", "--sm-save-baseline", "main"],
-        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        log = project.artifacts / "long" / "default" / "attempt-0001" / "train.log"
-        deadline = time.monotonic() + 60
-        while not (log.exists() and "epoch=2" in log.read_text()):
-            assert time.monotonic() < deadline and process.poll() is None, "long never ran"
-            time.sleep(0.1)
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    returncode, output = signal_pytest_when(
+        project.root, ["--sm-baseline", "main", "--sm-save-baseline", "main"],
+        project.artifacts / "long" / "default" / "attempt-0001" / "train.log", "epoch=2",
+        sig=signal.SIGTERM)
+    assert returncode == pytest.ExitCode.INTERRUPTED, output
     assert ("baseline 'main' not saved: the session was interrupted; run the whole session"
             " again to refresh it") in output, output
     assert baseline.read_text() == before  # a_quick completed, and still kept its entry

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import signal
-import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
 
+from conftest import signal_pytest_when
 from sm_pytest.store.tracking import runs_frame
 
 needs_optuna = pytest.mark.skipif(importlib.util.find_spec("optuna") is None,
@@ -190,21 +188,11 @@ def test_ctrl_c_mid_search_keeps_every_trial_so_far(tuning):
     tuning.experiment("lr_search", search("Random", max_jobs=6, ranges=(
         "    accuracy: {min: 0.5, max: 0.99}\n    pause: {values: [1.5]}\n"
         "    epochs: {values: [6]}\n")))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "experiments", "-p", "no:cacheprovider"],
-        cwd=tuning.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        log = tuning.artifacts / "lr_search" / "default-trial001" / "attempt-0001" / "train.log"
-        deadline = time.monotonic() + 60
-        while not (log.exists() and "epoch=1" in log.read_text()):
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.1)
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    returncode, output = signal_pytest_when(
+        tuning.root, [],
+        tuning.artifacts / "lr_search" / "default-trial001" / "attempt-0001" / "train.log",
+        "epoch=1")
+    assert returncode == pytest.ExitCode.INTERRUPTED, output
     summary = pd.read_csv(tuning.artifacts / "summary.csv")
     assert list(summary["status"]) == ["interrupted", "interrupted"], output
     runs = runs_frame(tuning.artifacts / "tracking.sqlite")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd  # noqa: F401  (before any in-process pytester run: numpy loads once)
 import pytest
 
-from conftest import SM, needs_emulator
+from conftest import SM, needs_emulator, signal_pytest_when
 
 # At the top, not in a test: a module first imported inside an in-process pytester run is
 # dropped at its end, and a later test would patch a copy the next run does not use.
@@ -534,22 +534,11 @@ def test_an_interrupted_session_ends_its_runs_as_killed(project, mlflow_server):
         base: config/base.yaml
         hyperparameters: {sleep: 60}
     """)
-    log = project.artifacts / "mlf_interrupted" / "default" / "attempt-0001" / "train.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "experiments", "-p", "no:cacheprovider",
-         "--sm-mlflow", mlflow_server.uri],
-        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not (log.exists() and "epoch=2" in log.read_text()):
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.1)
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    returncode, output = signal_pytest_when(
+        project.root, ["--sm-mlflow", mlflow_server.uri],
+        project.artifacts / "mlf_interrupted" / "default" / "attempt-0001" / "train.log",
+        "epoch=2")
+    assert returncode == pytest.ExitCode.INTERRUPTED, output
     assert "MLflow: 1 run tracked" in output, output
     parent, children = family(mlflow_server.client(), "mlf_interrupted")
     assert parent.info.status == "KILLED"

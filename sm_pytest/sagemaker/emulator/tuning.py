@@ -425,18 +425,21 @@ def handlers(active: Callable[[], TuningHost | None]) -> dict[str, Callable[...,
             runner.start()
         return result
 
-    def describe_hyper_parameter_tuning_job(response: SageMakerResponse) -> Any:
+    def running(response: SageMakerResponse) -> tuple[Any, str, TuningRunner | None]:
+        """The emulator, the request's tuning job name, and the search that runs it (None:
+        one moto made without the emulator, or none)."""
         host = active()
         name = response._get_param("HyperParameterTuningJobName")
-        runner = host.tuning_jobs.get(name) if host is not None else None
+        return host, name, host.tuning_jobs.get(name) if host is not None else None
+
+    def describe_hyper_parameter_tuning_job(response: SageMakerResponse) -> Any:
+        host, name, runner = running(response)
         if runner is None:
             return moto_describe(response)
         return ActionResult(runner.describe())
 
     def list_training_jobs_for_hyper_parameter_tuning_job(response: SageMakerResponse) -> Any:
-        host = active()
-        name = response._get_param("HyperParameterTuningJobName")
-        runner = host.tuning_jobs.get(name) if host is not None else None
+        host, name, runner = running(response)
         if runner is None:
             if name in response.sagemaker_backend.hyper_parameter_tuning_jobs:
                 return ActionResult({"TrainingJobSummaries": []})  # moto's stub ran no trial
@@ -445,9 +448,7 @@ def handlers(active: Callable[[], TuningHost | None]) -> dict[str, Callable[...,
         return ActionResult(_page(runner.summaries(), params))
 
     def stop_hyper_parameter_tuning_job(response: SageMakerResponse) -> Any:
-        host = active()
-        name = response._get_param("HyperParameterTuningJobName")
-        runner = host.tuning_jobs.get(name) if host is not None else None
+        host, name, runner = running(response)
         if runner is None:
             if name in response.sagemaker_backend.hyper_parameter_tuning_jobs:
                 raise ValidationError(message="The request was rejected because the"
