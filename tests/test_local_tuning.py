@@ -243,3 +243,15 @@ def test_an_unchanged_search_is_reused_whole_and_a_changed_one_searches_again(tu
     changed.assert_outcomes(passed=1)
     assert "the tune: block changed" in changed.stdout.str()
     assert len(list((tuning.artifacts / "lr_search").glob("*/attempt-0002"))) == 3
+
+
+def test_junit_names_the_trials_and_the_best_point(tuning):
+    tuning.experiment("lr_search", search("Grid", max_jobs=2, ranges=(
+        "    accuracy: {values: [0.6, 0.9]}\n")))
+    tuning.run("--junitxml", "out.xml").assert_outcomes(passed=1)
+    import xml.etree.ElementTree as ET
+
+    props = {p.get("name"): p.get("value")
+             for p in ET.parse(tuning.root / "out.xml").iter("property")}
+    assert props["sm.trials"] == "2" and props["sm.best_trial"] == "2"
+    assert props["sm.best.accuracy"] == "0.9" and props["sm.metric.accuracy"] == "0.9"

@@ -239,7 +239,15 @@ def test_under_xdist_the_controller_tracks_every_workers_runs(project, mlflow_se
     assert len(children) == 3
     assert all(c.info.status == "FINISHED" for c in children.values())
     assert all(steps(client, c, "loss") == [(0, 0.2), (1, 0.1)] for c in children.values())
-    assert parent.info.status == "FINISHED"
+    assert parent.info.status == "FINISHED" and parent.data.tags["sm_pytest.passed"] == "2"
+    # the same records as a session without -n: params, tags and artifacts
+    low = children["mlf_xdist[accuracy=0.5]"]
+    assert low.data.params == {"accuracy": "0.5", "epochs": "2", "backend": "local",
+                               "instance_type": "local", "instance_count": "1"}
+    assert low.data.tags["sm_pytest.verdict"] == "fail"
+    assert "accuracy >= 0.9: 0.5 (fail)" in low.data.tags["sm_pytest.checks"]
+    for child in children.values():
+        assert artifacts(client, child) >= {"train.log", "result.json", "metrics.csv", "model"}
 
 
 @needs_emulator

@@ -17,4 +17,10 @@ def junit_properties(rec: RunRecord) -> list[tuple[str, str]]:
     for check in rec.checks:
         outcome = "pass" if check.passed else "fail"
         props.append((f"sm.check.{check.metric}", f"{check.threshold} -> {outcome}"))
+    if rec.trials:  # a search: its metrics above are its best trial's
+        best = next((t for t in rec.trials if t.best), None)
+        props.append(("sm.trials", str(len(rec.trials))))
+        if best is not None:
+            props.append(("sm.best_trial", str(best.number)))
+            props += [(f"sm.best.{name}", repr(value)) for name, value in best.values.items()]
     return props
