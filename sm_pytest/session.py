@@ -15,6 +15,7 @@ import pytest
 from sm_pytest.backends import runner
 from sm_pytest.model import (
     COMPLETED,
+    FAILED,
     INTERRUPTED,
     PASS,
     RunInterrupted,
@@ -418,7 +419,15 @@ def aggregate(results: list[RunResult], run: RunSpec | None = None) -> RunResult
             if best is None or run.tune.better(result.final_metrics[metric],
                                                best.final_metrics[metric]):
                 best = result
-        return best or results[0]
+        if best is not None:
+            return best
+        if results[0].ok:  # trials that completed, none with a value of the objective
+            return dataclasses.replace(
+                results[0], status=FAILED,
+                failure_reason=f"no trial of the search reported its objective {metric!r}:"
+                               f" check that the log prints it as the metric definition of"
+                               f" {metric!r} expects")
+        return results[0]
     if len(results) == 1:
         return results[0]
     for result in results:

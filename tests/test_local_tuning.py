@@ -255,3 +255,40 @@ def test_junit_names_the_trials_and_the_best_point(tuning):
              for p in ET.parse(tuning.root / "out.xml").iter("property")}
     assert props["sm.trials"] == "2" and props["sm.best_trial"] == "2"
     assert props["sm.best.accuracy"] == "0.9" and props["sm.metric.accuracy"] == "0.9"
+
+
+def test_a_search_whose_objective_never_shows_is_an_error_not_a_pass(tuning):
+    (tuning.root / "config" / "tune.yaml").write_text(CONFIG + "  - {Name: never, Regex:"
+                                                      " 'never=([0-9.]+)'}\n")
+    tuning.experiment("lr_search", search("Random", max_jobs=2).replace(
+        "{metric: accuracy, type: Maximize}", "{metric: never, type: Maximize}"))
+    result = tuning.run()
+    result.assert_outcomes(errors=1)
+    assert "no trial of the search reported its objective 'never'" in result.stdout.str()
+    summary = pd.read_csv(tuning.artifacts / "summary.csv")
+    assert list(summary["verdict"].fillna("")) == ["error", ""]
+    assert not (summary["best"] == "*").any()
+
+
+def test_trials_side_by_side_under_xdist_share_the_workers_cores(monkeypatch):
+    from sm_pytest.backends import local, local_tuning
+
+    monkeypatch.setattr(local.contract, "cpu_cores", lambda: 16)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    session_backend = local.LocalBackend(extra_env=local.thread_share())
+    assert session_backend.extra_env == {"OMP_NUM_THREADS": "8"}
+    trials = local_tuning.trial_backend(session_backend, 3)
+    assert trials.extra_env == {"OMP_NUM_THREADS": "2"}  # 16 cores / (2 workers x 3 trials)
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")  # the user's own setting is left alone
+    assert local_tuning.trial_backend(local.LocalBackend(), 3).extra_env == {}
+
+
+def test_a_half_written_epoch_line_is_not_read(tmp_path):
+    from sm_pytest.backends.local_tuning import _steps
+    from sm_pytest.spec.metrics import MetricDefinition
+
+    log = tmp_path / "train.log"
+    log.write_text("epoch=1 accuracy=0.91\nepoch=2 accuracy=0.")
+    definitions = [MetricDefinition("accuracy", r"accuracy=([0-9.]+)")]
+    assert _steps(log, definitions, "accuracy") == [0.91]

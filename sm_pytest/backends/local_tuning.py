@@ -63,10 +63,7 @@ def run_search(run: RunSpec, backend: LocalBackend, artifacts_root: Path, *,
     the running trials and raises RunInterrupted with every trial's result so far."""
     tune = run.tune
     searcher = searcher or searcher_for(tune)
-    # The trials side by side share the cores, as runs under pytest-xdist do.
-    backend = LocalBackend(echo=backend.echo, progress=backend.progress,
-                           extra_env={**thread_share(hosts=tune.max_parallel_jobs),
-                                      **backend.extra_env})
+    backend = trial_backend(backend, tune.max_parallel_jobs)
     definitions = [d for d in run.metric_definitions if d.name == tune.objective_metric]
     trials: list[Trial] = []
     running: list[Trial] = []
@@ -113,6 +110,15 @@ def run_search(run: RunSpec, backend: LocalBackend, artifacts_root: Path, *,
             message=interrupted_reason(exc))
         failure.trials = trials
         raise failure from None
+
+
+def trial_backend(backend: LocalBackend, parallel: int) -> LocalBackend:
+    """The session's local backend for trials that run `parallel` at a time: they share the
+    cores, as runs under pytest-xdist do. The session's backend has the xdist share alone;
+    thread_share counts the workers too, and leaves an OMP_NUM_THREADS the user set."""
+    inherited = {k: v for k, v in backend.extra_env.items() if k != "OMP_NUM_THREADS"}
+    return LocalBackend(echo=backend.echo, progress=backend.progress,
+                        extra_env={**inherited, **thread_share(hosts=parallel)})
 
 
 def _start(run: RunSpec, number: int, suggestion: Suggestion, backend: LocalBackend,
@@ -169,5 +175,8 @@ def _steps(log_path: Path, definitions, metric: str) -> list[float]:
     if not definitions or not Path(log_path).is_file():
         return []
     with open(log_path, encoding="utf-8", errors="replace") as log:
-        return extract(log, definitions).get(metric, [])
+        lines = log.readlines()
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()  # still being written: `accuracy=0.` of 0.93 must not read as 0
+    return extract(lines, definitions).get(metric, [])
 

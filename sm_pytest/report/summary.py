@@ -38,8 +38,9 @@ def frame(records: list[RunRecord]):
         # The verdict on the best trial's row, or the first's when none completed.
         judged = next((t for t in rec.trials if t.best), rec.trials[0] if rec.trials else None)
         for trial in rec.trials:
-            status = (CACHED if rec.cached else "stopped early" if trial.stopped_early
-                      else trial.status)
+            status = "stopped early" if trial.stopped_early else trial.status
+            if rec.cached:  # a reused search: its failed trials still read as failed
+                status = CACHED if status == "completed" else f"{status} (cached)"
             rows.append({**item, "trial": trial.number, "best": "*" if trial.best else "",
                          **_training_row(trial, status, rec.verdict if trial is judged else "",
                                          {**rec.swept, **trial.values}, swept, metrics)})
