@@ -367,8 +367,9 @@ def history_frame(uri: str, experiment: str):
                           f" {', '.join(known) or 'none'}")
     import mlflow
 
-    # search_runs reads the process's tracking URI; this process only reads history.
-    mlflow.set_tracking_uri(uri)
+    from sm_pytest.store.mlflow_setup import use_process_tracking_uri
+
+    use_process_tracking_uri(uri)  # search_runs reads the process's tracking URI
     frame = mlflow.search_runs(experiment_ids=[found.experiment_id], output_format="pandas")
     if frame.empty:
         return frame

@@ -124,6 +124,18 @@ def make_client(uri: str):
 
     if is_arn(uri):
         # sagemaker-mlflow 0.5.0 names the server in each request's headers from the
-        # process's tracking URI, not from the client's.
-        mlflow.set_tracking_uri(uri)
+        # process's tracking URI, not from the client's. set_tracking_uri also exports it as
+        # MLFLOW_TRACKING_URI, which the runs must not inherit.
+        use_process_tracking_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri)
+
+
+def use_process_tracking_uri(uri: str) -> None:
+    """mlflow.set_tracking_uri(uri) for this process alone: MLflow exports it to the
+    environment as MLFLOW_TRACKING_URI, kept from the runs like HTTP_DEFAULTS."""
+    import mlflow
+
+    from sm_pytest.run.contract.environment import set_for_this_process
+
+    set_for_this_process("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)

@@ -78,6 +78,14 @@ class MlflowTracker:
         the notices say where the runs are, or what is left and how to send it. A server
         that refused connections gets one more try (a refusal is quick), one that did not
         answer in time does not, nor any after a Ctrl-C, which wants the session over."""
+        try:
+            return self._close(interrupted=interrupted)
+        finally:
+            from sm_pytest.run.contract.environment import unset_for_this_process
+
+            unset_for_this_process()  # the client's HTTP caps end with the session
+
+    def _close(self, *, interrupted: bool) -> list[str]:
         for experiment, recs in self._seen.items():
             status, tags = parent_outcome(recs, interrupted=interrupted)
             self.outbox.add(self.uri, self.session, END, experiment, experiment,

@@ -94,20 +94,33 @@ def is_owned_variable(name: str) -> bool:
 
 # Variables sm-pytest set in its own process for its own use (its MLflow client's retry
 # caps), which the programs it starts must not inherit: a training script of the user's
-# that calls MLflow itself keeps MLflow's own defaults, whichever item it is.
-_FOR_THIS_PROCESS_ONLY: set[str] = set()
+# that calls MLflow itself keeps MLflow's own defaults, whichever item it is. Their names
+# are kept in the environment too, under an SM_ name (owned, so never passed on itself):
+# the list must outlive a reload of this module, as the variables do.
+_FOR_THIS_PROCESS = "SM_PYTEST_FOR_THIS_PROCESS"
+
+
+def _for_this_process() -> set[str]:
+    return set(filter(None, os.environ.get(_FOR_THIS_PROCESS, "").split(",")))
 
 
 def set_for_this_process(name: str, value: str) -> None:
     """Set ``name`` in os.environ unless the user has, and keep it from every run."""
     if name not in os.environ:
         os.environ[name] = value
-        _FOR_THIS_PROCESS_ONLY.add(name)
+        os.environ[_FOR_THIS_PROCESS] = ",".join(sorted(_for_this_process() | {name}))
+
+
+def unset_for_this_process() -> None:
+    """Take back what set_for_this_process set (at the end of the session)."""
+    for name in _for_this_process():
+        os.environ.pop(name, None)
+    os.environ.pop(_FOR_THIS_PROCESS, None)
 
 
 def inherited(name: str) -> bool:
     """Whether a run's program gets ``name`` from the environment it is started from."""
-    return not is_owned_variable(name) and name not in _FOR_THIS_PROCESS_ONLY
+    return not is_owned_variable(name) and name not in _for_this_process()
 
 
 # --- host probes ---------------------------------------------------------------------------
