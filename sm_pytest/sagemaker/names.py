@@ -205,13 +205,18 @@ def job_name(run: RunSpec, token: str) -> str:
     ``learning-rate-sweep-for-the-mnist-c-lr-0p5-2b39cb-3fa2c1004``. The hash is there too
     when the run part could read like another run's (a value such as `[1, -1]`, or upper
     case that the name lowers). The same inputs always give the same name."""
-    token = _check_token(token)
+    return _job_like_name(run, _check_token(token), JOB_NAME_PATTERN, MAX_SDK_NAME)
+
+
+def _job_like_name(run: RunSpec, token: str, pattern, limit: int) -> str:
+    """`<experiment>-<run part>-<token>` within `limit` characters, the token never cut:
+    a training job's name and a tuning job's."""
     experiment = slug(run.experiment) or experiment_name(run.experiment)
     run_part = _run_part(run)
     name = _join(experiment, run_part, token)
-    if len(name) > MAX_SDK_NAME or not _readable_in_full(run, run_part):
-        name = _fit(experiment, run_part, "-", f"{_run_hash(run)}-{token}", MAX_SDK_NAME)
-    return _checked(name, JOB_NAME_PATTERN, MAX_SDK_NAME)
+    if len(name) > limit or not _readable_in_full(run, run_part):
+        name = _fit(experiment, run_part, "-", f"{_run_hash(run)}-{token}", limit)
+    return _checked(name, pattern, limit)
 
 
 def _readable_in_full(run: RunSpec, run_part: str) -> bool:
@@ -270,9 +275,4 @@ def tuning_job_name(run: RunSpec, token: str) -> str:
     if len(token) > MAX_TUNING_TOKEN:
         raise ValueError(f"tuning job name token {token!r} is longer than {MAX_TUNING_TOKEN}"
                          " characters")
-    experiment = slug(run.experiment) or experiment_name(run.experiment)
-    run_part = _run_part(run)
-    name = _join(experiment, run_part, token)
-    if len(name) > MAX_TUNING_JOB_NAME or not _readable_in_full(run, run_part):
-        name = _fit(experiment, run_part, "-", f"{_run_hash(run)}-{token}", MAX_TUNING_JOB_NAME)
-    return _checked(name, TUNING_JOB_NAME_PATTERN, MAX_TUNING_JOB_NAME)
+    return _job_like_name(run, token, TUNING_JOB_NAME_PATTERN, MAX_TUNING_JOB_NAME)
