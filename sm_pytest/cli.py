@@ -91,9 +91,7 @@ def _upload_dataset(args) -> int:
 
 
 def _mlflow_sync(args) -> int:
-    from importlib.util import find_spec
-
-    from sm_pytest.store.mlflow_setup import EXTRA, MlflowSetupError, check_uri
+    from sm_pytest.store.mlflow_setup import MlflowSetupError, check_client, check_uri
 
     db_path = args.artifacts / "tracking.sqlite"
     if not db_path.is_file():
@@ -101,8 +99,7 @@ def _mlflow_sync(args) -> int:
               " of the session with --artifacts DIR", file=sys.stderr)
         return 2
     try:
-        if find_spec("mlflow") is None:
-            raise MlflowSetupError(f"it needs the MLflow client: {EXTRA}")
+        check_client("it")
         uri = check_uri(args.uri, origin="--uri") if args.uri else None
         from sm_pytest.store.mlflow_tracking import sync
 

@@ -5,7 +5,7 @@ the gate read."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -346,14 +346,32 @@ class RunRecord(TrainingFields):
         return cls(**values)
 
 
+def objective_of(result: RunResult, metric: str) -> float | None:
+    """A trial's value of its search's objective: its final `metric`, None if it did not
+    complete or has none (a NaN is none: it ranks no trial)."""
+    value = result.final_metrics.get(metric) if result.ok else None
+    return None if value is None or value != value else float(value)
+
+
+def _first_best(items: Sequence, value: Callable[[Any], float | None], tune) -> Any:
+    """The item with the best value by `tune`'s objective type, the first of equals."""
+    best, best_value = None, None
+    for item in items:
+        current = value(item)
+        if current is not None and (best_value is None or tune.better(current, best_value)):
+            best, best_value = item, current
+    return best
+
+
 def best_trial_number(trials: Sequence[TrialSource], tune) -> int | None:
     """The number of the trial with the best objective (the first of equals)."""
-    best = None
-    for trial in trials:
-        if trial.objective is not None and (best is None or tune.better(trial.objective,
-                                                                        best.objective)):
-            best = trial
+    best = _first_best(trials, lambda trial: trial.objective, tune)
     return None if best is None else best.number
+
+
+def best_result(results: Sequence[RunResult], tune) -> RunResult | None:
+    """The trial result with the best objective (the first of equals), None if none has one."""
+    return _first_best(results, lambda r: objective_of(r, tune.objective_metric), tune)
 
 
 def _trial_records(trials: Sequence[TrialSource], tune) -> list[TrialRecord]:

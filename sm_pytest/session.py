@@ -22,6 +22,7 @@ from sm_pytest.model import (
     RunRecord,
     RunResult,
     RunSetupError,
+    best_result,
     finals_per_metric,
     never_ran,
 )
@@ -412,13 +413,7 @@ def aggregate(results: list[RunResult], run: RunSpec | None = None) -> RunResult
     (`run.tune`): its best trial, else its first if none completed."""
     if run is not None and run.tune is not None and results:
         metric = run.tune.objective_metric
-        scored = [r for r in results if r.ok and metric in r.final_metrics
-                  and r.final_metrics[metric] == r.final_metrics[metric]]
-        best = None
-        for result in scored:
-            if best is None or run.tune.better(result.final_metrics[metric],
-                                               best.final_metrics[metric]):
-                best = result
+        best = best_result(results, run.tune)
         if best is not None:
             return best
         if results[0].ok:  # trials that completed, none with a value of the objective

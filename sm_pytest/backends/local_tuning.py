@@ -22,6 +22,7 @@ from sm_pytest.model import (
     best_trial_number,
     interrupted_reason,
     never_ran,
+    objective_of,
 )
 from sm_pytest.run import signals
 from sm_pytest.run.artifacts import run_dir_of
@@ -44,11 +45,6 @@ class Trial:
     stopped_early: bool = False
     objective: float | None = None
     steps: list[float] = field(default_factory=list)
-
-
-def objective_of(result: RunResult, metric: str) -> float | None:
-    value = result.final_metrics.get(metric) if result.ok else None
-    return None if value is None or value != value else float(value)  # NaN: no objective
 
 
 def best_trial(trials: list[Trial], run: RunSpec) -> Trial | None:

@@ -32,6 +32,7 @@ from sm_pytest.model import (
     RunResult,
     best_trial_number,
     interrupted_reason,
+    objective_of,
 )
 from sm_pytest.run import signals
 from sm_pytest.run.artifacts import new_attempt_dir, write_json_atomic
@@ -299,9 +300,7 @@ class TuningSearch:
             result = dataclasses.replace(
                 result, failure_reason="the tuning job stopped it early (early stopping)")
         trial.result = result
-        metric = tune.objective_metric
-        value = result.final_metrics.get(metric) if result.ok else None
-        trial.objective = None if value is None or value != value else float(value)
+        trial.objective = objective_of(result, tune.objective_metric)
         if save:
             with signals.deferred():
                 runner.save(result)
