@@ -45,6 +45,15 @@ class RunResult:
     billable_seconds: float | None = None
     training_seconds: float | None = None
     spot: bool = False
+    # SageMaker warm pools (sagemaker/warm_pools.py). start_seconds: CreationTime to
+    # TrainingStartTime. pool_from: the job whose warm pool this one started on ("" for a
+    # cold start). pool_after: what became of this job's own pool ("" when it asked for
+    # none), and pool_idle_seconds what its idle time billed (instance-seconds); both are
+    # final only once the session has released its pools (report/pools.apply).
+    start_seconds: float | None = None
+    pool_from: str = ""
+    pool_after: str = ""
+    pool_idle_seconds: int | None = None
 
     @property
     def spot_saving(self) -> float | None:
@@ -204,6 +213,10 @@ class TrainingFields:
     job_name: str = ""
     billable_seconds: float | None = None
     spot_saving: float | None = None
+    start_seconds: float | None = None  # warm pools: see RunResult
+    pool_from: str = ""
+    pool_after: str = ""
+    pool_idle_seconds: int | None = None
     started_at: float = 0.0
     ended_at: float = 0.0
     duration_s: float = 0.0
@@ -218,7 +231,9 @@ def _training(result: RunResult) -> dict[str, Any]:
             "metric_series": result.metric_series, "failure_reason": result.failure_reason,
             "backend": result.backend, "instance_type": result.instance_type,
             "job_name": result.job_name, "billable_seconds": result.billable_seconds,
-            "spot_saving": result.spot_saving, "started_at": result.started_at,
+            "spot_saving": result.spot_saving, "start_seconds": result.start_seconds,
+            "pool_from": result.pool_from, "pool_after": result.pool_after,
+            "pool_idle_seconds": result.pool_idle_seconds, "started_at": result.started_at,
             "ended_at": result.ended_at, "duration_s": result.duration_s,
             "artifact_dir": str(result.artifact_dir), "log_path": str(result.log_path),
             "model_dir": str(result.model_dir)}

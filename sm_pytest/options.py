@@ -38,6 +38,10 @@ def add_options(parser: pytest.Parser) -> None:
     sm.addoption("--sm-emulate", action="store_true", default=None,
                  help="with --sm: emulate SageMaker and S3 in process (no AWS account needed);"
                       " each job really runs the training script")
+    sm.addoption("--sm-keep-pools", dest="sm_keep_pools", action="store_true", default=None,
+                 help="with --sm: leave the warm pools of the last jobs Available when the"
+                      " session ends, for the next session (they bill while idle); by"
+                      " default they are released once no job of the session can use them")
     for name, metavar, text in SM_VALUE_OPTIONS:
         sm.addoption(f"--sm-{name.replace('_', '-')}", dest=f"sm_{name}", metavar=metavar,
                      default=None, help=text)
@@ -45,6 +49,8 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("sm_spot", "use managed spot capacity for --sm runs", type="bool",
                   default=None)
     parser.addini("sm_emulate", "emulate SageMaker for --sm runs", type="bool", default=None)
+    parser.addini("sm_keep_pools", "leave warm pools Available when an --sm session ends",
+                  type="bool", default=None)
     parser.addini("sm_config", "SageMaker defaults file (relative to the rootdir)",
                   default=DEFAULT_CONFIG_PATH.as_posix())
     sm.addoption("--sm-history", metavar="EXPERIMENT", default=None,

@@ -18,7 +18,7 @@ from sm_pytest.items import LATE_RECORDS, ExperimentFile, ExperimentItem
 from sm_pytest.model import RunRecord
 from sm_pytest.run import signals
 from sm_pytest.sagemaker.names import experiment_name
-from sm_pytest.sagemaker_hooks import NOTICES, SageMakerHooks, make_sagemaker_session
+from sm_pytest.sagemaker_hooks import NOTICES, POOLS, SageMakerHooks, make_sagemaker_session
 from sm_pytest.session import SESSION, SmSession, mlflow_uri
 from sm_pytest.spec.yamlsafe import YamlError
 from sm_pytest.terminal import terminal_emitter, write_terminal_line
@@ -159,6 +159,9 @@ class Recorder:
         with signals.deferred():
             for rec in output.pop(LATE_RECORDS, []):
                 self.session.record(RunRecord.from_json(rec))
+        pools = output.pop(POOLS, None)
+        if pools:
+            self.session.take_pool_news(pools.get("facts", {}), pools.get("notes", []))
         notices = output.pop(NOTICES, [])
         if notices:
             worker = getattr(getattr(node, "gateway", None), "id", "worker")
@@ -184,15 +187,18 @@ class Recorder:
         if not session.records:
             return
         from sm_pytest.gating import gate
-        from sm_pytest.report import plots, summary
+        from sm_pytest.report import plots, pools, summary
         from sm_pytest.store.run_cache import cache_notes
 
-        records, write = session.records, terminalreporter.write_line
+        # What became of each warm pool is known only once the session released them.
+        records = pools.apply(session.records, session.pool_facts)
+        write = terminalreporter.write_line
         df = summary.frame(records)
         terminalreporter.write_sep("=", "sm-pytest runs")
         write(summary.render_text(df))
         notes = gate.passed_notices(records) + (cache_notes(records) if session.reuse else [])
         notes += gate.ungated_notes(session.gate, records)
+        notes += pools.notes(records)  # what reuse saved and what idle time billed
         notes += session.notices  # e.g. a tracker that failed: the run itself is kept
         for note in notes:
             write(note)

@@ -15,6 +15,7 @@ from sm_pytest.terminal import write_terminal_line
 
 PLAN_FILE = "experiments-plan.json"
 NOTICES = "sm_pytest_notices"  # key in an xdist worker's workeroutput
+POOLS = "sm_pytest_pools"  # key in an xdist worker's workeroutput: warm pools' facts, notes
 
 
 def make_sagemaker_session(config: pytest.Config, token: str):
@@ -26,9 +27,11 @@ def make_sagemaker_session(config: pytest.Config, token: str):
         return config.getoption(f"sm_{name}")
 
     cli = {name: value(name) for name, _, _ in SM_VALUE_OPTIONS}
-    cli.update(spot=config.getoption("spot"), emulate=config.getoption("sm_emulate"))
+    cli.update(spot=config.getoption("spot"), emulate=config.getoption("sm_emulate"),
+               keep_pools=config.getoption("sm_keep_pools"))
     ini = {name: config.getini(f"sm_{name}") or None for name, _, _ in SM_VALUE_OPTIONS}
-    ini.update(spot=config.getini("sm_spot"), emulate=config.getini("sm_emulate"))
+    ini.update(spot=config.getini("sm_spot"), emulate=config.getini("sm_emulate"),
+               keep_pools=config.getini("sm_keep_pools"))
     config_path = config.rootpath / config.getini("sm_config")
 
     def emit(line: str) -> None:
@@ -82,6 +85,10 @@ class SageMakerHooks:
                     item.pending = self.session.start(item.run)
                 except ValueError:
                     continue  # its setup says why it never ran
+            # Every job this session will run is queued now: a warm pool that none of them
+            # can use may be released as soon as its job ends.
+            if self.session.sagemaker.backend is not None:
+                self.session.sagemaker.backend.no_more_jobs()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> None:
@@ -107,7 +114,13 @@ class SageMakerHooks:
         # was interrupted, or -x ended it) are stopped and have their rows in it.
         from sm_pytest.backends.sagemaker_session import STILL_RUNNING
 
-        self.session.sagemaker.stop_jobs(STILL_RUNNING)
+        sagemaker = self.session.sagemaker
+        sagemaker.stop_jobs(STILL_RUNNING)  # and releases the warm pools
+        if hasattr(session.config, "workerinput"):
+            session.config.workeroutput[POOLS] = {"facts": sagemaker.pool_facts,
+                                                  "notes": sagemaker.notes}
+        else:
+            self.session.take_pool_news(sagemaker.pool_facts, sagemaker.notes)
         for item in getattr(session, "items", []):
             if isinstance(item, ExperimentItem) and item.sm_record is None and item.pending:
                 results = [pending.result_left() for pending in item.pending]

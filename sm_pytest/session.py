@@ -112,6 +112,7 @@ class SmSession:
         self.session_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self.records: list[RunRecord] = []
         self.notices: list[str] = []  # printed after the summary table (Recorder)
+        self.pool_facts: dict[str, dict] = {}  # job -> its warm pool's end (take_pool_news)
         self.experiment_files: dict[str, Path] = {}  # name -> the file that claimed it
         # The tracking store and the run cache share one SQLite file (store/sqlite.py).
         self.tracking_db = self.artifacts_root / "tracking.sqlite"
@@ -376,6 +377,13 @@ class SmSession:
             except Exception as exc:
                 self.notices.append(f"{type(tracker).__name__} could not finish:"
                                     f" {type(exc).__name__}: {exc}")
+
+    def take_pool_news(self, facts: dict[str, dict], notes: list[str]) -> None:
+        """What the SageMaker session (or an xdist worker's) learnt of its warm pools at the
+        end: per job, what became of its pool (applied to the records for the summary), and
+        the lines for the notes."""
+        self.pool_facts.update(facts)
+        self.notices += [note for note in notes if note not in self.notices]
 
     def record(self, rec: RunRecord) -> None:
         self.records.append(rec)

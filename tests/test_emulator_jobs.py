@@ -180,8 +180,10 @@ def test_a_job_whose_input_is_missing_fails_before_it_runs(tmp_path):
 
     assert stored.training_job_status == "Failed"
     assert 'No S3 objects found under S3 URL "s3://b/nothing"' in stored.failure_reason
-    assert stored.training_start_time is None
-    assert stored.training_time_in_seconds == 0
+    # The instances were up and downloading: billed from TrainingStartTime ("the time when
+    # the training job starts on training instances", DescribeTrainingJob), as on AWS.
+    assert stored.training_start_time is not None
+    assert stored.training_time_in_seconds >= 1
     assert "Training" not in _secondary(stored)
     assert runner.attempts[0].pid is None
     assert not any(key.startswith("out/") for _, _, key in host.objects)

@@ -147,6 +147,24 @@ def refusal(call) -> tuple[str, str]:
 # --- the request --------------------------------------------------------------------------
 
 
+def test_the_trials_definition_leaves_the_warm_pool_out(emu):
+    """The service keeps no warm pool for a trial (it sets KeepAlivePeriodInSeconds to
+    nil): the definition leaves it out, and the emulated service drops it from a request
+    that has it, so its trials never keep one."""
+    training = training_request(keep_alive_s=600)
+    assert training["ResourceConfig"]["KeepAlivePeriodInSeconds"] == 600
+    request = tuning_request(make_tune(), training, "pool-1")
+    assert "KeepAlivePeriodInSeconds" not in request["TrainingJobDefinition"]["ResourceConfig"]
+    request["TrainingJobDefinition"]["ResourceConfig"]["KeepAlivePeriodInSeconds"] = 600
+    emu.quota("ml.m5.xlarge", 4)
+    emu.client("sagemaker").create_hyper_parameter_tuning_job(**request)
+    assert wait_for(emu.client("sagemaker"), "pool-1")["HyperParameterTuningJobStatus"] == (
+        "Completed")
+    trials = [r for r in emu.requests if r["TrainingJobName"].startswith("pool-1-")]
+    assert trials and all("KeepAlivePeriodInSeconds" not in r["ResourceConfig"] for r in trials)
+    assert emu.warm_pools == []
+
+
 def test_the_request_carries_the_training_job_definition_and_the_ranges_as_strings():
     tune = make_tune(strategy="Bayesian", early_stopping="Auto", ranges=(
         Range("lr", CONTINUOUS, min=0.01, max=2.0, scaling="Logarithmic"),
@@ -500,3 +518,95 @@ def test_leaving_the_emulator_mid_search_ends_the_search_and_its_trials(tmp_path
     assert runner.done.is_set()
     assert all(emu.jobs[t.name].done.is_set() for t in runner.trials)
     assert len(runner.trials) <= 2
+
+
+# --- early stopping -----------------------------------------------------------------------
+
+# Three good trials first (one at a time), then two whose accuracy is far below theirs at
+# every epoch (it peaks at lr=0.3): the median rule stops those at their first epoch.
+EARLY_GRID = (Range("lr", CATEGORICAL, values=(0.3, 0.31, 0.29, 0.9, 1.1)),)
+
+
+def early_stopping_search(emu, name: str, early_stopping: str) -> tuple[dict, list[dict]]:
+    tune = make_tune(strategy="Grid", max_jobs=5, max_parallel_jobs=1, random_seed=None,
+                     early_stopping=early_stopping, ranges=EARLY_GRID)
+    launch(emu, tune, name, make_run(epochs=6, sleep=0.4))
+    sm = emu.client("sagemaker")
+    desc = wait_for(sm, name, timeout=120)
+    return desc, list_trials(sm, name)
+
+
+def epochs_logged(emu, trial: dict) -> int:
+    return sum(line.startswith("epoch=") for stream in
+               emu.log_events(trial["TrainingJobName"]).values() for line in stream)
+
+
+def test_early_stopping_auto_stops_trials_worse_than_the_median_of_the_completed(emu):
+    desc, trials = early_stopping_search(emu, "early-auto", "Auto")
+
+    assert desc["HyperParameterTuningJobStatus"] == "Completed", desc.get("FailureReason")
+    assert [t["TrainingJobStatus"] for t in trials] == ["Completed"] * 3 + ["Stopped"] * 2
+    assert desc["TrainingJobStatusCounters"] == {"Completed": 3, "InProgress": 0,
+                                                 "RetryableError": 0, "NonRetryableError": 0,
+                                                 "Stopped": 2}
+    # A trial stopped early reported its objective, which the search used.
+    assert desc["ObjectiveStatusCounters"] == {"Succeeded": 5, "Pending": 0, "Failed": 0}
+    sm = emu.client("sagemaker")
+    for trial in trials[3:]:
+        job = sm.describe_training_job(TrainingJobName=trial["TrainingJobName"])
+        assert job["SecondaryStatus"] == "Stopped" and "FailureReason" not in trial
+        assert trial["ObjectiveStatus"] == "Succeeded"
+        value = trial["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+        assert value == pytest.approx(1.0 - abs(float(trial["TunedHyperParameters"]["lr"])
+                                                - 0.3) - 0.0064)
+        assert 1 <= epochs_logged(emu, trial) < 6  # stopped before its end
+    assert all(epochs_logged(emu, t) == 6 for t in trials[:3])
+    runner = emu.tuning_jobs["early-auto"]
+    assert [t.stopped_early for t in runner.trials] == [False] * 3 + [True] * 2
+    # The best is a completed trial: the one at lr=0.3.
+    assert desc["BestTrainingJob"]["TrainingJobName"] == trials[0]["TrainingJobName"]
+    assert desc["BestTrainingJob"]["TrainingJobStatus"] == "Completed"
+    outcome = tuning_outcome(desc, trials)
+    assert (outcome.completed, outcome.stopped, outcome.failed) == (3, 2, 0)
+
+
+def test_early_stopping_off_runs_every_trial_to_its_end(emu):
+    desc, trials = early_stopping_search(emu, "early-off", "Off")
+
+    assert desc["HyperParameterTuningJobStatus"] == "Completed"
+    assert [t["TrainingJobStatus"] for t in trials] == ["Completed"] * 5
+    assert desc["TrainingJobStatusCounters"]["Stopped"] == 0
+    assert all(epochs_logged(emu, t) == 6 for t in trials)
+    assert emu.tuning_jobs["early-off"].early_stopping is None
+
+
+def test_the_median_rule_as_the_developer_guide_states_it():
+    import re
+
+    from sm_pytest.sagemaker.emulator.tuning_rules import MedianRule, early_stopping_rule
+
+    rule = MedianRule("accuracy", re.compile(r"accuracy=([0-9.]+)"), maximize=True)
+    done = [[0.5, 0.7, 0.9], [0.6, 0.8], [0.4, 0.6, 0.8]]
+    # Epoch 1: running averages 0.5, 0.6, 0.4, median 0.5; epoch 2: 0.6, 0.7, 0.5 -> 0.6.
+    assert rule.stops([0.45], done) and not rule.stops([0.5], done)
+    assert not rule.stops([0.45, 0.61], done) and rule.stops([0.9, 0.59], done)
+    # Epoch 3: only two completed trials reached it, too few for a median.
+    assert not rule.stops([0.9, 0.9, 0.1], done)
+    assert not rule.stops([0.1], done[:2])
+    minimize = MedianRule("loss", re.compile("loss=([0-9.]+)"), maximize=False)
+    assert minimize.stops([0.55], done) and not minimize.stops([0.45], done)
+    assert rule.value("epoch=2 accuracy=0.9375 loss=0.2") == 0.9375
+    assert rule.value("epoch=2 loss=0.2") is None and rule.value("accuracy=nan") is None
+
+    request = tuning_request(make_tune(strategy="Hyperband"), training_request(), "h-1")
+    hyperband = early_stopping_rule(request)
+    assert (hyperband.metric, hyperband.maximize, hyperband.min_epochs) == (
+        "accuracy", True, 1)
+    request["HyperParameterTuningJobConfig"]["StrategyConfig"][
+        "HyperbandStrategyConfig"]["MinResource"] = 2
+    late = early_stopping_rule(request)
+    assert not late.stops([0.1], done) and late.stops([0.1, 0.1], done)
+    assert early_stopping_rule(tuning_request(make_tune(), training_request(), "r-1")) is None
+    auto = early_stopping_rule(tuning_request(make_tune(early_stopping="Auto"),
+                                              training_request(), "r-2"))
+    assert auto.regex.pattern == "accuracy=([0-9.]+)"

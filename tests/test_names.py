@@ -3,6 +3,7 @@ model and the SDK's own limit, on a corpus of ugly inputs."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from pathlib import Path
@@ -195,3 +196,10 @@ def test_a_large_exponent_never_reads_like_a_small_one():
     assert names.job_name(small, "t0") == "g-lr-1e-20-t0"
     # `1e20` written as a string reads the same: the hash tells the two apart.
     assert names.job_name(big, "t0") != names.job_name(run_of("g", {"lr": "1e20"}), "t0")
+
+
+def test_a_search_trials_display_name_ends_with_its_number():
+    trial = dataclasses.replace(run_of("lr_search", {}), trial_index=7)
+    assert names.display_name(trial) == "lr-search--trial-007"
+    swept = dataclasses.replace(run_of("lr_search", {"seed": 1}), trial_index=12)
+    assert names.display_name(swept) == "lr-search--seed-1--trial-012"

@@ -183,7 +183,7 @@ def test_a_search_is_bounded_by_all_its_trials():
         max_run=3600, keep_alive_s=0), prices=PRICES)
     one_job = plan_row("x", backend="sagemaker", max_run_s=3600,
                        instance_type="ml.m5.xlarge", prices=PRICES).cost_bound
-    assert row.run == "lr_search (12 trials)"
+    assert row.run == "lr_search (12 trials)" and row.trials == 12
     assert row.cost_bound == pytest.approx(12 * one_job)
     (local,) = plan.plan_rows([search])
     assert local.run == "lr_search (12 trials)" and local.cost_bound == 0.0
@@ -200,7 +200,32 @@ def test_the_plan_of_a_search_names_its_trials(project):
           random_seed: 1
           ranges: {accuracy: {min: 0.5, max: 0.99}}
     """)
+    project.experiment("baseline", "base: config/base.yaml\n")
     result = project.run("--sm-plan")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["*lr_search (6 trials)*local*", "at most $0.00 for 1 run"])
+    # The footer counts the search as one run, and says how many trials it is.
+    result.stdout.fnmatch_lines(["*lr_search (6 trials)*local*",
+                                 "at most $0.00 for 2 runs (one of them a search of 6 trials)"])
     assert not project.artifacts.exists() or not (project.artifacts / "lr_search").exists()
+
+
+def _search_row(run: str, trials: int | None, bound: float = 0.5) -> PlanRow:
+    name = run if trials is None else f"{run} ({trials} trials)"
+    return PlanRow(name, "sagemaker", "ml.m5.xlarge", False, "-", 3600, 0.23, bound,
+                   trials=trials)
+
+
+def test_the_total_line_says_which_runs_are_searches_and_of_how_many_trials():
+    def total(*rows: PlanRow) -> str:
+        return format_plan(rows).splitlines()[-1]
+
+    job, six, twelve = _search_row("a", None), _search_row("s", 6), _search_row("t", 12)
+    assert total(job, job) == "at most $1.00 for 2 runs"
+    assert total(six) == "at most $0.50 for 1 run (a search of 6 trials)"
+    assert total(job, six) == "at most $1.00 for 2 runs (one of them a search of 6 trials)"
+    assert total(job, six, twelve) == (
+        "at most $1.50 for 3 runs (two of them searches, of 6 and 12 trials)")
+    assert total(twelve, six) == "at most $1.00 for 2 runs (all searches, of 6 and 12 trials)"
+    assert total(six, six, job) == (
+        "at most $1.50 for 3 runs (two of them searches, of 6 trials each)")
+    assert total(_search_row("one", 1)) == "at most $0.50 for 1 run (a search of 1 trial)"

@@ -168,7 +168,8 @@ def test_live_sagemaker_progress_outlasts_throttling_and_ends_only_when_denied(t
     from sm_pytest.sagemaker.cloudwatch import LOG_GROUP
     from sm_pytest.sagemaker.emulator.service import Emulator
 
-    run = SimpleNamespace(name="baseline", expect=[SimpleNamespace(metric="accuracy")],
+    run = SimpleNamespace(name="baseline", trial_index=None,
+                          expect=[SimpleNamespace(metric="accuracy")],
                           metric_definitions=[MetricDefinition("loss", r"loss=([0-9.]+)"),
                                               MetricDefinition("accuracy",
                                                                r"accuracy=([0-9.]+)")])
@@ -194,13 +195,13 @@ def test_live_sagemaker_progress_outlasts_throttling_and_ends_only_when_denied(t
             handle = SimpleNamespace(job_name="job-1", run=run, live=None)
             failing += ["ThrottlingException"] * 8 + ["ServiceUnavailableException"] * 2
             for _ in range(10):  # throttled, then a passing outage: skipped, never given up
-                backend._follow(handle, ended=False)
-            backend._follow(handle, ended=False)
+                backend.follow_log(handle, ended=False)
+            backend.follow_log(handle, ended=False)
             assert [line for line in printed if LINE.match(line.rstrip("\n"))], printed
             assert not [line for line in printed if "no live progress" in line], printed
             failing.append("AccessDeniedException")
-            backend._follow(handle, ended=False)
-            backend._follow(handle, ended=False)
+            backend.follow_log(handle, ended=False)
+            backend.follow_log(handle, ended=False)
             denied = [line for line in printed if "no live progress" in line]
             assert len(denied) == 1 and "AccessDeniedException" in denied[0], printed
             assert handle.live == ()

@@ -4,6 +4,7 @@ that follows the job, and the --sm-history command."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import textwrap
 
@@ -52,6 +53,15 @@ def run_spec(experiment: str, run_id: str = "", **hyperparameters) -> RunSpec:
                    source_dir=None, entry_point="train.py", hyperparameters=hyperparameters,
                    swept=dict(hyperparameters), inputs={}, metric_definitions=(), expect=(),
                    marks=(), max_run=60)
+
+
+def search_spec(experiment: str, max_jobs: int) -> RunSpec:
+    """A `tune:` item of `max_jobs` Random trials of `lr`."""
+    from sm_pytest.spec.tuning import TuneSpec
+
+    tune = TuneSpec(strategy="Random", objective_metric="accuracy", objective_type="Maximize",
+                    max_jobs=max_jobs, max_parallel_jobs=1, ranges=())
+    return dataclasses.replace(run_spec(experiment, epochs=1), tune=tune)
 
 
 def result_of(job: str, tmp_path, status=COMPLETED, reason="", **series) -> RunResult:
@@ -339,6 +349,79 @@ def test_more_than_fifty_runs_of_one_file_is_refused_before_launch(emulated):
     _, session = emulated
     with pytest.raises(ExperimentLimitError, match="'sweep' has 51 runs in this session"):
         tracker_of(session).plan([run_spec("sweep", f"seed={i}", seed=i) for i in range(51)])
+
+
+def test_a_search_is_planned_as_its_max_jobs_runs(emulated):
+    emu, session = emulated
+    earlier_runs(emu, "search", 10)
+    notices = []
+    fits = tracker_of(session, notices)
+    fits.plan([search_spec("search", 40)])  # 10 + 40 fit in 50
+    assert fits.names == {"search": "search"} and fits.planned == {"search": 40}
+    over = tracker_of(session, notices)
+    over.plan([search_spec("search", 40), run_spec("search", "seed=1", seed=1)])
+    assert over.names == {"search": "search--2"} and over.planned == {"search": 41}
+    assert notices == ["SageMaker experiment 'search' holds 10 of 50 runs; this session's 41"
+                       " go to 'search--2'"]
+
+
+def test_a_search_larger_than_a_run_group_rolls_over_as_its_trials_are_recorded(emulated,
+                                                                                tmp_path):
+    # 60 trials cannot be kept in one run group, and unlike a matrix they cannot be split over
+    # files or selected with -k: the search runs, and its trials after the 50th roll over.
+    emu, session = emulated
+    notices = []
+    tracker = tracker_of(session, notices)
+    search = search_spec("big", 60)
+    tracker.plan([search])
+    assert tracker.names == {"big": "big"} and tracker.planned == {"big": 60}
+    assert notices == ["SageMaker experiment 'big': this session may record 60 runs (60 of them"
+                       " trials, the max_jobs of its searches), more than the 50 of one run"
+                       " group; the runs after the 50th go to the next rolled-over experiment"]
+    earlier_runs(emu, "big", 48)  # as if 48 trials were recorded already
+    shown = []
+    for number in (1, 2, 3):
+        trial = search.trial(number, {"lr": 0.1 * number})
+        job = f"big-abc123000-{number:03d}-0123abcd"
+        tracker.record_trial(trial, result_of(job, tmp_path, accuracy=[0.9, 0.9 + number / 100]))
+        shown.append(session.client("sagemaker").describe_trial_component(
+            TrialComponentName=names.trial_component_name(
+                "big" if number < 3 else "big--2", job)))
+    assert notices[1:] == ["SageMaker experiment 'big' filled up after this session planned"
+                           " it; its 50 run(s) still to launch go to 'big--2'"]
+    assert [run["Parameters"]["lr"]["NumberValue"] for run in shown] == pytest.approx(
+        [0.1, 0.2, 0.3])
+    assert [run["Metrics"][0]["Last"] for run in shown] == pytest.approx([0.91, 0.92, 0.93])
+    assert {run["Status"]["PrimaryStatus"] for run in shown} == {"Completed"}
+
+
+def test_a_trial_whose_job_left_no_component_is_still_a_run(emulated, tmp_path):
+    _, session = emulated
+    tracker = tracker_of(session)
+    search = search_spec("lone", 2)
+    tracker.plan([search])
+    job = "lone-abc123000-001-0123abcd"  # no such job: the service made no component
+    tracker.record_trial(search.trial(1, {"lr": 0.5}), result_of(
+        job, tmp_path, status=FAILED, reason="AlgorithmError: boom"))
+    run = session.client("sagemaker").describe_trial_component(
+        TrialComponentName=names.trial_component_name("lone", job))
+    assert run["Status"] == {"PrimaryStatus": "Failed", "Message": "AlgorithmError: boom"}
+    assert run["Parameters"]["lr"]["NumberValue"] == 0.5
+
+
+def test_a_trial_that_cannot_be_recorded_is_a_notice_not_a_lost_trial(emulated, tmp_path):
+    emu, session = emulated
+    emu.throttle("CreateTrialComponent", code="AccessDeniedException",
+                 message="User: arn:aws:iam::123456789012:user/ci is not authorized")
+    notices = []
+    tracker = tracker_of(session, notices)
+    search = search_spec("denied", 2)
+    tracker.plan([search])
+    tracker.record_trial(search.trial(1, {"lr": 0.5}),
+                         result_of("denied-abc123000-001-0123abcd", tmp_path))
+    (notice,) = notices
+    assert notice.startswith("could not record denied trial 1 in SageMaker Experiments:")
+    assert "AccessDeniedException" in notice and "is not authorized" in notice
 
 
 def test_a_shared_plan_is_followed_not_made_again(emulated, tmp_path):

@@ -53,6 +53,9 @@ class StoppingBackend:
     def leftovers(self):
         return []
 
+    def pool_jobs(self):
+        return []  # no job asked for a warm pool
+
 
 @pytest.mark.parametrize("what", ["on interrupt", "still running"])
 def test_stop_jobs_names_the_jobs_it_stopped_as_a_notice(what):

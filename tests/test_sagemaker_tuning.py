@@ -17,10 +17,12 @@ from sm_pytest.store.tracking import runs_frame
 
 pytestmark = needs_emulator
 
-# A training script whose accuracy is a hyperparameter: the search's objective is whatever
-# the trial was given. It crashes with the optimizer "broken", and with --sleep it trains
-# slowly (a child process of its own too, as a DataLoader worker would be). It prints the
-# objective that the tuning job put in its hyperparameters (input/config/hyperparameters.json).
+# A training script whose accuracy is a hyperparameter (plus --bonus): the search's objective
+# is whatever the trial was given. It crashes with the optimizer "broken" or an accuracy above
+# 1, and with --sleep it trains
+# slowly (a child process of its own too, as a DataLoader worker would be; --pause: slowly,
+# without one). It prints the objective that the tuning job put in its hyperparameters
+# (input/config/hyperparameters.json).
 TUNED_TRAIN = '''
 import argparse, json, os, subprocess, sys, time
 parser = argparse.ArgumentParser()
@@ -28,21 +30,25 @@ parser.add_argument("--accuracy", type=float, default=0.9)
 parser.add_argument("--epochs", type=int, default=2)
 parser.add_argument("--optimizer", default="sgd")
 parser.add_argument("--sleep", type=float, default=0.0)
+parser.add_argument("--pause", type=float, default=0.0)
+parser.add_argument("--bonus", type=float, default=0.0)
 args, _ = parser.parse_known_args()
+accuracy = args.accuracy + args.bonus
 print("argv", sys.argv[1:], flush=True)
 # The service's own hyperparameter is no argument (the toolkit keeps it out of argv).
 with open(os.path.join(os.environ["SM_INPUT_CONFIG_DIR"], "hyperparameters.json")) as f:
     print("objective", json.load(f).get("_tuning_objective_metric"), flush=True)
-if args.optimizer == "broken":
+if args.optimizer == "broken" or accuracy > 1:
     with open(os.path.join(os.environ["SM_OUTPUT_DIR"], "failure"), "w") as failure:
-        failure.write("optimizer 'broken' does not exist")
+        failure.write("optimizer 'broken' does not exist" if args.optimizer == "broken"
+                      else f"accuracy {accuracy:.2f} is above 1")
     sys.exit(3)
 if args.sleep:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
 for epoch in range(1, args.epochs + 1):
-    print(f"epoch={epoch} accuracy={args.accuracy - 0.01 * (args.epochs - epoch):.4f}",
+    print(f"epoch={epoch} accuracy={accuracy - 0.01 * (args.epochs - epoch):.4f}",
           flush=True)
-    time.sleep(args.sleep)
+    time.sleep(args.sleep or args.pause)
 with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w") as model:
     model.write("trained")
 '''
@@ -135,6 +141,92 @@ def test_a_failed_trial_is_reported_and_the_search_goes_on(tuning):
     failed = trial_attempts(tuning)[1]
     assert "optimizer 'broken' does not exist" in (failed / "failure").read_text()
     assert json.loads((failed / "describe.json").read_text())["TrainingJobStatus"] == "Failed"
+
+
+# A user's conftest that reads, before the session's emulator goes, what SageMaker Experiments
+# holds for lr_search, and the history --sm-history prints (history_frame, in process: the
+# emulator lives only as long as the session).
+DUMP_TRIAL_RUNS = '''
+import json, pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    import boto3
+    from sm_pytest.sagemaker.experiments import history_frame
+    from sm_pytest.sagemaker.names import run_group
+
+    sm = boto3.client("sagemaker", region_name="us-east-1")
+    found = {}
+    for page in sm.get_paginator("list_trial_components").paginate(
+            TrialName=run_group("lr-search")):
+        for summary in page["TrialComponentSummaries"]:
+            name = summary["TrialComponentName"]
+            detail = sm.describe_trial_component(TrialComponentName=name)
+            found[name] = {
+                "display": detail.get("DisplayName"), "status": detail.get("Status", {}),
+                "source": summary.get("TrialComponentSource"),
+                "parameters": {k: v.get("NumberValue", v.get("StringValue"))
+                               for k, v in (detail.get("Parameters") or {}).items()},
+                "metrics": {m["MetricName"]: m.get("Last") for m in detail.get("Metrics") or []},
+                "trials": sorted(t["TrialName"] for t in sm.list_trials(
+                    TrialComponentName=name)["TrialSummaries"])}
+    experiments = [e["ExperimentName"] for e in sm.list_experiments()["ExperimentSummaries"]]
+    history = history_frame(boto3.Session(region_name="us-east-1"), "lr_search")
+    history.to_csv("history.csv", index=False)
+    with open("experiments.json", "w") as out:
+        json.dump({"components": found, "experiments": experiments}, out)
+'''
+
+
+def test_each_trial_is_a_run_of_the_files_experiment_and_in_its_history(tuning):
+    # Three trials of a Grid search, the third failing (accuracy 0.9 + 0.5 is above 1).
+    tuning.experiment("lr_search", search("Grid", parallel=3, ranges=(
+        "    bonus: {values: [0.03, 0.06, 0.5]}\n")))
+    tuning.pytester.makeconftest(DUMP_TRIAL_RUNS)
+    result = tuning.run_subprocess(*SM)
+    result.assert_outcomes(passed=1)
+    dumped = json.loads((tuning.root / "experiments.json").read_text())
+    found = dumped["components"]
+    trials = {}
+    for attempt in trial_attempts(tuning):
+        saved = json.loads((attempt / "result.json").read_text())
+        trials[saved["job_name"]] = saved
+    assert len(trials) == 3
+    tuning_job = json.loads((tuning.artifacts / "lr_search" / "default" / "attempt-0001" /
+                             "request.json").read_text())["HyperParameterTuningJobName"]
+    # The service's own experiment of the tuning job, as on AWS; and the file's.
+    assert {"lr-search", f"{tuning_job}-aws-tuning-job"} <= set(dumped["experiments"])
+
+    runs = {name: run for name, run in found.items() if not run["source"]}
+    assert sorted(runs) == sorted(f"lr-search-{job}" for job in trials)
+    statuses = {}
+    # Each trial's Run is told apart in Studio by its number.
+    assert sorted(run["display"] for run in runs.values()) == [
+        f"lr-search--trial-00{n}" for n in (1, 2, 3)]
+    for job, saved in trials.items():
+        run = runs[f"lr-search-{job}"]
+        assert run["trials"] == ["Default-Run-Group-lr-search"]
+        assert run["parameters"]["epochs"] == 2
+        bonus = run["parameters"]["bonus"]
+        statuses[bonus] = run["status"]
+        if saved["status"] == "completed":
+            assert run["metrics"]["accuracy"] == pytest.approx(0.9 + bonus)
+        # The trial job's own component, also in the service's experiment.
+        own = found[f"{job}-aws-training-job"]
+        assert own["source"]["SourceArn"].endswith(f":training-job/{job}")
+        assert own["trials"] == sorted(["Default-Run-Group-lr-search", f"{job}-aws-trial"])
+    assert sorted(statuses) == [0.03, 0.06, 0.5]
+    assert statuses[0.03]["PrimaryStatus"] == statuses[0.06]["PrimaryStatus"] == "Completed"
+    assert statuses[0.5]["PrimaryStatus"] == "Failed"
+    assert "accuracy 1.40 is above 1" in statuses[0.5]["Message"]
+
+    history = pd.read_csv(tuning.root / "history.csv").sort_values("bonus")
+    assert len(history) == 3  # one row per trial; SageMaker's own components are not runs
+    assert set(history["trial_component"]) == set(runs)
+    assert list(history["experiment"]) == ["lr-search"] * 3
+    assert list(history["bonus"]) == [0.03, 0.06, 0.5]
+    assert list(history["accuracy"])[:2] == pytest.approx([0.93, 0.96])
+    assert pd.isna(list(history["accuracy"])[2])  # the failed trial logged no accuracy
 
 
 def test_a_search_whose_trials_all_fail_is_an_error_listing_them(tuning):
@@ -237,7 +329,45 @@ def _training_processes(pid: int, count: int) -> set[int]:
     return found
 
 
-# --- how a trial's end is read (the emulator stops no trial early, so a stand-in here) ------
+# --- early stopping and live lines, through the emulator ----------------------------------
+
+
+def test_trials_the_tuning_job_stops_early_read_stopped_early(tuning):
+    """Three good trials (one at a time) set the median; the two clearly worse ones after
+    them are stopped by the emulated service at their first epochs."""
+    tuning.experiment("lr_search", search("Grid", parallel=1, hyperparameters=(
+        "{epochs: 5, pause: 0.4}"), ranges=(
+        "    accuracy: {values: [0.95, 0.96, 0.97, 0.2, 0.3]}\n")).replace(
+        "  random_seed: 7\n", "  random_seed: 7\n  early_stopping: Auto\n"))
+    result = tuning.run_subprocess("-k", "lr_search", *SM)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*lr-search-*: Completed: 3 completed, 0 running,"
+                                 " 2 stopped, 0 failed; best accuracy 0.97 (*-003-*)"])
+    summary = pd.read_csv(tuning.artifacts / "summary.csv")
+    assert list(summary["status"]) == ["completed"] * 3 + ["stopped early"] * 2
+    assert list(summary["best"].fillna("")) == ["", "", "*", "", ""]
+    for attempt in trial_attempts(tuning)[3:]:
+        assert (attempt / "train.log").read_text().count("epoch=") < 5
+        saved = json.loads((attempt / "result.json").read_text())
+        assert saved["status"] == "stopped"
+        assert "stopped it early (early stopping)" in saved["failure_reason"]
+    describe = json.loads((tuning.artifacts / "lr_search" / "default" / "attempt-0001"
+                           / "describe.json").read_text())
+    assert describe["TrainingJobStatusCounters"]["Stopped"] == 2
+
+
+def test_each_running_trial_prints_its_live_metric_lines(tuning):
+    tuning.experiment("lr_search", search("Grid", parallel=2, hyperparameters=(
+        "{epochs: 3, pause: 0.3}"), ranges="    accuracy: {values: [0.91, 0.93]}\n"))
+    result = tuning.run_subprocess("-k", "lr_search", *SM)
+    result.assert_outcomes(passed=1)
+    # As a job's: from its CloudWatch log through the metric definitions, the last values
+    # once it ended; each line names its trial.
+    result.stdout.fnmatch_lines_random(["*lr_search trial ?: epoch 3  accuracy=0.91  (*s)",
+                                        "*lr_search trial ?: epoch 3  accuracy=0.93  (*s)"])
+
+
+# --- how a trial's end is read, against a stand-in service --------------------------------
 
 
 class _Service:
@@ -279,9 +409,14 @@ class _Backend:
                                           region="us-east-1", bucket="b")
         self.stopped: list[str] = []
         self.poll_interval = 0.0
+        self.followed: list[tuple[str, bool]] = []
+        self.experiments = None  # no SageMaker Experiments for the stand-in's trials
 
     def tick(self):
         pass
+
+    def follow_log(self, handle, ended):
+        self.followed.append((handle.job_name, ended))
 
     def training_request(self, run, settings, job_name):
         definitions = [{"Name": d.name, "Regex": d.regex} for d in run.metric_definitions]
@@ -305,7 +440,7 @@ class _Backend:
                          final_metrics={} if accuracy is None else {"accuracy": accuracy})
 
 
-def test_trials_stopped_by_early_stopping_are_marked_so_and_have_no_objective(tmp_path):
+def _stand_in_search(tmp_path, backend):
     from sm_pytest.backends.sagemaker_tuning import TuningSearch
     from sm_pytest.spec.experiment_file import RunSpec
     from sm_pytest.spec.metrics import MetricDefinition
@@ -321,7 +456,11 @@ def test_trials_stopped_by_early_stopping_are_marked_so_and_have_no_objective(tm
                   expect=(), marks=(), max_run=60, tune=tune)
     search_dir = tmp_path / "lr_search" / "default" / "attempt-0001"
     search_dir.mkdir(parents=True)
-    search = TuningSearch(_Backend(tmp_path), run, tmp_path, search_dir, "lr-search-abc123000")
+    return TuningSearch(backend, run, tmp_path, search_dir, "lr-search-abc123000"), search_dir
+
+
+def test_trials_stopped_by_early_stopping_are_marked_so_and_have_no_objective(tmp_path):
+    search, search_dir = _stand_in_search(tmp_path, _Backend(tmp_path))
     search.launch()
     trials = search.wait()
 
@@ -335,3 +474,19 @@ def test_trials_stopped_by_early_stopping_are_marked_so_and_have_no_objective(tm
     assert (tmp_path / "lr_search" / "default-trial002" / "attempt-0001" / "result.json").exists()
     assert search.result is trials[0].result  # the item's result: its best trial's
     assert (search_dir / "describe.json").exists()
+    # Each trial's log was followed for live lines, its last ones once it had ended.
+    assert sorted(search.backend.followed) == [("lr-search-abc123000-001-0000aaaa", True),
+                                               ("lr-search-abc123000-002-0000bbbb", True)]
+
+
+def test_live_lines_that_cannot_be_followed_cost_no_trial(tmp_path):
+    class Unfollowable(_Backend):
+        def follow_log(self, handle, ended):
+            raise RuntimeError("no CloudWatch here")
+
+    search, _ = _stand_in_search(tmp_path, Unfollowable(tmp_path))
+    search.launch()
+    trials = search.wait()
+    assert [t.number for t in trials] == [1, 2] and all(t.result for t in trials)
+    said = [line for line in search.backend.lines if "no live lines" in line]
+    assert said == ["lr-search-abc123000: no live lines for its trials: no CloudWatch here\n"]

@@ -219,6 +219,7 @@ def with_tune(lines: str) -> str:
 
 THIRTY_ONE = "\n    ".join(f"p{i}: {{values: [1, 2]}}" for i in range(31))
 THIRTY_ONE_VALUES = ", ".join(str(i) for i in range(31))
+TWENTY_EIGHT = ", ".join(str(i) for i in range(28))
 
 REFUSED = {
     "unknown_strategy": (
@@ -290,6 +291,24 @@ REFUSED = {
         swap(search("Grid", "lr: {values: [0.1, 0.2]}"), MAX_JOBS,
              "  max_parallel_jobs: 3\n"),
         "5: max_parallel_jobs (3) is more than the 2 trial(s) of the search*"),
+    "max_jobs_over_the_limit_of_a_bayesian_search": (
+        swap(search("Bayesian"), MAX_JOBS, "  max_jobs: 751\n"),
+        "5: max_jobs is 751, but SageMaker runs at most 750 trials in one Bayesian search, a"
+        " limit no quota increase raises; the same file must run there too, so it is refused"
+        " here as well: lower max_jobs to 750 or less, or split the search into several tune:"
+        " files"),
+    "max_jobs_over_the_limit_of_a_random_search": (
+        swap(search(), MAX_JOBS, "  max_jobs: 10001\n"),
+        "5: max_jobs is 10001, but SageMaker runs at most 10000 trials in one Random search"
+        " (its default quota is 750, and an increase goes no higher); the same file must run"
+        " there too, so it is refused here as well: lower max_jobs to 10000 or less*"),
+    "grid_over_the_limit": (
+        swap(search("Grid", f"a: {{values: [{TWENTY_EIGHT}]}}\n    b: {{values:"
+                            f" [{TWENTY_EIGHT}]}}"), MAX_JOBS, ""),
+        "5: this Grid search has 784 combinations of its ranges, but SageMaker runs at most"
+        " 750 trials in one Grid search (counted from the ranges), a limit no quota increase"
+        " raises; the same file must run there too, so it is refused here as well: list fewer"
+        " values, or use strategy Random with max_jobs: 750 or less"),
     "early_stopping_with_hyperband": (
         search("Hyperband") + "  early_stopping: Auto\n",
         "8: Hyperband stops weak trials itself, so SageMaker requires early_stopping: Off with"
@@ -422,6 +441,27 @@ def test_tune_is_not_a_base_config_key(project):
     project.experiment("bad", "base: config/base.yaml\n")
     result = project.run("--collect-only", "-q")
     result.stdout.fnmatch_lines(["config/base.yaml:1: unknown key 'tune'*"])
+
+
+def test_max_jobs_up_to_sagemakers_limits_is_accepted(root):
+    """750 trials for every strategy; a Random search up to the 10000 a quota increase
+    allows (without one, SageMaker's own refusal names the quota)."""
+    def searched(strategy: str, max_jobs: str, ranges: str) -> int:
+        (run,) = load(root, f"""\
+            base: config/mnist.yaml
+            tune:
+              strategy: {strategy}
+              objective: {{metric: test_accuracy, type: Maximize}}
+              {max_jobs}
+              ranges: {{{ranges}}}
+            """)
+        return run.tune.max_jobs
+
+    for strategy, most in (("Bayesian", 750), ("Hyperband", 750), ("Random", 10000)):
+        assert searched(strategy, f"max_jobs: {most}", "lr: {min: 0.01, max: 1.0}") == most
+    thirty, twenty_five = ", ".join(map(str, range(30))), ", ".join(map(str, range(25)))
+    assert searched("Grid", "", f"a: {{values: [{thirty}]}}, b: {{values: [{twenty_five}]}}"
+                    ) == 750
 
 
 def test_the_refusal_carries_path_and_line(root):

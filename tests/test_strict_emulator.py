@@ -272,6 +272,7 @@ def test_sm_emulate_is_strict_a_bad_instance_type_errors_with_aws_message(projec
 # Patterns Python's re cannot compile (Java-only syntax), per service and shape, in the
 # botocore 1.44.8 models; service_rules translates every one of them.
 JAVA_ONLY = {
+    "service-quotas": {"TagKey", "TagValue"},
     "sagemaker": {
         # UTF-16 surrogate pairs: \uD800\uDC00-\uDBFF\uDFFF
         "AthenaCatalog", "Catalog", "Database", "TableName",

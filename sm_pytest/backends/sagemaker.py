@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sm_pytest.backends.base import JobTracker
+from sm_pytest.backends.sagemaker_pools import PoolKeeper
 from sm_pytest.model import COMPLETED, FAILED, STOPPED, TIMED_OUT, RunResult
 from sm_pytest.run import signals
 from sm_pytest.run.artifacts import write_json_atomic
@@ -29,6 +30,7 @@ from sm_pytest.sagemaker import cloudwatch, outcomes, uploads
 from sm_pytest.sagemaker import request as requests
 from sm_pytest.sagemaker.aws import error_code, parse_s3_uri
 from sm_pytest.sagemaker.settings import SageMakerSettings
+from sm_pytest.sagemaker.warm_pools import PoolState, fate, keeps_pool
 from sm_pytest.spec.experiment_file import RunSpec
 from sm_pytest.spec.metrics import extract, final_values
 
@@ -67,6 +69,7 @@ class JobHandle:
     # (cloudwatch.LogTail, progress.Progress, failed reads in a row) while it runs; () once
     # its log proved unreadable
     live: tuple | None = None
+    pool_from: str = ""  # the job of this session whose warm pool it started on
 
 
 def backoff_delays(attempts: int = 8, base: float = 1.0, cap: float = 60.0):
@@ -88,7 +91,8 @@ class SageMakerBackend:
                  region: str | None, max_parallel: int, token: str,
                  progress: Callable[[str], None], poll_interval: float = POLL_INTERVAL_S,
                  experiments: JobTracker | None = None, sleep: Callable[[float], None] = time.sleep,
-                 tick: Callable[[], None] = lambda: None, boto_session=None):
+                 tick: Callable[[], None] = lambda: None, boto_session=None,
+                 keep_pools: bool = False):
         import boto3
 
         self.settings_for = settings_for
@@ -112,6 +116,8 @@ class SageMakerBackend:
         self.searches: list = []
         self._queue: list[JobHandle] = []
         self._lock = threading.Lock()
+        self.pools = PoolKeeper(self.sm, progress, keep=keep_pools, region=self.region,
+                                poll_interval=poll_interval)
         self._wake = threading.Event()
         self._closed = False
         self._poller = threading.Thread(target=self._poll_loop, name="sm-pytest-poller",
@@ -134,6 +140,18 @@ class SageMakerBackend:
             self._queue.append(handle)
         self._wake.set()
         return handle
+
+    def no_more_jobs(self) -> None:
+        """The session will submit no further job: a warm pool that no queued job can use
+        may be released as soon as its job ends (sagemaker_pools.PoolKeeper)."""
+        self.pools.all_submitted = True
+        self._wake.set()
+
+    def pool_jobs(self) -> list[tuple[str, int]]:
+        """(name, keep-alive seconds) of every launched job that asked for a warm pool (a
+        tuning job's trials keep none: sagemaker/tuning.py)."""
+        return [(h.job_name, h.settings.keep_alive_s) for h in self.handles
+                if h.launched and keeps_pool(h.request or {})]
 
     def wait(self, handle: JobHandle) -> RunResult:
         try:
@@ -341,6 +359,7 @@ class SageMakerBackend:
 
     def _fail_before_launch(self, handle: JobHandle, reason: str,
                             status: str = "Failed") -> None:
+        self.pools.forget(handle)
         handle.status, handle.error = status, reason
         self.progress(f"{handle.run.name}: {reason}\n")
         handle.done.set()
@@ -362,8 +381,8 @@ class SageMakerBackend:
     def _poll_once(self) -> None:
         with self._lock:
             free = self.max_parallel - len(self._in_flight())
-            starting = self._queue[:max(0, free)]
-            del self._queue[:len(starting)]
+            # A job whose warm pool just came free hands it to a queued job that matches.
+            starting = self.pools.choose(self._queue, max(0, free))
             for handle in starting:
                 handle.claimed = True
         for handle in starting:
@@ -371,6 +390,9 @@ class SageMakerBackend:
         for handle in self._in_flight():
             if handle.launched:
                 self._poll(handle)
+        with self._lock:
+            queued = list(self._queue)
+        self.pools.release_unneeded(queued)
         with self._lock:
             busy = bool(self._queue) or bool(self._in_flight())
         self._wake.wait(timeout=self.poll_interval if busy else 5.0)
@@ -390,16 +412,20 @@ class SageMakerBackend:
             detail = f" / {secondary}" if secondary and secondary != status else ""
             self.progress(f"{handle.job_name}: {status}{detail}\n")
         if status == "InProgress" or status in _TERMINAL:
-            self._follow(handle, ended=status in _TERMINAL)
+            self.follow_log(handle, ended=status in _TERMINAL)
+        if describe.get("TrainingStartTime") or status in _TERMINAL:
+            self.pools.confirm(handle)  # on its instances: a pool it took has moved to it
         if status in _TERMINAL:
             handle.describe = describe
+            self.pools.ended(handle)
             handle.collecting = True
             # Fetch logs and archives while other jobs still run, not one by one at the end.
             self._launcher.submit(self._finalize, handle)
 
-    def _follow(self, handle: JobHandle, ended: bool) -> None:
+    def follow_log(self, handle: JobHandle, ended: bool) -> None:
         """Live progress: the job's new log lines through its metric definitions, one line
-        when they match a new value set (rate-limited; the last one shows when it ends)."""
+        when they match a new value set (rate-limited; the last one shows when it ends).
+        Called at each poll of a running job (a tuning job's trials too: sagemaker_tuning)."""
         if not self.live_progress or handle.live == ():
             return
         if handle.live is None:
@@ -477,7 +503,10 @@ class SageMakerBackend:
                       else outcomes.max_wait_reason(describe))
         elif status == STOPPED and not reason:
             reason = "the job was stopped"
-        started = _seconds(describe.get("TrainingStartTime")) or handle.submitted_at
+        created, began = (_seconds(describe.get(key)) for key in ("CreationTime",
+                                                                  "TrainingStartTime"))
+        pool = PoolState.from_describe(describe)
+        started = began or handle.submitted_at
         ended = _seconds(describe.get("TrainingEndTime")) or time.time()
         result = RunResult(
             status=status, artifact_dir=attempt, log_path=log_path, model_dir=attempt / "model",
@@ -487,6 +516,10 @@ class SageMakerBackend:
             billable_seconds=describe.get("BillableTimeInSeconds"),
             training_seconds=describe.get("TrainingTimeInSeconds"),
             spot=handle.settings.spot,
+            start_seconds=None if created is None or began is None else round(began - created, 1),
+            pool_from=handle.pool_from,
+            pool_after=fate(pool) if pool.status else "",
+            pool_idle_seconds=pool.idle_instance_seconds if pool.status else None,
         )
         if self.experiments is not None and handle.request is not None:
             self.experiments.finish_run(handle.run, result)

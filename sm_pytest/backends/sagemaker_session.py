@@ -54,6 +54,12 @@ class SageMakerSession:
         self.experiments = None
         self._settings: dict[tuple[str, str, int], sm_settings.SageMakerSettings] = {}
         self._notices_said: set[str] = set()
+        # For the lines after the summary table (SageMakerHooks passes them on): what the
+        # warm pools came to, and what could not be checked.
+        self.notes: list[str] = []
+        # Job name -> what became of its warm pool (report/pools.apply), once it is known.
+        self.pool_facts: dict[str, dict] = {}
+        self._pools_finished = False
 
     def settings_for(self, run: RunSpec) -> sm_settings.SageMakerSettings:
         """The run's settings. They depend on nothing but its file and `sagemaker:` block
@@ -126,12 +132,62 @@ class SageMakerSession:
             settings_for=self.settings_for, region=first.region, token=self.token,
             max_parallel=first.max_parallel, progress=self.lines.put,
             poll_interval=0.5 if first.emulate else 15.0, tick=self.flush,
-            experiments=self.experiments, boto_session=boto)
+            experiments=self.experiments, boto_session=boto, keep_pools=first.keep_pools)
         if first.emulate:
             self.backend.s3.create_bucket(Bucket=first.bucket)  # a setting of the session
+        self._check_pool_quotas(runs, boto, max_parallel=first.max_parallel)
         self._plan(runs)
         self.flush()
         return self.backend
+
+    def _check_pool_quotas(self, runs: list[RunSpec], boto, *, max_parallel: int) -> None:
+        """Before anyone waits: the warm-pool quota of each instance type whose runs keep a
+        warm pool (a tuning job's trials keep none). It is 0 until asked for, and then
+        keep_alive does nothing at all."""
+        from sm_pytest.sagemaker.warm_pools import quota_name, read_quotas, request_command
+
+        pooled: dict[str, list[RunSpec]] = {}
+        for run in runs:
+            settings = self.settings_for(run)
+            if settings.keep_alive_s > 0 and not settings.spot and run.tune is None:
+                pooled.setdefault(settings.instance_type, []).append(run)
+        if not pooled:
+            return
+        try:
+            answers = read_quotas(boto.client("service-quotas"), sorted(pooled))
+        except Exception as exc:  # no client at all (an old botocore): a note, not an error
+            self.notes.append(f"warm pools: could not check the warm-pool quota: {exc}")
+            return
+        emulated = self.emulator is not None
+        for instance_type, answer in answers.items():
+            # Pools free at most as many at once as jobs run at once.
+            runs_of_type = pooled[instance_type]
+            instances = (min(max_parallel, len(runs_of_type))
+                         * max(run.instance_count for run in runs_of_type))
+            name = quota_name(instance_type)
+            if answer.value is None:
+                self.notes.append(f"warm pools: could not read the quota {name!r}"
+                                  f" ({answer.problem}); keep_alive keeps an instance only if"
+                                  " that quota is above 0")
+                continue
+            if answer.value >= instances:
+                continue
+            if answer.value < 1:
+                line = (f"warm pools: the quota {name!r} is 0 in {boto.region_name}, so"
+                        " keep_alive will have no effect (no job keeps its instance, every job"
+                        " starts cold; the jobs still run). "
+                        + ("Emulated: SM_PYTEST_EMULATE_WARM_POOL_QUOTA="
+                           f"{instance_type}={instances} grants it" if emulated else
+                           "Ask for it in the Service Quotas console (Amazon SageMaker, search"
+                           " 'warm pool') or with: "
+                           + request_command(answer, boto.region_name, instances)))
+            else:
+                line = (f"warm pools: the quota {name!r} is {answer.value:g}: at most that many"
+                        f" instances stay warm at once, fewer than the {instances} that"
+                        f" {min(max_parallel, len(runs_of_type))} jobs at a time may free;"
+                        " the other jobs start cold")
+            self.notify(line)
+            self.notes.append(line)
 
     def _plan(self, runs: list[RunSpec]) -> None:
         """The Experiments names, planned once per session before any launch. Under
@@ -184,7 +240,12 @@ class SageMakerSession:
                 stopped = list(self.backend.stopped)
                 self.backend.stopped.clear()
                 self.backend.close()
-                self._save_leftovers()
+                try:
+                    # First: on AWS fetching what the unfinished jobs left can take long, and
+                    # a second Ctrl-C meanwhile must not leave the pools billing unsaid.
+                    self._finish_pools()
+                finally:
+                    self._save_leftovers()
         finally:
             self.flush()
             if self.emulator is not None:
@@ -193,6 +254,24 @@ class SageMakerSession:
                 self.emulator.__exit__(None, None, None)
                 self.emulator = None
         return stopped
+
+    def _finish_pools(self) -> None:
+        """Release the pools no job can use any more (unless --sm-keep-pools), then read
+        what became of every pool, for the summary."""
+        from sm_pytest.backends.sagemaker_pools import RELEASE_WAIT_S
+
+        if self._pools_finished:  # close() runs again at the end: the emulator may be gone
+            return
+        self._pools_finished = True
+        jobs = self.backend.pool_jobs()
+        if not jobs:
+            return
+        emulated = self.emulator is not None
+        for line in self.backend.pools.finish(jobs, wait_s=30.0 if emulated else
+                                              RELEASE_WAIT_S):
+            self.notify(line)
+            self.notes.append(line)
+        self.pool_facts.update(self.backend.pools.facts([name for name, _ in jobs]))
 
     def _report_refusals(self) -> None:
         """Some calls (Experiments logging, say) are allowed to fail without costing the run;

@@ -2,14 +2,22 @@
 chooses, runs and stops early. sm-pytest launches it, prints its progress, and fetches each
 trial as it ends exactly as it fetches any training job (a trial is one): its CloudWatch log,
 model.tar.gz and output.tar.gz into the trial's own attempt folder (``<run>-trial007``).
+While a trial runs, its live metric lines are printed as a job's are (the backend follows its
+CloudWatch log through the metric definitions).
+
+A trial the service stopped while nobody asked it to (no Stop from this session) was stopped by
+early stopping (``early_stopping: Auto``, or Hyperband's own): the service's summaries have no
+member that says so, and a Stopped trial of a tuning job this session did not stop is one.
 
 The search's own attempt folder (``<run>/attempt-NNNN``) keeps what the tuning job was asked
 (request.json: the CreateHyperParameterTuningJob request) and what it answered last
 (describe.json).
 
-SageMaker Experiments: not for searches. A tuning job's training job definition carries no
-ExperimentConfig (the service records the search's trials in Experiments itself), so no
-Experiments run is started or finished for a search or its trials.
+SageMaker Experiments: a tuning job's training job definition carries no ExperimentConfig (the
+service files the trials in an experiment of the tuning job's own), so each trial becomes a Run
+of the file's experiment once it is fetched (sagemaker/experiments.py, record_trial), with its
+job's own trial component associated with the run group. The search itself is no Run: its
+trials are.
 
 Imported only with --sm, as backends/sagemaker.py is.
 """
@@ -94,6 +102,9 @@ class TuningSearch:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _shown: tuple = ()
     _failures: int = 0  # polls in a row that failed
+    # Trial job name -> the handle its live log is followed with, while it runs; None once
+    # following failed (the trials are still fetched whole as they end).
+    _live: dict[str, JobHandle] | None = field(default_factory=dict)
 
     # -- launching --------------------------------------------------------------------------
 
@@ -262,12 +273,39 @@ class TuningSearch:
             self._say(f"{self.name}: {outcome.status}: {outcome.progress()}")
         fetched = {t.job_name for t in self.trials}
         for index, trial in enumerate(outcome.trials, 1):
-            if trial.name in fetched or (trial.status not in _ENDED and not finishing):
+            if trial.name in fetched:
                 continue
-            self.trials.append(self._fetch(trial, index, finishing, save))
+            ended = trial.status in _ENDED
+            if not finishing and (ended or trial.status == "InProgress"):
+                self._follow_log(trial, index, ended)
+            if ended or finishing:
+                self.trials.append(self._fetch(trial, index, finishing, save))
         self.trials.sort(key=lambda t: t.number)
         if outcome.finished or finishing:
             write_json_atomic(self.attempt_dir / "describe.json", describe)
+
+    def _follow_log(self, outcome: TrialOutcome, index: int, ended: bool) -> None:
+        """The trial's new live metric lines, printed as a job's are (its last ones once it
+        ended), by the backend's own SageMakerBackend.follow_log."""
+        if self._live is None:
+            return
+        handle = self._live.get(outcome.name)
+        if handle is None:
+            spec = self.run.trial(outcome.number or index, outcome.values)
+            # Only its log is followed with it: the trial's attempt folder is made when the
+            # trial is fetched (_fetch), so none is left empty by a trial never fetched.
+            handle = JobHandle(spec, self.attempt_dir, self.backend.settings_for(self.run),
+                               outcome.name, launched=True, claimed=True,
+                               status=outcome.status)
+            self._live[outcome.name] = handle
+        try:
+            self.backend.follow_log(handle, ended=ended)
+        except Exception as exc:  # live lines are a courtesy: they never cost a trial's fetch
+            self._live = None
+            self._say(f"{self.name}: no live lines for its trials: {exc}")
+            return
+        if ended:
+            del self._live[outcome.name]
 
     def _fetch(self, outcome: TrialOutcome, index: int, finishing: str,
                save: bool) -> SageMakerTrial:
@@ -275,7 +313,7 @@ class TuningSearch:
         spec = self.run.trial(number, outcome.values)
         attempt = new_attempt_dir(self.artifacts_root, spec.experiment, spec.folder)
         backend = self.backend
-        # request=None: no Experiments run to finish (see the module docstring).
+        # request=None: collect finishes no Run; the trial's is recorded whole below.
         handle = JobHandle(spec, attempt, backend.settings_for(self.run), outcome.name,
                            launched=True, claimed=True, status=outcome.status)
         try:
@@ -301,6 +339,9 @@ class TuningSearch:
                 result, failure_reason="the tuning job stopped it early (early stopping)")
         trial.result = result
         trial.objective = objective_of(result, tune.objective_metric)
+        if backend.experiments is not None:
+            with signals.deferred():  # a Run is never left half-made
+                backend.experiments.record_trial(spec, result)
         if save:
             with signals.deferred():
                 runner.save(result)

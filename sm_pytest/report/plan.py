@@ -8,6 +8,10 @@ cache, and at most what they can cost.
     baseline          local      local             -     no         24h       -    $0.00
     at most $1.74 for 4 runs; 1 would be reused from the cache
 
+A `tune:` item is one row, ``lr_search (12 trials)``, bounded by all its trials, and the total
+line says how many of its runs are searches: ``at most $2.88 for 2 runs (one of them a search
+of 12 trials)``, ``... for 3 runs (two of them searches, of 6 and 12 trials)``.
+
 **What the bound covers.** SageMaker bills training instances per second of training time,
 so one job costs at most (``max_run`` + the 120 s that SageMaker gives a stopped job after
 SIGTERM) x on-demand price x instance count, plus, without spot, up to ``keep_alive``
@@ -54,6 +58,7 @@ class PlanRow:
     price_per_hour: float | None  # USD per instance-hour, None when unknown (or local)
     cost_bound: float | None  # USD, None when the price is unknown; 0.0 for local runs
     instance_count: int = 1
+    trials: int | None = None  # a search: the most trials it launches; None for one job
 
     def __post_init__(self) -> None:
         if self.reuse not in REUSE_VALUES:
@@ -125,7 +130,9 @@ def plan_rows(repeats: Iterable[RunSpec], *, reused: Callable[[RunSpec], bool] |
             row = plan_row(repeat.name, backend="sagemaker", max_run_s=s.max_run,
                            instance_type=s.instance_type, spot=s.spot, reuse=reuse,
                            prices=prices, instance_count=s.instance_count,
-                           keep_alive_s=0 if s.spot else s.keep_alive_s, emulated=s.emulate)
+                           # A tuning job's trials keep no warm pool (sagemaker/tuning.py).
+                           keep_alive_s=0 if s.spot or getattr(repeat, "tune", None) is not None
+                           else s.keep_alive_s, emulated=s.emulate)
         rows.append(_searched(row, repeat))
     return rows
 
@@ -138,7 +145,7 @@ def _searched(row: PlanRow, run: RunSpec) -> PlanRow:
         return row
     trials = tune.max_jobs
     return dataclasses.replace(
-        row, run=f"{row.run} ({_plural(trials, 'trial')})",
+        row, run=f"{row.run} ({_plural(trials, 'trial')})", trials=trials,
         cost_bound=None if row.cost_bound is None else row.cost_bound * trials)
 
 
@@ -187,13 +194,34 @@ _HEADER = ["run", "backend", "instance", "spot", "reuse", "max_run", "$/hour", "
 _RIGHT = {5, 6, 7}  # right-aligned columns
 
 
+_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven",
+          8: "eight", 9: "nine"}
+
+
+def _searches(rows: Sequence[PlanRow]) -> str:
+    """What the runs' searches add to their count: a search is one run of many trials."""
+    trials = sorted(r.trials for r in rows if r.trials is not None)
+    if not trials:
+        return ""
+    if len(rows) == 1:
+        return f" (a search of {_plural(trials[0], 'trial')})"
+    if len(trials) == 1:
+        return f" (one of them a search of {_plural(trials[0], 'trial')})"
+    which = ("all" if len(trials) == len(rows)
+             else f"{_WORDS.get(len(trials), str(len(trials)))} of them")
+    if len(set(trials)) == 1:
+        return f" ({which} searches, of {trials[0]} trials each)"
+    listed = ", ".join(map(str, trials[:-1])) + f" and {trials[-1]}"
+    return f" ({which} searches, of {listed} trials)"
+
+
 def _total(rows: Sequence[PlanRow]) -> str:
     launched = [r for r in rows if r.reuse != "yes"]
     reused = len(rows) - len(launched)
     known = sum(r.cost_bound for r in launched if r.cost_bound is not None)
     unpriced = sorted({r.instance_type for r in launched if r.cost_bound is None})
     unpriced_runs = sum(1 for r in launched if r.cost_bound is None)
-    text = f"at most {_money(known)} for {_plural(len(rows), 'run')}"
+    text = f"at most {_money(known)} for {_plural(len(rows), 'run')}{_searches(rows)}"
     if unpriced:
         text += (f", not counting {unpriced_runs} on {', '.join(unpriced)} (no price: add"
                  f" {'it' if len(unpriced) == 1 else 'them'} under prices: in"

@@ -6,12 +6,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sm_pytest.model import CACHED, PASS, RunRecord
+from sm_pytest.report.pools import shown as pool_shown
 from sm_pytest.run.artifacts import write_text_atomic
 
 _LEADING = ["experiment", "run", "status", "verdict"]
 _TRAILING = ["duration_s", "artifacts"]
 # Shown only when a run went to SageMaker.
 _JOB_COLUMNS = ["job", "instance", "billable_s", "spot_saving"]
+# Shown only when a job asked for a warm pool: its start (creation to training, and whether on
+# a reused pool: whose), what became of its own pool, and the idle time that pool billed.
+_POOL_COLUMNS = ["start_s", "pool", "pool_after", "idle_s"]
 
 
 def frame(records: list[RunRecord]):
@@ -45,13 +49,14 @@ def frame(records: list[RunRecord]):
                          **_training_row(trial, status, rec.verdict if trial is judged else "",
                                          {**rec.swept, **trial.values}, swept, metrics)})
     on_sagemaker = any(rec.backend == "sagemaker" for rec in records)
+    pooled = any(t.pool_after or t.pool_from for rec in records for t in [rec, *rec.trials])
     columns = _LEADING[:2] + (["trial", "best"] if searched else []) + _LEADING[2:] + [
         s for s in swept if s not in _LEADING] + [
         m for m in metrics if m not in swept and m not in _LEADING] + [
         f"Δ {name}" for name in gated] + _TRAILING[:1] + (
-        _JOB_COLUMNS if on_sagemaker else []) + _TRAILING[1:]
+        _JOB_COLUMNS if on_sagemaker else []) + (_POOL_COLUMNS if pooled else []) + _TRAILING[1:]
     df = pd.DataFrame(rows, columns=columns)
-    for column in ("billable_s", "spot_saving"):
+    for column in ("billable_s", "spot_saving", "start_s", "idle_s"):
         if column in df:
             df[column] = pd.to_numeric(df[column])  # None -> NaN, shown blank
     if searched:
@@ -68,7 +73,9 @@ def _training_row(run, status: str, verdict: str, values: dict, swept: list[str]
             **{name: run.final_metrics.get(name) for name in metrics},
             "duration_s": round(run.duration_s, 1), "artifacts": run.artifact_dir,
             "job": run.job_name, "instance": run.instance_type,
-            "billable_s": run.billable_seconds, "spot_saving": run.spot_saving}
+            "billable_s": run.billable_seconds, "spot_saving": run.spot_saving,
+            "start_s": run.start_seconds, "pool": pool_shown(run), "pool_after": run.pool_after,
+            "idle_s": run.pool_idle_seconds}
 
 
 def _union(dicts) -> list[str]:
@@ -98,7 +105,10 @@ def write(df, directory: Path, *, notes: list[str] = (), pictures: list[Path] = 
              f"{passed} of {items} runs passed"
              + (f", {cached} reused from the run cache" if cached else "") + "."]
     if "billable_s" in df and df["billable_s"].notna().any():
-        lines.append(f"SageMaker billable time: {df['billable_s'].sum():.0f} s.")
+        idle = df["idle_s"].sum() if "idle_s" in df else 0
+        lines.append(f"SageMaker billable time: {df['billable_s'].sum():.0f} s"
+                     + (f" of training, plus {idle:.0f} instance-seconds of warm-pool idle time"
+                        if idle else "") + ".")
     table = df.assign(artifacts=[_relative(p, directory) for p in df["artifacts"]])
     lines += ["", table.to_markdown(index=False, floatfmt=".4g")]
     if notes:

@@ -85,6 +85,8 @@ class Progress:
 
 
 def for_run(run: RunSpec) -> Progress:
-    """The progress of one run, its thresholds' metrics shown first."""
-    return Progress(run.name, run.metric_definitions, show=[t.metric for t in run.expect])
+    """The progress of one run, its thresholds' metrics shown first. A search's trials run
+    side by side under one item: each line names its trial."""
+    label = run.name if run.trial_index is None else f"{run.name} trial {run.trial_index}"
+    return Progress(label, run.metric_definitions, show=[t.metric for t in run.expect])
 

@@ -12,6 +12,22 @@ anything is launched and rolls an experiment over to a new name (`lr-sweep--2`) 
 notice, or stops with a clear error when one file alone has more than 50 runs. Each launch
 checks again, and rolls over instead of failing when another session filled the group
 meanwhile.
+
+A search (a `tune:` item) is a hyperparameter tuning job, and CreateHyperParameterTuningJob
+takes no ExperimentConfig (neither the request nor its HyperParameterTrainingJobDefinition has
+one; nor does the SDK's HyperparameterTuner.fit). The service files the trials itself, in an
+experiment of the tuning job's own: "A hyperparameter tuning job automatically creates Amazon
+SageMaker experiments, trials, and trial components for each training job that it runs"
+(CreateHyperParameterTuningJob, SageMaker API reference), `<tuning job>-aws-tuning-job`, each
+trial job with its own `<job>-aws-training-job` component, as any job. So each trial becomes a
+Run of the file's experiment after it ended (`record_trial`): named after its job, with its
+hyperparameters, metric series and status, as a job's Run is, and with the job's own
+component associated with the run group too (what the SageMaker Experiments example
+"associate-hyper-parameter-tuning-job" does; a component can be in several trials, and one
+SageMaker made does not count against the 50). `plan()` counts a search as `max_jobs` runs.
+A search with more trials than one run group holds is not refused, unlike a matrix of more
+than 50 runs: it cannot be split with -k or over files, and the tuning job itself is
+unaffected, so its later trials roll over to `lr-search--2` (the history reads both).
 """
 
 from __future__ import annotations
@@ -26,6 +42,7 @@ from sm_pytest.sagemaker.names import (
     MAX_ROLLOVER,
     display_name,
     experiment_name,
+    job_component_name,
     run_group,
     trial_component_name,
 )
@@ -107,18 +124,34 @@ class SageMakerExperiments:
 
     def plan(self, runs: Iterable[RunSpec]) -> dict[str, int]:
         """Choose, for each experiment not planned yet, a SageMaker experiment with room for
-        every planned run, before any launch. Returns what it chose (see `adopt`)."""
+        every planned run, before any launch; a search counts as its `max_jobs` trials.
+        Returns what it chose (see `adopt`)."""
+        runs = list(runs)
+        fixed = Counter(run.experiment for run in runs if run.tune is None)
+        trials = Counter()
+        for run in runs:
+            if run.tune is not None:
+                trials[run.experiment] += run.tune.max_jobs
         chosen = {}
-        for experiment, count in sorted(Counter(run.experiment for run in runs).items()):
+        for experiment in sorted({run.experiment for run in runs}):
             if experiment in self.rollover:
                 continue
-            if count > RUN_GROUP_LIMIT:
+            if fixed[experiment] > RUN_GROUP_LIMIT:
                 raise ExperimentLimitError(
-                    f"experiment {experiment_name(experiment)!r} has {count} runs in this"
-                    f" session, more than the {RUN_GROUP_LIMIT} SageMaker Experiments allows"
-                    " in one run group; split its matrix over several files or select fewer"
-                    " runs with -k")
-            chosen[experiment] = self._with_room(experiment, count, start=1)
+                    f"experiment {experiment_name(experiment)!r} has {fixed[experiment]} runs"
+                    f" in this session, more than the {RUN_GROUP_LIMIT} SageMaker Experiments"
+                    " allows in one run group; split its matrix over several files or select"
+                    " fewer runs with -k")
+            count = fixed[experiment] + trials[experiment]
+            if count > RUN_GROUP_LIMIT:  # searches only: they roll over (module docstring)
+                self.notice(
+                    f"SageMaker experiment {experiment_name(experiment)!r}: this session may"
+                    f" record {count} runs ({trials[experiment]} of them trials, the max_jobs"
+                    f" of its searches), more than the {RUN_GROUP_LIMIT} of one run group;"
+                    f" the runs after the {RUN_GROUP_LIMIT}th go to the next rolled-over"
+                    " experiment")
+            chosen[experiment] = self._with_room(experiment, min(count, RUN_GROUP_LIMIT),
+                                                 start=1)
             self.planned[experiment] = count
         self.rollover.update(chosen)
         return chosen
@@ -152,6 +185,7 @@ class SageMakerExperiments:
         name = experiment_name(run.experiment, current)
         if full or self.count_components(name) >= RUN_GROUP_LIMIT:
             left = max(1, self.planned.get(run.experiment, 1) - self._launched[run.experiment])
+            left = min(left, RUN_GROUP_LIMIT)  # a search's trials may fill several groups
             rollover = self._with_room(run.experiment, left, start=current + 1)
             self.rollover[run.experiment] = rollover
             self.notice(f"SageMaker experiment {name!r} filled up after this session planned"
@@ -216,6 +250,38 @@ class SageMakerExperiments:
                                  result.failure_reason if status != "Completed" else "")
         except Exception as exc:  # tracking must never cost a result already obtained
             self.notice(f"could not log metrics of {run.name} to SageMaker Experiments: {exc}")
+
+    def record_trial(self, trial: RunSpec, result: RunResult) -> None:
+        """A trial of a search, fetched once it ended, as a Run of the file's experiment:
+        started and finished as a job's Run is (`start_run`, `finish_run`: its parameters,
+        metric series and status), and the trial job's own `<job>-aws-training-job`
+        component associated with the same run group, where the service made one. The
+        tuning job passed no ExperimentConfig, so nothing else links them (module docstring).
+        """
+        what = f"{trial.name} trial {trial.trial_index}"
+        # Tracking must never cost a result already obtained: a failure is a notice.
+        try:
+            config = self.start_run(trial, result.job_name)
+        except Exception as exc:
+            self.notice(f"could not record {what} in SageMaker Experiments: {exc}")
+            return
+        try:
+            self._associate_job_component(result.job_name, config["TrialName"])
+        except Exception as exc:  # the Run still records the trial, and is finished below
+            self.notice(f"could not add the training job of {what} to its SageMaker"
+                        f" Experiments run group: {exc}")
+        self.finish_run(trial, result)
+
+    def _associate_job_component(self, job_name: str, trial_name: str) -> None:
+        """Put SageMaker's own component of `job_name` in `trial_name` too; nothing when the
+        service made none (ResourceNotFound)."""
+        try:
+            with self._lock:
+                self.client.associate_trial_component(
+                    TrialComponentName=job_component_name(job_name), TrialName=trial_name)
+        except Exception as exc:
+            if error_code(exc) not in _NOT_FOUND:
+                raise
 
 
 def _parameters(run: RunSpec) -> dict:

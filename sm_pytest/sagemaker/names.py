@@ -251,12 +251,15 @@ def _kept_whole(value: str) -> bool:
 def display_name(run: RunSpec) -> str:
     """The Run's display name in Studio: the item id in the form DisplayName allows, `--`
     between the experiment and each swept value: `lr_sweep[lr=0.5]` -> `lr-sweep--lr-0p5`,
-    `grid[lr=0.1,seed=-2]` -> `grid--lr-0p1--seed-minus2`. A value that form cannot keep
+    `grid[lr=0.1,seed=-2]` -> `grid--lr-0p1--seed-minus2`; a search's trial 7 ends with
+    `--trial-007`. A value that form cannot keep
     apart from another (`[1, -1]`, `a.b`) adds the run's hash: `g--b-1-1-<hash>`; so does a
     name cut to 120 characters (the experiment gives way first)."""
     pairs = _pairs(run)
     experiment = _display(run.experiment) or "experiment"
     values = _join(*_axes(run, pairs), sep="--")
+    if run.trial_index is not None:  # a search's trials, told apart: `lr-search--trial-007`
+        values = _join(values, f"trial-{run.trial_index:03d}", sep="--")
     name = _join(experiment, values, sep="--")
     if len(name) > MAX_ENTITY_NAME or not all(_kept_whole(v) for _, v in pairs):
         name = _fit(experiment, values, "--", _run_hash(run), MAX_ENTITY_NAME)

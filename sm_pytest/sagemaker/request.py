@@ -45,6 +45,7 @@ from sm_pytest.run.contract import (
 from sm_pytest.sagemaker.aws import s3_uri, utf16_cut, utf16_length
 from sm_pytest.sagemaker.names import JOB_NAME_PATTERN, MAX_JOB_NAME, job_name
 from sm_pytest.sagemaker.settings import OWN_TAG_PREFIX, SageMakerSettings, SettingsError
+from sm_pytest.sagemaker.warm_pools import PIP_CACHE_DIR
 
 if TYPE_CHECKING:
     from sm_pytest.spec.experiment_file import RunSpec
@@ -55,6 +56,7 @@ __all__ = [
     "build_request",
     "image_uri",
     "job_name",
+    "pool_fields",
     "to_sdk_kwargs",
 ]
 
@@ -204,20 +206,13 @@ def build_request(
         # built by hand must agree with it, or plan, fingerprint and job would differ.
         raise RequestError(f"settings.instance_count ({settings.instance_count}) differs from"
                            f" the run's instance_count ({run.instance_count})")
-    resource_config: dict[str, Any] = {
-        "InstanceType": settings.instance_type,
-        "InstanceCount": run.instance_count,
-        "VolumeSizeInGB": settings.volume_size_gb,
-    }
+    resource_config = _resource_config(run, settings)
     stopping: dict[str, Any] = {"MaxRuntimeInSeconds": settings.max_run}
-    if settings.keep_alive_s > 0:
-        if settings.spot:
-            warnings.append(
-                f"keep_alive ({settings.keep_alive_s} s) is ignored for spot jobs: SageMaker"
-                " managed warm pools cannot be used with spot instances (SageMaker developer"
-                " guide, Managed Warm Pools, Considerations); the job keeps no warm pool")
-        else:
-            resource_config["KeepAlivePeriodInSeconds"] = settings.keep_alive_s
+    if settings.keep_alive_s > 0 and settings.spot:
+        warnings.append(
+            f"keep_alive ({settings.keep_alive_s} s) is ignored for spot jobs: SageMaker"
+            " managed warm pools cannot be used with spot instances (SageMaker developer"
+            " guide, Managed Warm Pools, Considerations); the job keeps no warm pool")
     if run.instance_count > 1 and not run.distribution:
         warnings.append(
             f"instance_count is {run.instance_count}: each instance runs the script on"
@@ -263,8 +258,19 @@ def build_request(
                             job_name),
             "LocalPath": CHECKPOINT_LOCAL_PATH,
         }
-    if settings.environment:
-        request["Environment"] = dict(settings.environment)
+    environment = dict(settings.environment)
+    if (settings.warm_pool_pip_cache and "KeepAlivePeriodInSeconds" in resource_config
+            and (run.source_dir / "requirements.txt").is_file()):
+        # pip keeps the wheels of requirements.txt in the warm pool's persistent cache, so
+        # a job on a reused pool installs them without downloading (the toolkit runs a
+        # plain `pip install -r requirements.txt`, which reads PIP_CACHE_DIR).
+        environment.setdefault("PIP_CACHE_DIR", PIP_CACHE_DIR)
+    elif settings.warm_pool_pip_cache and "KeepAlivePeriodInSeconds" not in resource_config:
+        warnings.append("warm_pool_pip_cache needs a warm pool (keep_alive > 0, no spot): the"
+                        " persistent cache exists only on warm-pool jobs, so pip's cache is"
+                        " left where it is")
+    if environment:
+        request["Environment"] = environment
     tags = [{"Key": k, "Value": v} for k, v in settings.tags.items()
             if not k.startswith(OWN_TAG_PREFIX)]
     tags.append({"Key": f"{OWN_TAG_PREFIX}experiment", "Value": _tag_text(run.experiment)})
@@ -280,6 +286,25 @@ def build_request(
                                f" {sorted(_EXPERIMENT_CONFIG_KEYS)}")
         request["ExperimentConfig"] = dict(experiment_config)
     return request, warnings
+
+
+def _resource_config(run: RunSpec, settings: SageMakerSettings) -> dict[str, Any]:
+    """ResourceConfig: the instances, their volume and, without spot, the warm pool."""
+    resource_config: dict[str, Any] = {
+        "InstanceType": settings.instance_type,
+        "InstanceCount": run.instance_count,
+        "VolumeSizeInGB": settings.volume_size_gb,
+    }
+    if settings.keep_alive_s > 0 and not settings.spot:
+        resource_config["KeepAlivePeriodInSeconds"] = settings.keep_alive_s
+    return resource_config
+
+
+def pool_fields(run: RunSpec, settings: SageMakerSettings) -> dict[str, Any]:
+    """The members of the run's request that decide which warm pool it may start on
+    (warm_pools.match_key), known before its code and data are uploaded."""
+    return {"RoleArn": settings.role, "ResourceConfig": _resource_config(run, settings),
+            "EnableManagedSpotTraining": settings.spot}
 
 
 # --- the SDK side (imports sagemaker.core) --------------------------------------------------

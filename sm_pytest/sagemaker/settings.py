@@ -2,8 +2,8 @@
 
 Precedence, highest first. Settings that belong to one run (instance type, time limits,
 spot, warm pool, image versions, role, tags, environment) and settings of the whole session
-(region, bucket, prefix, parallelism, emulation) differ in one place: an experiment file may
-set the former, never the latter.
+(region, bucket, prefix, parallelism, emulation, keep_pools) differ in one place: an experiment
+file may set the former, never the latter.
 
     per-run settings                         session settings
     1. command-line option (--sm-...)        1. command-line option (--sm-...)
@@ -60,8 +60,7 @@ __all__ = [
 DEFAULT_CONFIG_PATH = Path("config") / "sagemaker.yaml"
 # StoppingCondition.MaxRuntimeInSeconds: "The maximum value is 28 days."
 MAX_RUNTIME_LIMIT = 28 * 24 * 3600
-# ResourceConfig.KeepAlivePeriodInSeconds in the service model shipped with botocore 1.44
-# (min 0, max 21600). The warm-pools guide still says 3600; the service decides.
+# KeepAlivePeriodInSeconds: 0-21600 in botocore 1.44's model (the guide says 3600).
 KEEP_ALIVE_LIMIT = 21600
 # TagList max 50; two of them are ours (sm-pytest:experiment, sm-pytest:run).
 OWN_TAG_PREFIX = "sm-pytest:"
@@ -76,6 +75,7 @@ OPTION_NAMES = {
     "instance_type": "--sm-instance-type",
     "max_parallel": "--sm-max-parallel",
     "keep_alive": "--sm-keep-alive",
+    "keep_pools": "--sm-keep-pools",
     "spot": "--spot",
     "emulate": "--sm-emulate",
 }
@@ -104,6 +104,8 @@ class SageMakerSettings:
     max_run: int = 3600
     max_wait: int | None = None  # with spot and no value: 2 x max_run
     keep_alive_s: int = 0
+    keep_pools: bool = False  # leave the last warm pools Available at the end (sagemaker_pools)
+    warm_pool_pip_cache: bool = False  # PIP_CACHE_DIR in the pool's cache (build_request)
     # None: derived by resolve() from the pinned SDK's image config (sagemaker/images.py):
     # the newest version with CPU and GPU training images, and that version's Python tag.
     framework_version: str | None = None
@@ -311,6 +313,8 @@ CONFIG_KEYS: dict[str, _Key] = {
                      "MaxWaitTimeInSeconds (spot only)"),
     "keep_alive": _Key("keep_alive_s", _integer(0, KEEP_ALIVE_LIMIT, " seconds"), RUN,
                        "warm pool KeepAlivePeriodInSeconds, 0 for none"),
+    "keep_pools": _Key("keep_pools", _boolean, SESSION, "leave warm pools Available at the end"),
+    "warm_pool_pip_cache": _Key("warm_pool_pip_cache", _boolean, RUN, "pip cache in the pool"),
     "framework_version": _Key("framework_version", _framework_version, RUN,
                               "PyTorch training image version"),
     "py_version": _Key("py_version", _PY_VERSION, RUN,

@@ -131,6 +131,13 @@ def tuning_request(tune: TuneSpec, training_request: Mapping[str, Any], name: st
     definition: dict[str, Any] = {"StaticHyperParameters": static}
     definition.update({key: training_request[key] for key in _DEFINITION_KEYS
                        if key in training_request})
+    resources = dict(definition.get("ResourceConfig") or {})
+    if resources.pop("KeepAlivePeriodInSeconds", None) is not None:
+        # No warm pools for a tuning job's trials: "HPO doesnt seem to support Warmpool
+        # clusters despite the parameter being in resourceconfig. The server always sets
+        # KeepAlivePeriodInSeconds to nil" (aws-controllers-k8s/sagemaker-controller #176).
+        # Left out, so that nothing is promised or counted as idle cost for them.
+        definition["ResourceConfig"] = resources
 
     limits: dict[str, Any] = {"MaxParallelTrainingJobs": tune.max_parallel_jobs}
     if tune.strategy != "Grid":

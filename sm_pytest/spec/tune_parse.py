@@ -49,6 +49,13 @@ RANGE_KEYS = {
     "values": "the list of choices of a categorical range, e.g. [32, 64, 128]",
 }
 NUMERIC_TYPES = (CONTINUOUS, INTEGER)
+# The developer guide's "Resource Limits for Automatic Model Tuning": "Number of training jobs
+# per hyperparameter tuning job", by strategy: 750 for Bayesian, Hyperband and Grid ("either
+# specified explicitly or inferred from the search space"), not adjustable; 750 for Random,
+# which a service quota increase can raise to 10000. The service model's
+# MaxNumberOfTrainingJobs sets no maximum (only a minimum of 1).
+DEFAULT_MAX_TRIALS = 750
+MAX_RANDOM_TRIALS = 10000
 # CategoricalParameterRange's values are strings of at most 256 characters (service model).
 MAX_VALUE_CHARS = 256
 RANGE_EXAMPLE = "{min: 0.01, max: 1.0} for numbers, or {values: [32, 64]} for a list of choices"
@@ -76,6 +83,7 @@ def parse_tune(doc: Located, key_path: KeyPath = ("tune",)) -> TuneSpec:
                         " trials to run in all, e.g. max_jobs: 12")
     else:
         max_jobs = _whole(doc, (*key_path, "max_jobs"), raw["max_jobs"], "max_jobs", 1)
+        _check_max_jobs(doc, (*key_path, "max_jobs"), strategy, max_jobs)
     if max_parallel > max_jobs:
         raise doc.error((*key_path, "max_parallel_jobs"), f"max_parallel_jobs ({max_parallel})"
                         f" is more than the {max_jobs} trial(s) of the search, as SageMaker"
@@ -275,6 +283,25 @@ def _values(doc: Located, where: KeyPath, name: Any, values: Any) -> tuple[Any, 
     return tuple(values)
 
 
+def _check_max_jobs(doc: Located, where: KeyPath, strategy: str, max_jobs: int) -> None:
+    """SageMaker's ceiling on the trials of one tuning job (see DEFAULT_MAX_TRIALS), checked
+    on every path: the same file must run on SageMaker too."""
+    if strategy == "Random" and DEFAULT_MAX_TRIALS < max_jobs <= MAX_RANDOM_TRIALS:
+        return  # allowed with a quota increase; without one, SageMaker's refusal says so
+    ceiling = MAX_RANDOM_TRIALS if strategy == "Random" else DEFAULT_MAX_TRIALS
+    if max_jobs <= ceiling:
+        return
+    if strategy == "Random":
+        why = (f"SageMaker runs at most {MAX_RANDOM_TRIALS} trials in one Random search (its"
+               f" default quota is {DEFAULT_MAX_TRIALS}, and an increase goes no higher)")
+    else:
+        why = (f"SageMaker runs at most {DEFAULT_MAX_TRIALS} trials in one {strategy} search,"
+               " a limit no quota increase raises")
+    raise doc.error(where, f"max_jobs is {max_jobs}, but {why}; the same file must run there"
+                    f" too, so it is refused here as well: lower max_jobs to {ceiling} or"
+                    " less, or split the search into several tune: files")
+
+
 def _grid_jobs(doc: Located, key_path: KeyPath, raw: dict, ranges: tuple[Range, ...]) -> int:
     """Grid runs each combination of its categorical ranges once: SageMaker derives the
     number of trials from them and refuses a max_jobs that differs."""
@@ -285,6 +312,13 @@ def _grid_jobs(doc: Located, key_path: KeyPath, raw: dict, ranges: tuple[Range, 
                             f" as SageMaker requires; list its values, e.g. {spec.name}:"
                             f" {{values: [{spec.min}, {spec.max}]}}, or use strategy Random")
     size = math.prod(len(spec.values) for spec in ranges)
+    if size > DEFAULT_MAX_TRIALS:
+        raise doc.error((*key_path, "ranges"), f"this Grid search has {size} combinations of"
+                        f" its ranges, but SageMaker runs at most {DEFAULT_MAX_TRIALS} trials"
+                        " in one Grid search (counted from the ranges), a limit no quota"
+                        " increase raises; the same file must run there too, so it is refused"
+                        " here as well: list fewer values, or use strategy Random with"
+                        f" max_jobs: {DEFAULT_MAX_TRIALS} or less")
     if "max_jobs" in raw:
         max_jobs = _whole(doc, (*key_path, "max_jobs"), raw["max_jobs"], "max_jobs", 1)
         if max_jobs != size:

@@ -12,6 +12,10 @@ reclaim stops them all), streams its output to emulated CloudWatch Logs, has mod
 output.tar.gz and the checkpoints uploaded, and keeps the job stored by moto (a
 ``FakeTrainingJob``) up to date, so DescribeTrainingJob shows what a real job would show.
 
+The records of its runs (:class:`~sm_pytest.sagemaker.emulator.attempts.Attempt`, the
+outcomes, the armed spot interruption, the FailureReason of a failed program) are in
+:mod:`sm_pytest.sagemaker.emulator.attempts`; ``Attempt`` and ``SpotArm`` are re-exported here.
+
 What the Emulator and the patched moto handlers use of a runner: :attr:`JobRunner.status`,
 :attr:`~JobRunner.log_streams`, :meth:`~JobRunner.request_stop`, :meth:`~JobRunner.arm_spot`,
 :meth:`~JobRunner.describe`, and its public attributes (``done``, ``spot``, ``spot_arm``,
@@ -22,6 +26,15 @@ created in the request thread, before the job thread starts (moto's ``gen_respon
 iterates the object's ``__dict__``, and a new attribute appearing meanwhile would break that
 iteration). Afterwards the job thread only *rebinds* attributes, under the Emulator's lock,
 and never mutates a list or dict that a response may be reading (copy, then rebind).
+
+Start latency and warm pools: the Emulator decides at creation how long the job waits in
+SecondaryStatus Starting (``start_delay``: its cold or warm start, see
+:mod:`sm_pytest.sagemaker.emulator.warm_pools`), before Downloading; a stop meanwhile ends it
+Stopped without training. A keep-alive job gets its pool's persistent cache folder
+(``cache_dir``), one subfolder per host (each instance of a cluster has its own), as
+SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY. ``on_end(status, failure_reason, trained)`` is
+called under the lock, in the same moment the job's final status is set, so that a describe
+never shows a job ended while its pool is still InUse.
 """
 
 from __future__ import annotations
@@ -34,7 +47,7 @@ import re
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,9 +55,20 @@ from typing import TYPE_CHECKING, Any
 from moto.core.utils import utcnow
 
 from sm_pytest.run.contract import ContainerTree
-from sm_pytest.run.host_failure import SETTLE_S, also_failed, blame_order, failure_mtime
+from sm_pytest.run.host_failure import SETTLE_S, blame_order, failure_mtime
+from sm_pytest.sagemaker.emulator.attempts import (
+    EXITED,
+    INTERRUPTED,
+    MAX_RUNTIME,
+    MAX_WAIT,
+    STOPPED,
+    Attempt,
+    SpotArm,
+    algorithm_error,
+)
 from sm_pytest.sagemaker.emulator.hosts import HostRun, start_hosts, stop_hosts
 from sm_pytest.sagemaker.emulator.staging import JobError, JobStaging
+from sm_pytest.sagemaker.emulator.warm_pools import CACHE_ENV
 
 if TYPE_CHECKING:  # pragma: no cover
     from sm_pytest.sagemaker.emulator.job_host import JobHost
@@ -55,60 +79,6 @@ POLL_SECONDS = 0.05
 MAX_EVENT_BYTES = 256 * 1024 - 26  # CloudWatch: message + 26 bytes per event
 MAX_BATCH_EVENTS = 1000
 MAX_FAILURE_REASON = 1024  # DescribeTrainingJob FailureReason is at most 1024 characters
-
-# Terminal outcomes of one attempt (the process run).
-EXITED, STOPPED, MAX_RUNTIME, MAX_WAIT, INTERRUPTED = (
-    "exited",
-    "stopped",
-    "max_runtime",
-    "max_wait",
-    "interrupted",
-)
-
-
-@dataclass
-class SpotArm:
-    """One armed spot interruption (Emulator.interrupt_spot)."""
-
-    pattern: str
-    after_checkpoint: bool = True
-    after_seconds: float = 0.0
-
-    def matches(self, job_name: str) -> bool:
-        return job_name == self.pattern or job_name.startswith(self.pattern)
-
-
-@dataclass
-class Attempt:
-    """One run of the program: the first, or a restart after a spot interruption."""
-
-    number: int
-    root: Path
-    #: The first host's tree, stream, process and lines (the only host of a 1-instance job).
-    tree: ContainerTree | None = None
-    log_stream: str | None = None
-    pid: int | None = None
-    returncode: int | None = None
-    outcome: str | None = None
-    lines: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    #: Every host of the attempt, in host-list order (emulator/hosts.py).
-    hosts: list[HostRun] = field(default_factory=list)
-    #: The host whose failure failed the attempt (run/host_failure.py: the first failure
-    #: file written, else the first seen to fail), if any.
-    failed_host: HostRun | None = None
-    #: The other hosts that failed by themselves, in blame order.
-    also_failed: list[HostRun] = field(default_factory=list)
-
-
-def _failure_text(host: HostRun) -> str:
-    """A host's failure file, else its exit code."""
-    if host.tree is not None and host.tree.failure_file.is_file():
-        text = host.tree.failure_file.read_text(encoding="utf-8", errors="replace").strip()
-        if text:
-            return text
-    return f"exit code {host.returncode}"
-
 
 class JobRunner(threading.Thread):
     """Runs one training job in a background thread (see the module docstring)."""
@@ -124,6 +94,9 @@ class JobRunner(threading.Thread):
         region: str,
         workdir: Path,
         spot: SpotArm | None,
+        start_delay: float = 0.0,
+        cache_dir: Path | None = None,
+        on_end: Callable[[str, str | None, bool], None] | None = None,
     ):
         super().__init__(name=f"sm-emulator:{name}", daemon=True)
         self.host = host
@@ -134,6 +107,11 @@ class JobRunner(threading.Thread):
         self.region = region
         self.workdir = workdir
         self.spot_arm = spot
+        #: Seconds in Starting before the first attempt (the cold or warm start).
+        self.start_delay = start_delay
+        #: The warm pool's persistent cache folder (keep-alive jobs only).
+        self.cache_dir = cache_dir
+        self._on_end = on_end
         self.attempts: list[Attempt] = []
         self.interrupted = 0
         self.error: str | None = None  # an emulator-side traceback, if any
@@ -225,6 +203,9 @@ class JobRunner(threading.Thread):
         if self.spot and self.host.capacity_withheld(self.job_name):
             self._conclude(None, self._wait_for_capacity())
             return
+        if not self._wait_starting():
+            self._conclude(None, STOPPED)  # stopped before the cluster was up: no training
+            return
         while True:
             number = len(self.attempts) + 1
             attempt = Attempt(number, self.workdir / f"attempt-{number}")
@@ -236,6 +217,11 @@ class JobRunner(threading.Thread):
                 outcome = STOPPED
                 break
             self._set_status("Downloading", None, "Downloading input data")
+            if self.stored.training_start_time is None:
+                # "the time when the training job starts on training instances. You are
+                # billed for the time interval between this time and ... TrainingEndTime"
+                # (DescribeTrainingJob): the instances are up, the download is billed.
+                self._set(training_start_time=utcnow())
             try:
                 trees = self.staging.prepare_trees(attempt.root)
                 attempt.tree = trees[0][1]
@@ -255,8 +241,6 @@ class JobRunner(threading.Thread):
                 break
             self._set_status("Training", None,
                              "Training image download completed. Training in progress.")
-            if self.stored.training_start_time is None:
-                self._set(training_start_time=utcnow())
             outcome = self._run_process(attempt)
             self._sync_checkpoints_up(attempt)
             if outcome != INTERRUPTED:
@@ -277,6 +261,16 @@ class JobRunner(threading.Thread):
             time.sleep(POLL_SECONDS)
         return STOPPED
 
+    def _wait_starting(self) -> bool:
+        """The instances start (``start_delay`` seconds in Starting); False when the job is
+        stopped (or the emulator closes) meanwhile."""
+        ready = time.monotonic() + self.start_delay
+        while time.monotonic() < ready:
+            if self._stop_requested.is_set() or self.host.closing:
+                return False
+            time.sleep(min(POLL_SECONDS, max(0.0, ready - time.monotonic())))
+        return not (self._stop_requested.is_set() or self.host.closing)
+
     # --- running ---------------------------------------------------------------------------
 
     def _process_env(self, tree: ContainerTree) -> dict[str, str]:
@@ -291,6 +285,11 @@ class JobRunner(threading.Thread):
         # Set by the SageMaker framework images (Dockerfile ENV) unless the job says otherwise.
         env.setdefault("PYTHONUNBUFFERED", "TRUE")
         env.setdefault("PYTHONDONTWRITEBYTECODE", "TRUE")
+        if self.cache_dir is not None:
+            # Each instance of the cluster keeps its own cache (its own volume).
+            folder = self.cache_dir / tree.env.get("SM_CURRENT_HOST", "algo-1")
+            folder.mkdir(parents=True, exist_ok=True)
+            env[CACHE_ENV] = str(folder)
         return env
 
     def _run_process(self, attempt: Attempt) -> str:
@@ -493,18 +492,7 @@ class JobRunner(threading.Thread):
         if outcome == EXITED and attempt is not None and attempt.returncode == 0:
             final = ("Completed", "Completed", "Training job completed", None)
         elif outcome == EXITED:
-            text = ""
-            failed = attempt.failed_host if attempt is not None else None
-            tree = failed.tree if failed is not None else (attempt.tree if attempt else None)
-            if tree is not None:
-                failure = tree.failure_file
-                if failure.is_file():
-                    text = failure.read_text(encoding="utf-8", errors="replace").strip()
-            if failed is not None and len(attempt.hosts) > 1:
-                text = f"{failed.name}: {text}"  # which of the job's hosts it was
-                text += also_failed([(h.name, _failure_text(h)) for h in attempt.also_failed])
-            final = ("Failed", "Failed", "Training job failed",
-                     f"AlgorithmError: {text}, exit code: 1")
+            final = ("Failed", "Failed", "Training job failed", algorithm_error(attempt))
         elif outcome == MAX_RUNTIME:
             final = ("Stopped", "MaxRuntimeExceeded",
                      f"Training job stopped: it exceeded MaxRuntimeInSeconds "
@@ -550,6 +538,8 @@ class JobRunner(threading.Thread):
                 failure_reason=failure_reason,
             )
             self._set_status(secondary, primary, message, terminal=True)
+            if self._on_end is not None:
+                self._on_end(primary, failure_reason, start is not None)
 
     # --- for tests -------------------------------------------------------------------------
 

@@ -21,8 +21,15 @@ because these are moto internals):
   patch keeps moto storing the job (so Describe/List work), then restores what was sent,
   refuses duplicates (ResourceInUse), captures the raw request, and starts the job thread.
 * ``SageMakerResponse.stop_training_job``: moto has none (it raised NotImplementedError).
-* ``SageMakerResponse.describe_training_job`` / ``list_training_jobs``: the same as moto's,
-  but read under the emulator's lock, so a response never mixes two states of a job.
+* ``SageMakerResponse.describe_training_job``: the same as moto's, but read under the
+  emulator's lock, so a response never mixes two states of a job, with every keep-alive
+  job's WarmPoolStatus brought up to date first (pools end when their time is up).
+* Warm pools and Service Quotas (:mod:`sm_pytest.sagemaker.emulator.pool_handlers`, which
+  says what and why): ``update_training_job`` (moto has none: KeepAlivePeriodInSeconds ends
+  or extends a pool), ``list_training_jobs`` (read under the lock, with WarmPoolStatus and
+  its WarmPoolStatusEquals filter), and Service Quotas' ``call_action`` (strict like the
+  others, denied after ``Emulator.deny_service_quotas``) and its warm-pool quotas for
+  service code ``sagemaker``.
 * ``SageMakerResponse.call_action``: injected errors (``Emulator.throttle``) for any
   SageMaker operation, serialized by moto as real AWS errors (botocore ClientError); then
   the strict check below.
@@ -33,7 +40,8 @@ because these are moto internals):
   (:mod:`sm_pytest.sagemaker.emulator.service_rules`: required members, lengths and sizes,
   whole-value patterns, enums, numeric ranges). A violation is answered as AWS answers it, a
   ValidationException (HTTP 400) worded as AWS words it and serialised by moto in the
-  service's protocol, and recorded in the emulator's ``refused``; moto never sees the request.
+  service's protocol (:mod:`sm_pytest.sagemaker.emulator.refusals`), and recorded in the
+  emulator's ``refused``; moto never sees the request.
   SageMaker and CloudWatch Logs speak JSON (and the metrics API carries every member in its
   JSON body), so the body is the parameters, exactly as sent. S3 speaks rest-xml: moto's own
   router and request parser (``moto.core.routing``, ``moto.core.parse``) rebuild the
@@ -107,7 +115,13 @@ from moto.sagemaker.responses import SageMakerResponse  # noqa: E402
 from moto.sagemakermetrics.responses import SageMakerMetricsResponse  # noqa: E402
 from werkzeug.exceptions import NotFound  # noqa: E402
 
-from sm_pytest.sagemaker.emulator import service_rules, trial_components, tuning  # noqa: E402
+from sm_pytest.sagemaker.emulator import (  # noqa: E402
+    pool_handlers,
+    refusals,
+    service_rules,
+    trial_components,
+    tuning,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from sm_pytest.sagemaker.emulator.jobs import JobRunner
@@ -116,14 +130,6 @@ __all__ = ["PATCHED_MOTO_VERSION", "RequestHost", "activate", "active", "deactiv
            "install", "uninstall"]
 
 logger = logging.getLogger(__name__)
-
-# HTTP status of injected errors (400 unless listed).
-ERROR_STATUS = {
-    "InternalFailure": 500,
-    "InternalServerError": 500,
-    "ServiceUnavailable": 503,
-}
-
 
 class RequestHost(Protocol):
     """What the patched handlers need of the running emulator."""
@@ -144,6 +150,23 @@ class RequestHost(Protocol):
     def start_job(self, name: str, request: dict[str, Any], stored: Any, *, account: str,
                   region: str) -> None:
         """Run the job just created from ``request`` (moto's ``stored`` job shows it)."""
+        ...
+
+    def sync_warm_pools(self) -> None:
+        """Bring every keep-alive job's stored WarmPoolStatus up to date (under the lock)."""
+        ...
+
+    def update_warm_pool(self, name: str, keep_alive: int) -> None:
+        """UpdateTrainingJob's KeepAlivePeriodInSeconds for the job (under the lock);
+        ValueError, with the message to answer, when the job has no pool to change."""
+        ...
+
+    def service_quotas_denial(self, operation: str) -> tuple[str, str] | None:
+        """The (code, message) every Service Quotas call fails with, if it is denied."""
+        ...
+
+    def warm_pool_quotas(self) -> dict[str, float]:
+        """The emulated warm-pool quota of each instance type that has one (others: 0)."""
         ...
 
 
@@ -181,20 +204,10 @@ def _patched_call_action(self: SageMakerResponse) -> Any:
         action = self._get_action()
         error = emu.record_call(action)
         if error is not None:
-            # SageMaker's JSON protocol error, as AWS sends it (botocore reads __type). Built
-            # here rather than by moto's serializer, which warns about any code that is not
-            # in the SageMaker model (ThrottlingException is not).
-            code, message = error
-            status = ERROR_STATUS.get(code, 400)
-            headers = dict(self.response_headers)
-            headers.update({"status": str(status), "x-amzn-ErrorType": code,
-                            "Content-Type": "application/x-amz-json-1.1"})
-            body = json.dumps({"__type": code, "message": message})
-            headers, body = self._enrich_response(headers, body)
-            return status, headers, body
-        refusal = _refusal(emu, "sagemaker", action, _json_params(self.body))
+            return refusals.json_error(self, *error)
+        refusal = refusals.refusal(emu, "sagemaker", action, refusals.json_params(self.body))
         if refusal is not None:
-            return _serialized_error(self, _RequestRefused(refusal))
+            return refusals.serialized_error(self, refusals.RequestRefused(refusal))
     return _original("call_action")(self)
 
 
@@ -203,10 +216,10 @@ def _strict_call_action(self: Any) -> Any:
     JSON body (BatchPutMetrics' members are all in its body too)."""
     emu = active()
     if emu is not None:
-        refusal = _refusal(emu, self.service_name, self._get_action(),
-                           _json_params(self.body))
+        refusal = refusals.refusal(emu, self.service_name, self._get_action(),
+                                   refusals.json_params(self.body))
         if refusal is not None:
-            return _serialized_error(self, _RequestRefused(refusal))
+            return refusals.serialized_error(self, refusals.RequestRefused(refusal))
     return _original("call_action", type(self))(self)
 
 
@@ -221,13 +234,6 @@ def _checked_s3(name: str) -> Any:
 
     patched.__name__ = f"_checked_s3{name}"
     return patched
-
-
-class _RequestRefused(ServiceException):
-    """AWS's answer to a request that breaks the service model's constraints. Defined
-    outside moto, so that moto serialises it in the protocol of the service answering."""
-
-    code = "ValidationException"
 
 
 def _check_s3_request(response: S3Response) -> ServiceException | None:
@@ -256,39 +262,8 @@ def _check_s3_request(response: S3Response) -> ServiceException | None:
         error = InvalidBucketName()
         emu.record_refusal(operation.name, error.message)
         return error
-    refusal = _refusal(emu, "s3", operation.name, params)
-    return _RequestRefused(refusal) if refusal is not None else None
-
-
-def _json_params(body: Any) -> dict[str, Any] | None:
-    """The parameters of a JSON-protocol request: its body (None if it is not JSON; moto
-    then answers as it always has)."""
-    try:
-        params = json.loads(body) if body else {}
-    except (TypeError, ValueError):
-        return None
-    return params if isinstance(params, dict) else None
-
-
-def _serialized_error(response: Any, error: ServiceException) -> Any:
-    """``error`` answered the way moto answers a ServiceException raised by an action."""
-    status, headers, body = response.serialized(ActionResult(error))
-    headers, body = response._enrich_response(headers, body)
-    return status, headers, body
-
-
-def _refusal(host: RequestHost, service: str, operation: str, params: dict[str, Any] | None
-             ) -> str | None:
-    """The ValidationException message for a request that breaks the service model's
-    constraints (recorded by the host), or None for a valid one."""
-    if params is None:
-        return None
-    violations = service_rules.find_violations(service, operation, params)
-    if not violations:
-        return None
-    text = service_rules.message(violations)
-    host.record_refusal(operation, text)
-    return text
+    refusal = refusals.refusal(emu, "s3", operation.name, params)
+    return refusals.RequestRefused(refusal) if refusal is not None else None
 
 
 def _patched_create_training_job(self: SageMakerResponse) -> Any:
@@ -345,6 +320,7 @@ def _adopt(stored: Any, raw: dict[str, Any]) -> None:
     stored.failure_reason = None
     stored.training_time_in_seconds = None
     stored.billable_time_in_seconds = None
+    stored.warm_pool_status = None  # keep-alive jobs: set by the host's start_job
 
 
 def _patched_describe_training_job(self: SageMakerResponse) -> Any:
@@ -353,16 +329,9 @@ def _patched_describe_training_job(self: SageMakerResponse) -> Any:
         return _original("describe_training_job")(self)
     name = self._get_param("TrainingJobName")
     with emu.lock:
+        emu.sync_warm_pools()
         response = copy.deepcopy(self.sagemaker_backend.describe_training_job(name))
     return ActionResult(response)
-
-
-def _patched_list_training_jobs(self: SageMakerResponse) -> Any:
-    emu = active()
-    lock = emu.lock if emu is not None else contextlib.nullcontext()
-    with lock:
-        result = _original("list_training_jobs")(self)
-        return ActionResult(copy.deepcopy(result.result)) if hasattr(result, "result") else result
 
 
 def _patched_stop_training_job(self: SageMakerResponse) -> Any:
@@ -429,8 +398,8 @@ _PATCHES = {
     "call_action": _patched_call_action,
     "create_training_job": _patched_create_training_job,
     "describe_training_job": _patched_describe_training_job,
-    "list_training_jobs": _patched_list_training_jobs,
     "stop_training_job": _patched_stop_training_job,
+    **pool_handlers.training_job_handlers(active, _original),
     **trial_components.PATCHES,
     **tuning.handlers(active),
 }
@@ -443,6 +412,7 @@ _OTHER_PATCHES: dict[tuple[type, str], Any] = {
     (SageMakerMetricsResponse, "call_action"): _strict_call_action,
     (S3Response, "_bucket_response"): _checked_s3("_bucket_response"),
     (S3Response, "_key_response"): _checked_s3("_key_response"),
+    **pool_handlers.service_quotas_handlers(active, _original),
 }
 
 

@@ -8,27 +8,13 @@
         emu.requests          # every accepted CreateTrainingJob request, exactly as sent
         emu.refused           # (operation, message) of every request AWS would refuse
 
-It starts moto's ``mock_aws()`` in this process and patches moto's SageMaker *response*
-layer, so that CreateTrainingJob runs the job the way a SageMaker script-mode container
-would (see :mod:`sm_pytest.sagemaker.emulator.jobs`): sourcedir.tar.gz and the channels come
-from emulated S3, the container tree and the program's arguments and ``SM_*`` variables come
-from :mod:`sm_pytest.run.contract`, the program runs as a subprocess in its own process
-group, its output becomes CloudWatch log events in ``/aws/sagemaker/TrainingJobs`` (stream
-``<job>/algo-<n>-<epoch seconds>``, one per instance per attempt), and model.tar.gz,
-output.tar.gz and the checkpoints go back to S3. ``ResourceConfig.InstanceCount`` N runs N
-hosts, ``algo-1`` .. ``algo-N``, started together, each with its own tree
-(``hosts/algo-<n>`` of the attempt's folder) and stream; a failing host fails the job and
-stops the others (which host is blamed: :mod:`sm_pytest.run.host_failure`); model.tar.gz is
-every host's /opt/ml/model merged in host order (:mod:`sm_pytest.sagemaker.emulator.hosts`).
-DescribeTrainingJob then shows what a real job shows: InProgress with SecondaryStatus
-Starting -> Downloading -> Training -> Uploading, then Completed, Failed (FailureReason
-``AlgorithmError: <the failure file>, exit code: 1``) or Stopped (SecondaryStatus Stopped,
-MaxRuntimeExceeded or MaxWaitTimeExceeded), real FinalMetricDataList values from the
-request's MetricDefinitions, timings, and the SecondaryStatusTransitions.
-
-CreateHyperParameterTuningJob runs a search whose trials are such jobs, created through
-CreateTrainingJob, at most MaxParallelTrainingJobs at a time
-(:mod:`sm_pytest.sagemaker.emulator.tuning`).
+The Emulator: its lifetime (moto's ``mock_aws()`` started, the handlers patched, the
+environment set: :mod:`sm_pytest.sagemaker.emulator.environment`; all undone on close), the
+knobs a test turns (``throttle``, ``interrupt_spot``, ``withhold_spot_capacity``,
+``start_latency``, ``quota``, ``deny_service_quotas``, ``paginate_logs``) and what it records
+(``requests``, ``calls``, ``injected``, ``refused``, ``jobs``, ``tuning_jobs``). What it
+emulates, and which module does what: the package's docstring
+(:mod:`sm_pytest.sagemaker.emulator`).
 
 How: moto's SageMaker, S3, CloudWatch Logs and metrics *response* handlers are patched
 while an Emulator runs (:mod:`sm_pytest.sagemaker.emulator.patches`, which says what and
@@ -37,25 +23,6 @@ service's model first (:mod:`sm_pytest.sagemaker.emulator.service_rules`). The E
 the patched handlers' :class:`~sm_pytest.sagemaker.emulator.patches.RequestHost` and its
 job runners' :class:`~sm_pytest.sagemaker.emulator.job_host.JobHost`: those two interfaces
 are all they use of it.
-
-Retries: the emulator sets ``AWS_MAX_ATTEMPTS=1`` (``max_attempts``) and
-``AWS_RETRY_MODE=standard`` for its lifetime, so that an injected ThrottlingException
-reaches the caller instead of being absorbed by botocore's own retries (sagemaker-core then
-also keeps its hands off: it adds its 10-attempt default only when neither is set). Pass
-``max_attempts=None`` to leave botocore's retry settings alone.
-
-Also for its lifetime: fake credentials and the region in the environment, any
-AWS_PROFILE / endpoint / web-identity settings removed, an empty AWS config and credentials
-file, and a SageMaker SDK config (SAGEMAKER_USER_CONFIG_OVERRIDE and
-SAGEMAKER_ADMIN_CONFIG_OVERRIDE) that opts out of telemetry. Everything is restored after.
-
-Limits: script mode only (sagemaker_program + an s3:// sagemaker_submit_directory); the
-hosts of a multi-instance job meet on 127.0.0.1 and a free port (``algo-<n>`` does not
-resolve here, and 7777 may be taken), and each gets every channel (FullyReplicated);
-S3Prefix channels in File/FastFile mode;
-CheckpointConfig.LocalPath is not relocated (the program gets SM_CHECKPOINT_DIR);
-checkpoints are synced to S3 at the end of each attempt, not continuously; the image is not
-used (the program runs with this interpreter, nothing is pip-installed).
 """
 
 from __future__ import annotations
@@ -78,28 +45,27 @@ from sm_pytest.sagemaker.emulator import patches
 
 # isort: split
 import boto3
-from botocore.config import Config
 from moto import mock_aws
 
 from sm_pytest.sagemaker.aws import parse_s3_uri
-from sm_pytest.sagemaker.cloudwatch import LOG_GROUP, read_stream
+from sm_pytest.sagemaker.cloudwatch import read_stream
 from sm_pytest.sagemaker.emulator import logs as paged_logs
-from sm_pytest.sagemaker.emulator.jobs import JobRunner, SpotArm
-from sm_pytest.sagemaker.emulator.staging import relative_key
+from sm_pytest.sagemaker.emulator.attempts import SpotArm
+from sm_pytest.sagemaker.emulator.aws_clients import AccountClients
+from sm_pytest.sagemaker.emulator.environment import restore_env, set_env
+from sm_pytest.sagemaker.emulator.jobs import JobRunner
 from sm_pytest.sagemaker.emulator.tuning import TuningRunner
+from sm_pytest.sagemaker.emulator.warm_pools import (
+    WarmPool,
+    WarmPoolRegistry,
+    keeps_pool,
+)
 
 __all__ = ["Emulator", "EmulatorError"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ACCOUNT_ID = "123456789012"
-TELEMETRY_OPT_OUT_YAML = (
-    "SchemaVersion: '1.0'\n"
-    "SageMaker:\n"
-    "  PythonSDK:\n"
-    "    Modules:\n"
-    "      TelemetryOptOut: true\n"
-)
 # Errors that Emulator.throttle can inject get these messages unless told otherwise.
 DEFAULT_ERROR_MESSAGES = {
     "ThrottlingException": "Rate exceeded",
@@ -110,21 +76,6 @@ DEFAULT_ERROR_MESSAGES = {
         "is not available, contact AWS support to request an increase for this quota."
     ),
 }
-# Variables that would send requests elsewhere or pick real credentials; removed for the
-# emulator's lifetime (AWS_ENDPOINT_URL_<SERVICE> too).
-_CLEARED_ENV = (
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_ROLE_ARN",
-    "AWS_ROLE_SESSION_NAME",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-    "AWS_USE_FIPS_ENDPOINT",
-    "AWS_USE_DUALSTACK_ENDPOINT",
-    "AWS_CA_BUNDLE",
-)
 
 
 class EmulatorError(RuntimeError):
@@ -150,6 +101,8 @@ class Emulator:
         workdir: where job trees go (default: a new temporary folder, removed on exit).
         keep_workdir: keep ``workdir`` after exit (for debugging).
         python: the interpreter that runs the programs (default: this one).
+        cold_start_seconds: seconds a job waits in Starting on a fresh cluster.
+        warm_start_seconds: seconds a job waits in Starting on a warm pool.
     """
 
     def __init__(
@@ -163,9 +116,12 @@ class Emulator:
         workdir: str | os.PathLike[str] | None = None,
         keep_workdir: bool = False,
         python: str | None = None,
+        cold_start_seconds: float = 0.0,
+        warm_start_seconds: float = 0.0,
     ):
         if not 0 <= spot_saving < 1:
             raise ValueError("spot_saving must be in [0, 1)")
+
         self.region = region
         self.max_attempts = max_attempts
         self.stop_grace_seconds = stop_grace_seconds
@@ -198,22 +154,20 @@ class Emulator:
         #: Held while a stored job is read or changed, by the patched handlers and the job
         #: runners (see jobs.py); reentrant.
         self.lock = threading.RLock()
-        self._streams_lock = threading.Lock()
+        self._cold_start = self._warm_start = 0.0
+        self.start_latency(cold_start_seconds, warm_start_seconds)
         self._client_lock = threading.Lock()
-        self._streams: set[str] = set()
-        self._groups: set[str] = set()
         self._errors: dict[str, collections.deque[tuple[str, str]]] = {}
         self._spot_arms: list[SpotArm] = []
         self._no_capacity: list[str] = []  # withhold_spot_capacity
-        self._tls = threading.local()
+        self._pools = WarmPoolRegistry()  # its cache_root is set once the workdir exists
+        self._quotas_denied: str | None = None  # deny_service_quotas
         self._closing = False
         self._started = False
         self._env_saved: dict[str, str | None] = {}
         self._mock: Any = None
         self._session: Any = None
-        self._s3: Any = None
-        self._logs: Any = None
-        self._sagemaker: Any = None
+        self._aws: Any = None  # its own clients (AccountClients), once started
 
     # --- lifetime ----------------------------------------------------------------------------
 
@@ -239,17 +193,13 @@ class Emulator:
                                                      dir=self._workdir_arg))
             else:
                 self.workdir = Path(tempfile.mkdtemp(prefix="sm-emulator-"))
-            self._set_env()
+            self._pools.cache_root = self.workdir / "warm-pools"
+            set_env(self._env_saved, self.workdir, self.region, self.max_attempts)
             self._mock = mock_aws()
             self._mock.start()
             patches.install()
             self._session = boto3.session.Session(region_name=self.region)
-            internal = Config(retries={"max_attempts": 3, "mode": "standard"})
-            self._s3 = self.client("s3", config=internal)
-            self._logs = self.client("logs", config=internal)
-            self._sagemaker = self.client("sagemaker", config=internal)
-            for client in (self._s3, self._logs, self._sagemaker):
-                client.meta.events.register("before-sign", self._add_account_header)
+            self._aws = AccountClients(self.client)
         except BaseException:
             self._teardown()
             raise
@@ -275,54 +225,11 @@ class Emulator:
             with contextlib.suppress(Exception):
                 self._mock.stop()
             self._mock = None
-        self._restore_env()
+        restore_env(self._env_saved)
         if self.workdir is not None and not self.keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
         with _STARTING:
             patches.deactivate(self)
-
-    def _set_env(self) -> None:
-        assert self.workdir is not None
-        config_dir = self.workdir / "config"
-        config_dir.mkdir()
-        (config_dir / "aws-config").write_text("", encoding="utf-8")
-        (config_dir / "aws-credentials").write_text("", encoding="utf-8")
-        sagemaker_config = config_dir / "sagemaker-config.yaml"
-        sagemaker_config.write_text(TELEMETRY_OPT_OUT_YAML, encoding="utf-8")
-        values: dict[str, str | None] = {
-            name: None
-            for name in os.environ
-            if name in _CLEARED_ENV or name.startswith("AWS_ENDPOINT_URL")
-        }
-        values.update({
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_SECURITY_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_REGION": self.region,
-            "AWS_CONFIG_FILE": str(config_dir / "aws-config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(config_dir / "aws-credentials"),
-            "SAGEMAKER_USER_CONFIG_OVERRIDE": str(sagemaker_config),
-            "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(sagemaker_config),
-        })
-        if self.max_attempts is not None:
-            values["AWS_MAX_ATTEMPTS"] = str(self.max_attempts)
-            values["AWS_RETRY_MODE"] = "standard"
-        for name, value in values.items():
-            self._env_saved.setdefault(name, os.environ.get(name))
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-    def _restore_env(self) -> None:
-        for name, value in self._env_saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._env_saved.clear()
 
     # --- the public API -----------------------------------------------------------------------
 
@@ -391,6 +298,39 @@ class Emulator:
         with self.lock:
             self._no_capacity.append(job_name_or_prefix)
 
+    def start_latency(self, cold: float, warm: float) -> None:
+        """Jobs created from now on wait ``cold`` seconds in Starting on a fresh cluster,
+        ``warm`` seconds on a warm pool (both 0 by default)."""
+        for name, value in (("cold", cold), ("warm", warm)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not (
+                    0 <= value < float("inf")):
+                raise ValueError(f"start_latency: {name} must be a number of seconds, 0 or "
+                                 f"more, not {value!r}")
+        with self.lock:
+            self._cold_start, self._warm_start = float(cold), float(warm)
+
+    def quota(self, instance_type: str, warm_pool_instances: int) -> None:
+        """Set the account's warm-pool quota ("<instance type> for training warm pool
+        usage", in instances; default 0, as on AWS): what Service Quotas shows, and how many
+        instances of that type may idle in Available pools at once."""
+        with self.lock:
+            self._pools.set_quota(instance_type, warm_pool_instances)
+
+    def deny_service_quotas(self, code: str = "AccessDeniedException") -> None:
+        """From now on every Service Quotas call fails with the AWS error ``code``, worded as
+        AWS words a missing servicequotas:* permission."""
+        with self.lock:
+            self._quotas_denied = code
+
+    @property
+    def warm_pools(self) -> list[WarmPool]:
+        """Every keep-alive job's warm pool as it stands now, in creation order: job_name,
+        status (its WarmPoolStatus.Status), instance_type, instance_count, reused_by,
+        billable_seconds and cache_dir."""
+        with self.lock:
+            self.sync_warm_pools()
+            return self._pools.pools()
+
     def paginate_logs(self, page_size: int = 2, empty_pages: int = 3) -> Any:
         """Serve GetLogEvents as the real service may: at most ``page_size`` events a page,
         and ``empty_pages`` empty pages (with a new nextForwardToken) before each page after
@@ -417,8 +357,8 @@ class Emulator:
     def log_events(self, job_name: str) -> dict[str, list[str]]:
         """The messages of each log stream of the job, by stream name, in order."""
         runner = self.jobs[job_name]
-        with self._as_account(runner.account):
-            return {stream: read_stream(self._logs, stream)[0]
+        with self._aws.as_account(runner.account):
+            return {stream: read_stream(self._aws.logs, stream)[0]
                     for stream in runner.log_streams}
 
     def upload_source(self, source_dir: str | os.PathLike[str], s3_uri: str) -> str:
@@ -428,7 +368,7 @@ class Emulator:
 
         bucket, key = parse_s3_uri(s3_uri)
         archive, _ = pack_source_dir(Path(source_dir))
-        self._s3.put_object(Bucket=bucket, Key=key, Body=archive)
+        self._aws.s3.put_object(Bucket=bucket, Key=key, Body=archive)
         return s3_uri
 
     # --- the RequestHost of the patched moto handlers (see patches.py) ----------------------
@@ -464,6 +404,11 @@ class Emulator:
             if arm is not None:
                 self._spot_arms.remove(arm)
             assert self.workdir is not None
+            placement = self._pools.register(name, request, scope=(account, region))
+            if placement is not None:  # before the thread starts (see jobs.py)
+                stored.warm_pool_status = self._pools.status(name)
+                self.sync_warm_pools()  # the pool it took is Reused now
+            warm = placement is not None and placement.warm
             runner = JobRunner(
                 self,
                 name=name,
@@ -473,17 +418,60 @@ class Emulator:
                 region=region,
                 workdir=self.workdir / "jobs" / name,
                 spot=arm,
+                start_delay=self._warm_start if warm else self._cold_start,
+                cache_dir=placement.cache_dir if placement is not None else None,
+                on_end=(None if placement is None else
+                        lambda status, reason, trained, name=name:
+                        self._job_ended(name, status, reason, trained)),
             )
             self.jobs[name] = runner
             runner.start()
+
+    def _job_ended(self, name: str, status: str, failure_reason: str | None,
+                   trained: bool) -> None:
+        """A keep-alive job ended (called under the lock, as its status is set)."""
+        with self.lock:
+            self._pools.job_ended(name, keeps_pool(status, failure_reason, trained))
+            self.sync_warm_pools()
+
+    def sync_warm_pools(self) -> None:
+        """Rebind each keep-alive job's stored WarmPoolStatus that changed (pools end when
+        their time is up, and the billable time grows while they are Available)."""
+        with self.lock:
+            for name in self._pools.job_names():
+                runner = self.jobs.get(name)
+                shown = self._pools.status(name)
+                if runner is not None and runner.stored.warm_pool_status != shown:
+                    runner.stored.warm_pool_status = shown
+
+    def update_warm_pool(self, name: str, keep_alive: int) -> None:
+        """UpdateTrainingJob's ResourceConfig.KeepAlivePeriodInSeconds (WarmPoolError, a
+        ValueError, when the job has no pool to change)."""
+        with self.lock:
+            self._pools.update(name, keep_alive)
+            self.sync_warm_pools()
+
+    def service_quotas_denial(self, operation: str) -> tuple[str, str] | None:
+        """The (code, message) every Service Quotas call fails with after
+        :meth:`deny_service_quotas`."""
+        from sm_pytest.sagemaker.emulator.service_quotas import denial_message
+
+        with self.lock:
+            code = self._quotas_denied
+        return None if code is None else (code, denial_message(operation, self.account_id))
+
+    def warm_pool_quotas(self) -> dict[str, float]:
+        """The warm-pool quotas set with :meth:`quota`, by instance type."""
+        with self.lock:
+            return {t: float(n) for t, n in self._pools.quotas.items()}
 
     def sagemaker_call(self, account: str, operation: str, **params: Any) -> dict[str, Any]:
         """Call the emulated SageMaker (``operation`` in boto3's snake_case) as ``account``:
         a tuning job creates and stops its trials so, through the handlers any client's
         calls go through. Throttling is retried (botocore standard mode, 3 attempts), as the
         service retries its own calls."""
-        with self._as_account(account):
-            return getattr(self._sagemaker, operation)(**params)
+        with self._aws.as_account(account):
+            return getattr(self._aws.sagemaker, operation)(**params)
 
     # --- the JobHost of the job runners (see job_host.py) ------------------------------------
 
@@ -497,73 +485,26 @@ class Emulator:
         with self.lock:
             return any(SpotArm(p).matches(job_name) for p in self._no_capacity)
 
-    def _add_account_header(self, request: Any, **_: Any) -> None:
-        account = getattr(self._tls, "account", None)
-        if account:
-            request.headers["x-moto-account-id"] = account
-
-    @contextlib.contextmanager
-    def _as_account(self, account: str):
-        previous = getattr(self._tls, "account", None)
-        self._tls.account = account
-        try:
-            yield
-        finally:
-            self._tls.account = previous
-
     def s3_get(self, account: str, bucket: str, key: str) -> bytes:
         """The object's bytes, read as ``account``."""
-        with self._as_account(account):
-            return self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return self._aws.s3_get(account, bucket, key)
 
     def s3_put(self, account: str, bucket: str, key: str, data: bytes) -> None:
         """Store ``data`` as the object, as ``account``."""
-        with self._as_account(account):
-            self._s3.put_object(Bucket=bucket, Key=key, Body=data)
+        self._aws.s3_put(account, bucket, key, data)
 
     def s3_delete(self, account: str, bucket: str, key: str) -> None:
         """Delete the object, as ``account`` (a checkpoint the container deleted)."""
-        with self._as_account(account):
-            self._s3.delete_object(Bucket=bucket, Key=key)
+        self._aws.s3_delete(account, bucket, key)
 
     def s3_download_prefix(self, account: str, bucket: str, prefix: str, dest: Path) -> int:
-        """Download every object under ``prefix`` into ``dest`` (see relative_key)."""
-        count = 0
-        dest.mkdir(parents=True, exist_ok=True)
-        with self._as_account(account):
-            pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket,
-                                                                      Prefix=prefix)
-            for page in pages:
-                for item in page.get("Contents", []):
-                    key = item["Key"]
-                    if key.endswith("/"):
-                        continue
-                    target = dest.joinpath(*relative_key(prefix, key).parts)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    body = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-                    target.write_bytes(body)
-                    count += 1
-        return count
+        """Download every object under ``prefix`` into ``dest`` (see staging.relative_key)."""
+        return self._aws.s3_download_prefix(account, bucket, prefix, dest)
 
     def new_log_stream(self, account: str, job_name: str, host: str = "algo-1") -> str:
-        """A new stream ``<job>/<host>-<epoch seconds>`` (a later second if that one is
-        taken: one stream per instance per attempt), as SageMaker names them
-        ("algo-n-1234567890", model-parallel-best-practices.md)."""
-        with self._streams_lock, self._as_account(account):
-            stamp = int(time.time())
-            while f"{account}:{job_name}/{host}-{stamp}" in self._streams:
-                stamp += 1
-            stream = f"{job_name}/{host}-{stamp}"
-            self._streams.add(f"{account}:{stream}")
-            if account not in self._groups:
-                with contextlib.suppress(self._logs.exceptions.ResourceAlreadyExistsException):
-                    self._logs.create_log_group(logGroupName=LOG_GROUP)
-                self._groups.add(account)
-            self._logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
-        return stream
+        """A new stream ``<job>/<host>-<epoch seconds>``, one per instance per attempt."""
+        return self._aws.new_log_stream(account, job_name, host)
 
     def put_log_events(self, account: str, stream: str, events: list[dict[str, Any]]) -> None:
         """Append the events (``timestamp``, ``message``) to the job's stream."""
-        with self._as_account(account):
-            self._logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream,
-                                      logEvents=events)
+        self._aws.put_log_events(account, stream, events)

@@ -69,9 +69,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Patterns of the emulated services' models (SageMaker and its metrics API, S3, CloudWatch
-#: Logs; botocore 1.44.8) that neither ``re`` nor the translation to ``regex`` compiles:
-#: values of these shapes are not checked against their pattern (their lengths and enums
-#: still are). None today.
+#: Logs, Service Quotas; botocore 1.44.8) that neither ``re`` nor the translation to
+#: ``regex`` compiles: values of these shapes are not checked against their pattern (their
+#: lengths and enums still are). None today.
 UNCHECKED_PATTERNS: frozenset[str] = frozenset()
 
 _NUMBER_TYPES = ("integer", "long", "float", "double")

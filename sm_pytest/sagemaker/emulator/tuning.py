@@ -22,8 +22,29 @@ the training job definition, the tuning job's tags, the static hyperparameters, 
 values of the ranges and ``_tuning_objective_metric``, as the service sets it. At most
 MaxParallelTrainingJobs run at once, up to MaxNumberOfTrainingJobs (Grid: every combination).
 The trials' values come from tuning_rules.search_points: Bayesian and Hyperband are emulated by
-seeded random sampling (RandomSeed), without SageMaker's optimiser and without early stopping
-(TrainingJobEarlyStoppingType Auto runs every trial to its end).
+seeded random sampling (RandomSeed), without SageMaker's optimiser. As on AWS, each trial is
+filed in SageMaker Experiments by the service: in the experiment ``<tuning job>-aws-tuning-job``,
+with its job's ``<job>-aws-training-job`` component (trial_components.file_tuning_trial).
+
+Early stopping (TrainingJobEarlyStoppingType Auto, and Hyperband's own): the rule of the
+developer guide's "How Early Stopping Works", quoted in full in
+:class:`~sm_pytest.sagemaker.emulator.tuning_rules.MedianRule`: "If the value of the objective
+metric for the current training job is worse ... than the median value of running averages of
+the objective metric for previous training jobs up to the same epoch, SageMaker stops the
+current training job." The intermediate values are the objective's metric definition (the
+request's MetricDefinitions) applied to each running trial's log lines as they come (its
+program's lines, algo-1's with several instances: one value per epoch, not one per host); a
+trial is judged at each new value against the trials that completed. A trial the rule stops is
+stopped through StopTrainingJob, as a tuning job's Stop stops its trials, and shows as the
+service shows it: TrainingJobStatus Stopped (SecondaryStatus Stopped), counted in
+TrainingJobStatusCounters.Stopped; its last value is its
+FinalHyperParameterTuningJobObjectiveMetric, ObjectiveStatus Succeeded (the value was "used in
+the hyperparameter tuning process"); it is never BestTrainingJob, which is a Completed trial.
+The summary has no member that says "stopped early": a Stopped trial of a tuning job nobody
+stopped is one. Not emulated: how many completed trials the service waits for before the
+median counts (the emulator waits for 3, as sm-pytest's local search does); Hyperband's
+brackets (it is emulated by the same median rule, from MinResource on) and its stop at
+MaxResource (a trial trains to its own end).
 
 A trial's objective is the objective metric's value in its FinalMetricDataList (the metric
 definitions' regexes over its log, as for any emulated job). A failed trial counts as
@@ -46,7 +67,7 @@ import time
 import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError
@@ -55,7 +76,7 @@ from moto.core.utils import utcnow
 from moto.sagemaker.exceptions import ResourceNotFound, ValidationError
 from moto.sagemaker.responses import SageMakerResponse
 
-from sm_pytest.sagemaker.emulator import tuning_rules
+from sm_pytest.sagemaker.emulator import trial_components, tuning_rules
 
 if TYPE_CHECKING:  # pragma: no cover
     from sm_pytest.sagemaker.emulator.jobs import JobRunner
@@ -110,6 +131,16 @@ class Trial:
     name: str
     number: int
     tuned: dict[str, str]
+    #: The objective's intermediate values so far, one per log line that reported it.
+    values: list[float] = field(default_factory=list)
+    #: (attempt number, how many of that attempt's lines were read into ``values``).
+    read: tuple[int, int] = (0, 0)
+    #: How many of ``values`` the early stopping rule has judged.
+    judged: int = 0
+    #: Every line of the ended trial is in ``values``.
+    read_all: bool = False
+    #: Stopped by early stopping (not by StopHyperParameterTuningJob).
+    stopped_early: bool = False
 
 
 class TuningRunner(threading.Thread):
@@ -132,6 +163,8 @@ class TuningRunner(threading.Thread):
         self.max_runtime = limits.get("MaxRuntimeInSeconds")
         #: The tuned values of every trial, in launch order (fixed at creation).
         self.points = tuning_rules.search_points(config)
+        #: The rule that stops trials early; None when none is stopped early.
+        self.early_stopping = tuning_rules.early_stopping_rule(request)
         #: Every trial launched, in order.
         self.trials: list[Trial] = []
         #: The most trials seen running at once.
@@ -212,6 +245,8 @@ class TuningRunner(threading.Thread):
                     break
                 running = self._running()
             self.peak_parallel = max(self.peak_parallel, len(running))
+            if self.early_stopping is not None and not self._stop_requested.is_set():
+                self._stop_early()
             self._refresh()
             if failure is not None or (not waiting and not running):
                 break
@@ -250,6 +285,9 @@ class TuningRunner(threading.Thread):
         params = {key: copy.deepcopy(definition[key]) for key in _TRAINING_KEYS
                   if key in definition}
         params.update(TrainingJobName=name, HyperParameters=hyperparameters)
+        # The service keeps no warm pool for a trial: "The server always sets
+        # KeepAlivePeriodInSeconds to nil" (aws-controllers-k8s/sagemaker-controller #176).
+        params.get("ResourceConfig", {}).pop("KeepAlivePeriodInSeconds", None)
         if self.request.get("Tags"):
             params["Tags"] = copy.deepcopy(self.request["Tags"])
         try:
@@ -260,9 +298,60 @@ class TuningRunner(threading.Thread):
                     f" {error.get('Message', exc)}")
         with self.host.lock:
             # Every reader of a stored job's attributes holds the lock (see jobs.py).
-            self.host.jobs[name].stored.tuning_job_arn = self.stored.arn
+            job = self.host.jobs[name]
+            job.stored.tuning_job_arn = self.stored.arn
+            # As the service does, in an experiment of the tuning job's own.
+            trial_components.file_tuning_trial(job.account, job.region, self.tuning_job_name,
+                                               name, job.stored.arn)
             self.trials.append(Trial(name, number, dict(tuned)))
         return None
+
+    # --- early stopping ------------------------------------------------------------------
+
+    def _stop_early(self) -> None:
+        """Read each trial's new objective values; stop the running trials the rule stops."""
+        rule = self.early_stopping
+        for trial in self.trials:
+            self._read_values(trial, rule)
+        completed = [t.values for t in self.trials
+                     if t.read_all and self.host.jobs[t.name].status == "Completed"]
+        for trial in self.trials:
+            if trial.stopped_early or trial.read_all:
+                continue
+            stop = any(rule.stops(trial.values[:epoch], completed)
+                       for epoch in range(trial.judged + 1, len(trial.values) + 1))
+            trial.judged = len(trial.values)
+            if stop:
+                self._stop_trial_early(trial)
+
+    def _stop_trial_early(self, trial: Trial) -> None:
+        with self.host.lock:
+            if self.host.jobs[trial.name].status != "InProgress":
+                return  # ending already: it stops, fails or completes by itself
+            trial.stopped_early = True
+        logger.info("emulated tuning job %s: early stopping stops %s at epoch %d",
+                    self.tuning_job_name, trial.name, len(trial.values))
+        with contextlib.suppress(ClientError):  # it may have ended meanwhile
+            self.host.sagemaker_call(self.account, "stop_training_job",
+                                     TrainingJobName=trial.name)
+
+    def _read_values(self, trial: Trial, rule: tuning_rules.MedianRule) -> None:
+        runner = self.host.jobs[trial.name]
+        if trial.read_all:
+            return
+        ended = runner.done.is_set()  # before reading: then no line comes after the read
+        if not runner.attempts:
+            trial.read_all = ended
+            return
+        attempt = runner.attempts[-1]
+        number, read = trial.read
+        if attempt.number != number:  # a restart (spot): its log goes on in a new stream
+            number, read = attempt.number, 0
+        # A slice of the list the job thread appends to: whole lines, never half of one.
+        lines = attempt.lines[read:]
+        trial.read = (number, read + len(lines))
+        trial.values += [v for v in map(rule.value, lines) if v is not None]
+        trial.read_all = ended
 
     def _stop_trials(self) -> None:
         for trial in self._running():

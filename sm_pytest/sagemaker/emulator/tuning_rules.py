@@ -27,14 +27,26 @@ and at most MaxNumberOfTrainingJobs run in parallel.
 The search itself (:func:`search_points`): Grid runs every combination once, in order.
 Random draws MaxNumberOfTrainingJobs points, seeded by RandomSeed. Bayesian and Hyperband are
 emulated by that same seeded random draw: the emulator runs real trials, not SageMaker's
-optimiser, and Hyperband's own early stopping is not emulated (each trial trains to the end).
+optimiser.
+
+Which running trial is stopped early (:func:`early_stopping_rule`, :class:`MedianRule`): with
+TrainingJobEarlyStoppingType Auto, the rule of the developer guide ("How Early Stopping
+Works"), on the objective's intermediate values (each log line its metric definition
+matches is one epoch). Hyperband's own stopping, which the documents do not spell out
+("uses the final and intermediate results of a training job to dynamically allocate
+resources ... while automatically stopping under-performing configurations"), is emulated by
+that same rule, never before MinResource values ("If the value for MinResource has not been
+reached, the training job is not stopped by Hyperband"; HyperbandStrategyConfig).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping
+import re
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sm_pytest.sagemaker.tuning import EPOCH_KEYS
@@ -49,7 +61,8 @@ from sm_pytest.spec.tuning import (
     random_points,
 )
 
-__all__ = ["NOT_EMULATED", "RANGE_LISTS", "problem", "search_points", "unemulated"]
+__all__ = ["MEDIAN_RULE_MIN_TRIALS", "NOT_EMULATED", "RANGE_LISTS", "MedianRule",
+           "early_stopping_rule", "problem", "search_points", "unemulated"]
 
 RANGE_LISTS = {"ContinuousParameterRanges": CONTINUOUS, "IntegerParameterRanges": INTEGER,
                "CategoricalParameterRanges": CATEGORICAL}
@@ -253,3 +266,76 @@ def search_points(config: Mapping[str, Any]) -> list[dict[str, str]]:
         points = random_points(_spec(config, count), count, seed)
     return [{name: value if isinstance(value, str) else str(value)
              for name, value in point.items()} for point in points]
+
+
+# --- early stopping --------------------------------------------------------------------------
+
+# The service does not say how many trials it needs before the median means anything; 3, as
+# sm-pytest's local median rule (backends/searchers.py) waits for, so that the same file stops
+# the same trials both ways.
+MEDIAN_RULE_MIN_TRIALS = 3
+
+
+@dataclass(frozen=True)
+class MedianRule:
+    """SageMaker's early stopping, as the developer guide states it ("How Early Stopping
+    Works"): "Compute the running average of the objective metric for all previous training
+    jobs up to the same epoch, and then compute the median of all of the running averages. If
+    the value of the objective metric for the current training job is worse (higher when
+    minimizing or lower when maximizing the objective metric) than the median value of running
+    averages of the objective metric for previous training jobs up to the same epoch,
+    SageMaker stops the current training job."
+
+    The previous training jobs are those that completed (a trial stopped early, or still
+    running, has no full history to compare with), and at least
+    :data:`MEDIAN_RULE_MIN_TRIALS` of them must have reached the epoch."""
+
+    metric: str
+    regex: re.Pattern[str]
+    maximize: bool
+    #: The fewest epochs before a trial may be stopped (Hyperband's MinResource).
+    min_epochs: int = 1
+
+    def value(self, line: str) -> float | None:
+        """The objective's value on a log line, read as a metric definition reads it (the
+        regex's first group, else its whole match), if it has one."""
+        match = self.regex.search(line)
+        if not match:
+            return None
+        try:
+            value = float(match.group(1) if self.regex.groups else match.group(0))
+        except (ValueError, IndexError):
+            return None
+        return value if math.isfinite(value) else None
+
+    def stops(self, values: Sequence[float], previous: Sequence[Sequence[float]]) -> bool:
+        """Whether a trial whose objective values, epoch by epoch, are ``values`` (its latest
+        last) is stopped, given the values of the trials that completed before it."""
+        epoch = len(values)
+        if epoch < max(1, self.min_epochs):
+            return False
+        averages = [sum(done[:epoch]) / epoch for done in previous if len(done) >= epoch]
+        if len(averages) < MEDIAN_RULE_MIN_TRIALS:
+            return False
+        median = statistics.median(averages)
+        return values[-1] < median if self.maximize else values[-1] > median
+
+
+def early_stopping_rule(request: Mapping[str, Any]) -> MedianRule | None:
+    """The rule that stops the trials of an accepted CreateHyperParameterTuningJob request
+    early (see the module docstring); None when it stops none."""
+    config = request["HyperParameterTuningJobConfig"]
+    strategy = config["Strategy"]
+    if strategy == "Hyperband":
+        settings = (config.get("StrategyConfig") or {}).get("HyperbandStrategyConfig") or {}
+        min_epochs = int(settings.get("MinResource") or 1)
+    elif config.get("TrainingJobEarlyStoppingType", "Off") == "Auto":
+        min_epochs = 1
+    else:
+        return None
+    objective = config["HyperParameterTuningJobObjective"]
+    algorithm = request["TrainingJobDefinition"].get("AlgorithmSpecification") or {}
+    regex = next(d["Regex"] for d in algorithm.get("MetricDefinitions") or []
+                 if d.get("Name") == objective["MetricName"])  # problem() made sure of it
+    return MedianRule(objective["MetricName"], re.compile(regex),
+                      objective["Type"] == "Maximize", min_epochs)
