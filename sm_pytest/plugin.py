@@ -210,7 +210,8 @@ class Recorder:
         pictures = []
         if config.getoption("sm_plots") or config.getini("sm_plots"):
             pictures = plots.draw_session(records, session.artifacts_root, write)
-        summary.publish(df, session.artifacts_root, write, notes=notes, pictures=pictures)
+        summary.publish(df, session.artifacts_root, write, notes=notes, pictures=pictures,
+                        idle_seconds=pools.idle_seconds(records))
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -259,27 +259,30 @@ def test_update_training_job_ends_a_pool_and_refuses_what_it_cannot_change(emu):
 def test_update_while_running_applies_when_the_job_ends(emu):
     emu.quota(TYPE, 2)
     sm = emu.client("sagemaker")
-    sm.create_training_job(**job("run-0", sleep=0.5))
-    sm.create_training_job(**job("run-1", keep_alive=600, sleep=0.5))
+    # Jobs long enough, and a keep-alive wide enough, that a loaded machine's slow polls
+    # still see each state.
+    sm.create_training_job(**job("run-0", sleep=3))
+    sm.create_training_job(**job("run-1", keep_alive=600, sleep=3))
     sm.update_training_job(TrainingJobName="run-0", ResourceConfig={"KeepAlivePeriodInSeconds": 0})
-    sm.update_training_job(TrainingJobName="run-1", ResourceConfig={"KeepAlivePeriodInSeconds": 1})
+    sm.update_training_job(TrainingJobName="run-1", ResourceConfig={"KeepAlivePeriodInSeconds": 3})
     assert pool_status(sm, "run-0") == {"Status": IN_USE}
     assert wait_for(sm, "run-0")["WarmPoolStatus"] == {
         "Status": TERMINATED, "ResourceRetainedBillableTimeInSeconds": 0}
     assert wait_for(sm, "run-1")["WarmPoolStatus"]["Status"] == AVAILABLE
-    ended = wait_until(lambda: (s := pool_status(sm, "run-1"))["Status"] == TERMINATED and s)
-    assert ended["ResourceRetainedBillableTimeInSeconds"] == 1
+    ended = wait_until(lambda: (s := pool_status(sm, "run-1"))["Status"] == TERMINATED and s,
+                       timeout=15)
+    assert ended["ResourceRetainedBillableTimeInSeconds"] == 3
 
 
 def test_a_pool_expires_after_its_keep_alive_billing_the_whole_period(emu):
     emu.quota(TYPE, 1)
     sm = emu.client("sagemaker")
-    run(sm, job("expires", keep_alive=2))
+    run(sm, job("expires", keep_alive=4))
     cache = pools(emu)["expires"].cache_dir
     assert pool_status(sm, "expires")["Status"] == AVAILABLE and cache.is_dir()
     ended = wait_until(lambda: (s := pool_status(sm, "expires"))["Status"] == TERMINATED and s,
-                       timeout=5)
-    assert ended == {"Status": TERMINATED, "ResourceRetainedBillableTimeInSeconds": 2}
+                       timeout=15)
+    assert ended == {"Status": TERMINATED, "ResourceRetainedBillableTimeInSeconds": 4}
     assert not cache.exists()
     # The quota is free again.
     run(sm, job("next", keep_alive=60))

@@ -88,6 +88,22 @@ def test_keep_pools_leaves_the_last_pools_available(project, emulated):
     assert "still counting for 2 pool(s) left Available" in result.stdout.str()
 
 
+def test_reused_runs_show_no_pool_of_an_earlier_session(project, emulated):
+    emulated.setenv(QUOTA, "ml.m5.xlarge=2")
+    project.experiment("pair", """
+        base: config/base.yaml
+        matrix: {accuracy: [0.91, 0.92]}
+    """)
+    project.run_subprocess(*SM, "--sm-keep-alive", "60").assert_outcomes(passed=2)
+    assert _summary(project)["pool_after"].tolist() == ["released", "released"]
+    again = project.run_subprocess(*SM, "--sm-keep-alive", "60", "--sm-reuse")
+    again.assert_outcomes(passed=2)
+    summary = _summary(project)
+    assert summary["status"].tolist() == ["cached", "cached"]
+    assert "pool_after" not in summary or set(summary["pool_after"]) == {""}
+    assert "idle time" not in (project.artifacts / "summary.md").read_text()
+
+
 def test_a_warm_pool_quota_of_zero_is_said_before_anyone_waits(project, emulated):
     project.experiment("alone", "base: config/base.yaml\n")
     result = project.run_subprocess(*SM, "--sm-keep-alive", "60")

@@ -34,10 +34,16 @@ def trainings(records: list[RunRecord]) -> list[TrainingFields]:
     repeats), those taken from the run cache left out."""
     found: list[TrainingFields] = []
     for rec in records:
-        for training in rec.trials or [r for r in rec.repeats if not r.cached]:
-            if training.backend == "sagemaker":
-                found.append(training)
-    return found
+        if rec.trials:  # a reused search is reused whole
+            found += [] if rec.cached else rec.trials
+        else:
+            found += [r for r in rec.repeats if not r.cached]
+    return [training for training in found if training.backend == "sagemaker"]
+
+
+def idle_seconds(records: list[RunRecord]) -> int:
+    """The warm-pool idle time every job of the session billed, in instance-seconds."""
+    return sum(t.pool_idle_seconds or 0 for t in trainings(records) if t.pool_after)
 
 
 def notes(records: list[RunRecord]) -> list[str]:
@@ -58,7 +64,7 @@ def notes(records: list[RunRecord]) -> list[str]:
                  f" {max(0.0, cold_s - warm_s) * len(warm):.0f} s saved")
     elif warm:
         line += "; no cold start in this session to compare their start time with"
-    idle = sum(t.pool_idle_seconds or 0 for t in kept)
+    idle = idle_seconds(records)
     billing = [t.job_name for t in kept if t.pool_after == "available"]
     idle_line = (f"warm pools: {idle} instance-second(s) of idle time billed at the instance"
                  " rate" + (f", and still counting for {len(billing)} pool(s) left Available"

@@ -74,8 +74,15 @@ def _training_row(run, status: str, verdict: str, values: dict, swept: list[str]
             "duration_s": round(run.duration_s, 1), "artifacts": run.artifact_dir,
             "job": run.job_name, "instance": run.instance_type,
             "billable_s": run.billable_seconds, "spot_saving": run.spot_saving,
-            "start_s": run.start_seconds, "pool": pool_shown(run), "pool_after": run.pool_after,
-            "idle_s": run.pool_idle_seconds}
+            **_pool_cells(run, status)}
+
+
+def _pool_cells(run, status: str) -> dict:
+    """The warm-pool columns; blank on a reused row, whose pool was an earlier session's."""
+    if status.startswith(CACHED) or status.endswith("(cached)"):
+        return {"start_s": None, "pool": "", "pool_after": "", "idle_s": None}
+    return {"start_s": run.start_seconds, "pool": pool_shown(run),
+            "pool_after": run.pool_after, "idle_s": run.pool_idle_seconds}
 
 
 def _union(dicts) -> list[str]:
@@ -91,10 +98,12 @@ def render_text(df) -> str:
     return table.to_string(index=False, na_rep="", float_format="{:.4g}".format)
 
 
-def write(df, directory: Path, *, notes: list[str] = (), pictures: list[Path] = ()
-          ) -> tuple[Path, Path]:
+def write(df, directory: Path, *, notes: list[str] = (), pictures: list[Path] = (),
+          idle_seconds: float = 0.0) -> tuple[Path, Path]:
     """summary.csv, and summary.md for a CI job summary or a pull-request comment: the
-    verdicts, the table (deltas against the baseline as arrows), cost, notes and plots."""
+    verdicts, the table (deltas against the baseline as arrows), cost, notes and plots.
+    `idle_seconds`: the warm-pool idle time this session's jobs billed (report/pools.py:
+    every job's, not only those the table's rows show)."""
     csv_path, md_path = directory / "summary.csv", directory / "summary.md"
     write_text_atomic(csv_path, df.to_csv(index=False))
     passed = int((df["verdict"] == PASS).sum())
@@ -105,10 +114,9 @@ def write(df, directory: Path, *, notes: list[str] = (), pictures: list[Path] = 
              f"{passed} of {items} runs passed"
              + (f", {cached} reused from the run cache" if cached else "") + "."]
     if "billable_s" in df and df["billable_s"].notna().any():
-        idle = df["idle_s"].sum() if "idle_s" in df else 0
         lines.append(f"SageMaker billable time: {df['billable_s'].sum():.0f} s"
-                     + (f" of training, plus {idle:.0f} instance-seconds of warm-pool idle time"
-                        if idle else "") + ".")
+                     + (f" of training, plus {idle_seconds:.0f} instance-seconds of warm-pool"
+                        " idle time" if idle_seconds else "") + ".")
     table = df.assign(artifacts=[_relative(p, directory) for p in df["artifacts"]])
     lines += ["", table.to_markdown(index=False, floatfmt=".4g")]
     if notes:
@@ -128,10 +136,12 @@ def _relative(path, directory: Path) -> str:
 
 
 def publish(df, directory: Path, say: Callable[[str], None], *, notes: list[str] = (),
+            idle_seconds: float = 0.0,
             pictures: list[Path] = ()) -> None:
     """Write the summary files and `say` where they are, or why they could not be."""
     try:
-        csv_path, md_path = write(df, directory, notes=notes, pictures=pictures)
+        csv_path, md_path = write(df, directory, notes=notes, pictures=pictures,
+                                  idle_seconds=idle_seconds)
     except OSError as exc:
         say(f"could not write the summary files: {exc}")
         return
