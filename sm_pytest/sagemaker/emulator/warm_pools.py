@@ -64,6 +64,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# WarmPoolStatus.Status, the service model's enum: one spelling for client and emulator.
+from sm_pytest.sagemaker.warm_pools import AVAILABLE, IN_USE, REUSED, TERMINATED
+
 __all__ = [
     "AVAILABLE",
     "CACHE_ENV",
@@ -79,7 +82,6 @@ __all__ = [
     "match_key",
 ]
 
-IN_USE, AVAILABLE, REUSED, TERMINATED = "InUse", "Available", "Reused", "Terminated"
 #: The variable that tells the program where the pool's persistent cache is.
 CACHE_ENV = "SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY"
 # FailureReason prefixes of the failures that leave a pool ("AlgorithmError: ...").
