@@ -328,12 +328,38 @@ def test_an_interrupted_end_lists_the_command_for_each_pool_left():
         raise KeyboardInterrupt
 
     notices = keeper.finish([("a", 60), ("b", 60)], wait_s=30, sleep=ctrl_c)
+    # b, Available, is released before the wait for a; a, still ending, is left with its
+    # command.
+    assert sm.updated == ["b"]
     assert notices == [
-        "could not release the warm pools of a (interrupted); b (interrupted); they bill until"
-        " their keep_alive ends, or end them with: aws sagemaker update-training-job"
-        " --training-job-name a --resource-config KeepAlivePeriodInSeconds=0 --region"
-        " eu-west-1 && aws sagemaker update-training-job --training-job-name b"
+        "released the warm pools of 1 job(s) that no job of this session could use"
+        " (UpdateTrainingJob KeepAlivePeriodInSeconds=0): b",
+        "could not release the warm pools of a (interrupted); they bill until their keep_alive"
+        " ends, or end them with: aws sagemaker update-training-job --training-job-name a"
         " --resource-config KeepAlivePeriodInSeconds=0 --region eu-west-1"]
+
+
+def test_a_refused_release_is_said_once_and_listed_at_the_end():
+    class Refusing(_FakeSageMaker):
+        def update_training_job(self, TrainingJobName, ResourceConfig):  # noqa: N803
+            self.updated.append(TrainingJobName)
+            raise RuntimeError("AccessDeniedException: not authorized: UpdateTrainingJob")
+
+    sm = Refusing({"done": {"Status": "Available"}})
+    lines = []
+    keeper = PoolKeeper(sm, lines.append, keep=False, region="us-east-1", poll_interval=0.1)
+    keeper.all_submitted = True
+    keeper.ended(_Handle("done"))
+    for _ in range(3):  # three polls: one try
+        keeper.release_unneeded([])
+    assert sm.updated == ["done"] and len(lines) == 1
+    notices = keeper.finish([("done", 60)])
+    assert sm.updated == ["done"]
+    assert notices[0].startswith("could not release the warm pools of done (AccessDenied")
+    assert "--training-job-name done" in notices[0]
+    # Asked to end but still shown Available a moment: reported as released, not billing.
+    released = warm_pools.PoolState(status="Available")
+    assert warm_pools.fate(released, released=True) == "released"
 
 
 def test_the_quota_request_command_names_the_quota_code_and_region():

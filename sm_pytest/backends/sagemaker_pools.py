@@ -60,6 +60,7 @@ class PoolKeeper:
         # seconds, and a pool may come free during it).
         self.starting: list[JobHandle] = []
         self.released: list[str] = []
+        self.unreleased: dict[str, str] = {}  # job -> why UpdateTrainingJob failed (not retried)
         # Job -> the job of ours whose pool it took, as the pools' describes said (asking
         # one pool may answer for another job than the one being confirmed).
         self.took: dict[str, str] = {}
@@ -137,8 +138,8 @@ class PoolKeeper:
             self.progress(f"{handle.job_name}: started on the warm pool of"
                           f" {handle.pool_from}\n")
         elif candidates:
-            self.progress(f"{handle.job_name}: started cold: none of this session's matching"
-                          " warm pools was moved to it\n")
+            self.progress(f"{handle.job_name}: did not start on a warm pool of this session"
+                          " (none of its matching pools was moved to it)\n")
 
     def release_unneeded(self, queue: list[JobHandle]) -> None:
         """Release each free pool that no queued job can use, once the session submits no
@@ -171,12 +172,16 @@ class PoolKeeper:
         self._finished = True
         period = dict(jobs)
         states: dict[str, PoolState | None] = {}
-        failed: list[tuple[str, str]] = []
+        failed: list[tuple[str, str]] = list(self.unreleased.items())
         try:
-            states = {name: self._state(name) for name, _ in jobs}
+            states = {name: self._state(name) or self._state(name) for name, _ in jobs}
+            failed += [(name, "could not read its warm pool") for name, state in states.items()
+                       if state is None]
             if self.keep:
                 return self._kept([n for n, s in states.items() if s and s.status == AVAILABLE],
                                   period)
+            # The Available ones first: they bill while the others are waited for.
+            failed += self._release_available(states)
             ending = [name for name, s in states.items() if s is not None
                       and s.status == IN_USE]
             if ending:
@@ -189,17 +194,24 @@ class PoolKeeper:
                     states[name] = self._state(name) or states[name]
                     if states[name].status != IN_USE:
                         ending.remove(name)
+                        failed += self._release_available({name: states[name]})
             failed += [(name, "the job had not ended") for name in ending]
-            for name, state in states.items():
-                if state is not None and state.status == AVAILABLE:
-                    why = self._update(name)
-                    if why is not None:
-                        failed.append((name, why))
         except KeyboardInterrupt:
             settled = {name for name, s in states.items() if s and s.status in _ENDED_POOL}
             failed = [(name, "interrupted") for name, _ in jobs
                       if name not in self.released and name not in settled]
         return self._release_notices(failed)
+
+    def _release_available(self, states: dict[str, PoolState | None]) -> list[tuple[str, str]]:
+        """Release each pool the states say is Available; (job, why) of those that failed."""
+        failed = []
+        for name, state in states.items():
+            if (state is not None and state.status == AVAILABLE and name not in self.released
+                    and name not in self.unreleased):
+                why = self._update(name)
+                if why is not None:
+                    failed.append((name, why))
+        return failed
 
     def _kept(self, available: list[str], period: dict[str, int]) -> list[str]:
         if not available:
@@ -279,7 +291,12 @@ class PoolKeeper:
             self.sm.update_training_job(TrainingJobName=job_name,
                                         ResourceConfig={"KeepAlivePeriodInSeconds": 0})
         except Exception as exc:
+            # Said once and not retried at each poll (AccessDenied stays denied): the end of
+            # the session lists it with the command that ends the pool.
             self.progress(f"{job_name}: could not release its warm pool: {exc}\n")
+            with self._lock:
+                self.free = [pool for pool in self.free if pool.job_name != job_name]
+                self.unreleased[job_name] = str(exc)
             return str(exc)
         with self._lock:
             self.free = [pool for pool in self.free if pool.job_name != job_name]

@@ -105,6 +105,7 @@ class TuningSearch:
     # Trial job name -> the handle its live log is followed with, while it runs; None once
     # following failed (the trials are still fetched whole as they end).
     _live: dict[str, JobHandle] | None = field(default_factory=dict)
+    _recorded: set[str] = field(default_factory=set)  # trial jobs recorded in Experiments
 
     # -- launching --------------------------------------------------------------------------
 
@@ -339,7 +340,9 @@ class TuningSearch:
                 result, failure_reason="the tuning job stopped it early (early stopping)")
         trial.result = result
         trial.objective = objective_of(result, tune.objective_metric)
-        if backend.experiments is not None:
+        if backend.experiments is not None and outcome.name not in self._recorded:
+            # Once: a trial fetched again (its save failed) is not a second Run.
+            self._recorded.add(outcome.name)
             with signals.deferred():  # a Run is never left half-made
                 backend.experiments.record_trial(spec, result)
         if save:

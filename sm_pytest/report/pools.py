@@ -54,7 +54,8 @@ def notes(records: list[RunRecord]) -> list[str]:
     warm = [t for t in jobs if t.pool_from and t.start_seconds is not None]
     if not kept and not warm:
         return []
-    cold = [t for t in jobs if not t.pool_from and t.start_seconds is not None]
+    # Against the cold starts of jobs that asked for a pool too: the same kind of job.
+    cold = [t for t in kept if not t.pool_from and t.start_seconds is not None]
     line = f"warm pools: {len(warm)} of {len(jobs)} SageMaker job(s) started on a reused pool"
     if warm and cold:
         warm_s = mean(t.start_seconds for t in warm)

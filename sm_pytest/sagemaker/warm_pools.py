@@ -136,9 +136,9 @@ def fate(state: PoolState, *, released: bool = False) -> str:
     when the job asked for none."""
     if state.status == REUSED:
         return f"reused by {state.reused_by}"
+    if released and state.status in (AVAILABLE, TERMINATED):
+        return "released"  # asked to end: the service may still say Available a moment
     if state.status == TERMINATED:
-        if released:
-            return "released"
         return "terminated" if state.retained_seconds else "not kept"
     return {AVAILABLE: "available", IN_USE: "in use"}.get(state.status, state.status.lower())
 
