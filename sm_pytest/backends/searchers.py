@@ -10,7 +10,6 @@ pruner on the per-epoch objective values. `early_stopping: Auto` is SageMaker's 
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,13 +18,11 @@ from sm_pytest.spec.tuning import (
     INTEGER,
     TuneSpec,
     grid_points,
+    median_rule_stops,
     random_points,
 )
 
 TUNE_EXTRA = "pip install 'sm-pytest[tune]'"
-# The median rule judges a trial against the trials that ended before it: with fewer, the
-# median says little. SageMaker does not publish its own minimum; 3 is ours.
-MEDIAN_RULE_MIN_TRIALS = 3
 
 
 class SearchSetupError(Exception):
@@ -66,13 +63,7 @@ class MedianStopping:
         self.finished: list[list[float]] = []  # each completed trial's per-epoch values
 
     def should_stop(self, steps: list[float]) -> bool:
-        if not steps:
-            return False
-        k = len(steps)
-        averages = [sum(s[:k]) / k for s in self.finished if len(s) >= k]
-        if len(averages) < MEDIAN_RULE_MIN_TRIALS:
-            return False
-        return self.tune.better(statistics.median(averages), steps[-1])
+        return median_rule_stops(steps, self.finished, maximize=self.tune.maximize)
 
     def completed(self, steps: list[float]) -> None:
         if steps:

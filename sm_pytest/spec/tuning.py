@@ -11,6 +11,8 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,3 +107,25 @@ def sample(spec: Range, rng: random.Random) -> Any:
         drawn = rng.uniform(low, high)
     # exp and log can land a hair outside the range; a trial must never leave it.
     return min(max(float(drawn), float(low)), float(high))
+
+
+# The median rule judges a trial against the trials that completed before it: with fewer,
+# the median says little. SageMaker does not publish its own minimum; 3 is ours, for the
+# local search and the emulated tuning job alike.
+MEDIAN_RULE_MIN_TRIALS = 3
+
+
+def median_rule_stops(values: Sequence[float], completed: Sequence[Sequence[float]], *,
+                      maximize: bool) -> bool:
+    """SageMaker's `Auto` early stopping ("How Early Stopping Works"): whether a trial whose
+    objective values, epoch by epoch, are `values` (its latest last) is stopped, because its
+    latest is worse than the median of the running averages, up to the same epoch, of the
+    trials that `completed` before it (at least MEDIAN_RULE_MIN_TRIALS of them reaching it)."""
+    epoch = len(values)
+    if not epoch:
+        return False
+    averages = [sum(done[:epoch]) / epoch for done in completed if len(done) >= epoch]
+    if len(averages) < MEDIAN_RULE_MIN_TRIALS:
+        return False
+    median = statistics.median(averages)
+    return values[-1] < median if maximize else values[-1] > median

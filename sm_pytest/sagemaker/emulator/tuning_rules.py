@@ -44,7 +44,6 @@ from __future__ import annotations
 import math
 import random
 import re
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,10 +57,11 @@ from sm_pytest.spec.tuning import (
     Range,
     TuneSpec,
     grid_points,
+    median_rule_stops,
     random_points,
 )
 
-__all__ = ["MEDIAN_RULE_MIN_TRIALS", "NOT_EMULATED", "RANGE_LISTS", "MedianRule",
+__all__ = ["NOT_EMULATED", "RANGE_LISTS", "MedianRule",
            "early_stopping_rule", "problem", "search_points", "unemulated"]
 
 RANGE_LISTS = {"ContinuousParameterRanges": CONTINUOUS, "IntegerParameterRanges": INTEGER,
@@ -270,11 +270,6 @@ def search_points(config: Mapping[str, Any]) -> list[dict[str, str]]:
 
 # --- early stopping --------------------------------------------------------------------------
 
-# The service does not say how many trials it needs before the median means anything; 3, as
-# sm-pytest's local median rule (backends/searchers.py) waits for, so that the same file stops
-# the same trials both ways.
-MEDIAN_RULE_MIN_TRIALS = 3
-
 
 @dataclass(frozen=True)
 class MedianRule:
@@ -287,8 +282,9 @@ class MedianRule:
     SageMaker stops the current training job."
 
     The previous training jobs are those that completed (a trial stopped early, or still
-    running, has no full history to compare with), and at least
-    :data:`MEDIAN_RULE_MIN_TRIALS` of them must have reached the epoch."""
+    running, has no full history to compare with), and at least MEDIAN_RULE_MIN_TRIALS of
+    them must have reached the epoch: spec.tuning.median_rule_stops, the very rule the local
+    search applies, so that the same file stops the same trials both ways."""
 
     metric: str
     regex: re.Pattern[str]
@@ -311,14 +307,9 @@ class MedianRule:
     def stops(self, values: Sequence[float], previous: Sequence[Sequence[float]]) -> bool:
         """Whether a trial whose objective values, epoch by epoch, are ``values`` (its latest
         last) is stopped, given the values of the trials that completed before it."""
-        epoch = len(values)
-        if epoch < max(1, self.min_epochs):
+        if len(values) < self.min_epochs:
             return False
-        averages = [sum(done[:epoch]) / epoch for done in previous if len(done) >= epoch]
-        if len(averages) < MEDIAN_RULE_MIN_TRIALS:
-            return False
-        median = statistics.median(averages)
-        return values[-1] < median if self.maximize else values[-1] > median
+        return median_rule_stops(values, previous, maximize=self.maximize)
 
 
 def early_stopping_rule(request: Mapping[str, Any]) -> MedianRule | None:
